@@ -1,0 +1,1 @@
+//! `ros`: PID 1 of the machine and the `ros` command line, one binary.

@@ -1,0 +1,1 @@
+//! Drives QEMU for the image tests: boot, serial console, commands, power off.
