@@ -1,1 +1,9 @@
 //! `ros`: PID 1 of the machine and the `ros` command line, one binary.
+
+pub mod boot;
+pub mod cli;
+pub mod host;
+pub mod log;
+pub mod network;
+pub mod services;
+pub mod supervise;

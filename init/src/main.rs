@@ -1,1 +1,167 @@
-fn main() {}
+//! `ros`: PID 1 when the kernel starts it, the command line otherwise.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ros::boot::{self, mounts::mount_early, switch_root};
+use ros::host::{Host, RealHost, Shutdown};
+use ros::supervise::containerd::{self, DaemonConfig};
+use ros::supervise::reaper::Reaper;
+use ros::supervise::shutdown;
+use ros::{log, network, services};
+use system_services::containerd::Containerd;
+use system_services::engine::Engine;
+use tokio::sync::watch;
+
+/// The containerd namespace of the system services.
+const NAMESPACE: &str = "ros";
+/// The OCI runtime the shims run.
+const OCI_RUNTIME: &str = "crun";
+
+fn main() {
+    if runs_as_init() {
+        boot();
+    }
+    std::process::exit(ros::cli::main());
+}
+
+/// PID 1, or started as `init` (the initramfs's /init).
+fn runs_as_init() -> bool {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    std::process::id() == 1
+        || Path::new(&argv0)
+            .file_name()
+            .is_some_and(|name| name == "init")
+}
+
+/// PID 1 never returns: whatever happens ends in an orderly shutdown.
+fn boot() -> ! {
+    let host = RealHost;
+    install_panic_hook();
+    let how = match boot_sequence(&host) {
+        Ok(how) => how,
+        Err(err) => {
+            tracing::error!("boot failed: {err:#}");
+            console(&format!(
+                "ros: boot failed: {err:#}\nros: powering off in 10 s"
+            ));
+            std::thread::sleep(Duration::from_secs(10));
+            Shutdown::PowerOff
+        }
+    };
+    shutdown::finish(&host, how)
+}
+
+fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
+    // The kernel starts us with nothing mounted; all that follows reads
+    // /proc, /sys and /dev.
+    mount_early(host).context("early mounts")?;
+    // Read before logging starts: it says whether to log debug.
+    let cmdline =
+        boot::read_cmdline(Path::new("/proc/cmdline")).context("reading /proc/cmdline")?;
+    // Our log goes to the kernel's, which exists now that /dev is mounted.
+    log::init_kmsg(
+        cmdline
+            .split_whitespace()
+            .any(|word| word == "rancher.debug"),
+    )
+    .context("opening /dev/kmsg")?;
+    // The initramfs only carries the real root; booted from a disk root,
+    // there is nothing to switch.
+    if Path::new(switch_root::ROOT_IMAGE).exists() {
+        switch_root::switch_root(host, Path::new(switch_root::ROOT_IMAGE))
+            .context("switching to the root image")?;
+    }
+    // Orphans are ours to reap, also when ros runs below another init.
+    host.set_child_subreaper()?;
+    // ctrl-alt-del becomes a SIGINT, an orderly reboot, not an instant one.
+    host.disable_ctrl_alt_del()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_system())
+}
+
+/// From here on, everything is asynchronous: children, signals, services.
+async fn run_system() -> anyhow::Result<Shutdown> {
+    // Signals and children are watched before anything is spawned, so no
+    // request and no exit is missed.
+    let mut shutdown_requests = shutdown::listen().context("installing signal handlers")?;
+    let reaper = Reaper::start().context("installing SIGCHLD handler")?;
+    // containerd and the services expect a working loopback.
+    network::loopback::up().context("bringing up lo")?;
+
+    // The system containerd runs every service. It gets its own stop
+    // signal: it goes down after the services, not with them.
+    let daemon = DaemonConfig::system();
+    let socket = daemon.socket.clone();
+    let (up_tx, mut up) = watch::channel(0);
+    let (stop_containerd, containerd_stop) = watch::channel(None);
+    let containerd = tokio::spawn(containerd::supervise(
+        reaper,
+        daemon,
+        up_tx,
+        containerd_stop,
+    ));
+    tokio::select! {
+        up = up.wait_for(|generation| *generation > 0) => { up.context("containerd supervisor ended")?; }
+        how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
+    }
+    let runtime = Containerd::connect(&socket, NAMESPACE, OCI_RUNTIME).await?;
+
+    // The services, in order; one that fails is retried by its supervisor
+    // and does not hold up the rest.
+    let mut engine = Engine::new(Arc::new(runtime), "/var/log/ros");
+    for service in [services::console()] {
+        match engine.start(&service).await {
+            Ok(status) => tracing::info!(service = %service.name, ?status, "service settled"),
+            Err(err) => tracing::error!("{err}"),
+        }
+    }
+    announce_ready();
+
+    let how = shutdown::requested(&mut shutdown_requests).await;
+    tracing::info!(?how, "shutting down");
+    engine.stop_all().await;
+    stop_containerd.send_replace(Some(how));
+    containerd.await.context("containerd supervisor")?;
+    Ok(how)
+}
+
+/// One line on the console for people and tests: the machine is usable.
+fn announce_ready() {
+    let uptime = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            Duration::new(
+                u64::try_from(t.tv_sec()).unwrap_or(0),
+                u32::try_from(t.tv_nsec()).unwrap_or(0),
+            )
+        })
+        .unwrap_or_default();
+    let line = format!("ros: ready in {:.2} s", uptime.as_secs_f64());
+    tracing::info!("{line}");
+    console(&line);
+}
+
+/// Writes a line straight to the console, bypassing the log.
+fn console(line: &str) {
+    use std::io::Write;
+    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = writeln!(console, "{line}");
+    }
+}
+
+/// A panic in PID 1 would panic the kernel: log it, sync, and reboot.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        use std::io::Write;
+        if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+            let _ = write!(kmsg, "<0>ros: PID 1 panicked: {info}");
+        }
+        console(&format!("ros: PID 1 panicked: {info}"));
+        nix::unistd::sync();
+        let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    }));
+}

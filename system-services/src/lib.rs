@@ -1,2 +1,12 @@
 //! Every system service is a container of the system containerd. This crate
-//! turns service definitions into OCI specs and drives containerd.
+//! turns service definitions into OCI specs, drives containerd, and keeps
+//! the services running.
+
+pub mod containerd;
+pub mod engine;
+pub mod fake;
+pub mod restart;
+pub mod runtime;
+pub mod service;
+pub mod spec;
+pub mod supervisor;

@@ -1,0 +1,15 @@
+//! The first steps of PID 1: early mounts, the kernel command line, and the
+//! switch from the initramfs to the real root.
+
+pub mod loopdev;
+pub mod mounts;
+pub mod switch_root;
+
+use std::path::Path;
+
+/// The kernel command line, as the kernel gave it.
+pub fn read_cmdline(proc_cmdline: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(proc_cmdline)?
+        .trim_end()
+        .to_string())
+}

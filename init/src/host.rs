@@ -1,0 +1,350 @@
+//! Everything PID 1 asks of the kernel that needs root or a kernel feature,
+//! behind one trait: the real implementation is one syscall per method, the
+//! recording fake lets the boot steps be unit tested without root.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::mount::{MntFlags, MsFlags};
+
+/// How the machine goes down: a value, so the decision and the act are apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    PowerOff,
+    Reboot,
+    Halt,
+}
+
+/// A failed host operation, naming what was attempted.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {target}: {source}")]
+pub struct HostError {
+    pub op: &'static str,
+    pub target: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl HostError {
+    fn new(op: &'static str, target: impl AsRef<Path>, source: impl Into<io::Error>) -> Self {
+        Self {
+            op,
+            target: target.as_ref().display().to_string(),
+            source: source.into(),
+        }
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
+
+/// The privileged operations of PID 1.
+pub trait Host: Send + Sync {
+    fn create_dir_all(&self, path: &Path) -> HostResult<()>;
+    /// Creates an empty file (a bind-mount target), keeping one that exists.
+    fn touch(&self, path: &Path) -> HostResult<()>;
+    fn is_mountpoint(&self, path: &Path) -> HostResult<bool>;
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> HostResult<()>;
+    fn umount(&self, target: &Path, flags: MntFlags) -> HostResult<()>;
+    /// Backs a read-only loop device with `file`; returns the device path.
+    fn attach_loop(&self, file: &Path) -> HostResult<PathBuf>;
+    /// Makes `new_root` (already a mount point, current directory) the root.
+    fn chroot_here(&self, new_root: &Path) -> HostResult<()>;
+    fn set_child_subreaper(&self) -> HostResult<()>;
+    /// ctrl-alt-del then sends SIGINT to PID 1 instead of rebooting at once.
+    fn disable_ctrl_alt_del(&self) -> HostResult<()>;
+    fn sethostname(&self, name: &str) -> HostResult<()>;
+    fn sync(&self);
+    /// Does not return on success.
+    fn reboot(&self, how: Shutdown) -> HostResult<()>;
+}
+
+/// The real host: one nix call per method.
+#[derive(Debug, Default)]
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn create_dir_all(&self, path: &Path) -> HostResult<()> {
+        std::fs::create_dir_all(path).map_err(|e| HostError::new("mkdir", path, e))
+    }
+
+    fn touch(&self, path: &Path) -> HostResult<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| HostError::new("create", path, e))
+    }
+
+    fn is_mountpoint(&self, path: &Path) -> HostResult<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let here = std::fs::metadata(path).map_err(|e| HostError::new("stat", path, e))?;
+        let above = std::fs::metadata(parent).map_err(|e| HostError::new("stat", parent, e))?;
+        // A different device, or the root itself (same inode as its parent).
+        Ok(here.dev() != above.dev() || here.ino() == above.ino())
+    }
+
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> HostResult<()> {
+        nix::mount::mount(Some(source), target, fstype, flags, data)
+            .map_err(|e| HostError::new("mount", target, e))
+    }
+
+    fn umount(&self, target: &Path, flags: MntFlags) -> HostResult<()> {
+        nix::mount::umount2(target, flags).map_err(|e| HostError::new("umount", target, e))
+    }
+
+    fn attach_loop(&self, file: &Path) -> HostResult<PathBuf> {
+        crate::boot::loopdev::attach_read_only(file).map_err(|e| HostError::new("loop", file, e))
+    }
+
+    fn chroot_here(&self, new_root: &Path) -> HostResult<()> {
+        nix::unistd::chdir(new_root).map_err(|e| HostError::new("chdir", new_root, e))?;
+        nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| HostError::new("move mount to /", new_root, e))?;
+        nix::unistd::chroot(".").map_err(|e| HostError::new("chroot", new_root, e))?;
+        nix::unistd::chdir("/").map_err(|e| HostError::new("chdir", "/", e))
+    }
+
+    fn set_child_subreaper(&self) -> HostResult<()> {
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| HostError::new("prctl", "PR_SET_CHILD_SUBREAPER", e))
+    }
+
+    fn disable_ctrl_alt_del(&self) -> HostResult<()> {
+        nix::sys::reboot::set_cad_enabled(false).map_err(|e| HostError::new("reboot", "CAD_OFF", e))
+    }
+
+    fn sethostname(&self, name: &str) -> HostResult<()> {
+        nix::unistd::sethostname(name).map_err(|e| HostError::new("sethostname", name, e))
+    }
+
+    fn sync(&self) {
+        nix::unistd::sync();
+    }
+
+    fn reboot(&self, how: Shutdown) -> HostResult<()> {
+        use nix::sys::reboot::RebootMode;
+        let mode = match how {
+            Shutdown::PowerOff => RebootMode::RB_POWER_OFF,
+            Shutdown::Reboot => RebootMode::RB_AUTOBOOT,
+            Shutdown::Halt => RebootMode::RB_HALT_SYSTEM,
+        };
+        let err = nix::sys::reboot::reboot(mode).unwrap_err();
+        Err(HostError::new("reboot", format!("{how:?}"), err))
+    }
+}
+
+/// One recorded call on the fake host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCall {
+    CreateDirAll(PathBuf),
+    Touch(PathBuf),
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Umount {
+        target: PathBuf,
+        flags: MntFlags,
+    },
+    AttachLoop(PathBuf),
+    ChrootHere(PathBuf),
+    SetChildSubreaper,
+    DisableCtrlAltDel,
+    Sethostname(String),
+    Sync,
+    Reboot(Shutdown),
+}
+
+/// A host that records every call and can be told to fail.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    calls: Vec<HostCall>,
+    fail_next: usize,
+    mountpoints: Vec<PathBuf>,
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<HostCall> {
+        self.lock().calls.clone()
+    }
+
+    /// The next `n` calls that can fail return an error.
+    pub fn fail_next(&self, n: usize) {
+        self.lock().fail_next = n;
+    }
+
+    /// Pretends `path` is already a mount point.
+    pub fn add_mountpoint(&self, path: impl Into<PathBuf>) {
+        self.lock().mountpoints.push(path.into());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, call: HostCall) -> HostResult<()> {
+        let mut state = self.lock();
+        let target = format!("{call:?}");
+        state.calls.push(call.clone());
+        if state.fail_next > 0 {
+            state.fail_next -= 1;
+            return Err(HostError::new(
+                "fake",
+                target,
+                io::Error::other("injected failure"),
+            ));
+        }
+        if let HostCall::Mount { target, .. } = call {
+            state.mountpoints.push(target);
+        }
+        Ok(())
+    }
+}
+
+impl Host for FakeHost {
+    fn create_dir_all(&self, path: &Path) -> HostResult<()> {
+        self.record(HostCall::CreateDirAll(path.to_path_buf()))
+    }
+
+    fn touch(&self, path: &Path) -> HostResult<()> {
+        self.record(HostCall::Touch(path.to_path_buf()))
+    }
+
+    fn is_mountpoint(&self, path: &Path) -> HostResult<bool> {
+        Ok(self.lock().mountpoints.iter().any(|m| m == path))
+    }
+
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> HostResult<()> {
+        self.record(HostCall::Mount {
+            source: source.to_string(),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        })
+    }
+
+    fn umount(&self, target: &Path, flags: MntFlags) -> HostResult<()> {
+        self.record(HostCall::Umount {
+            target: target.to_path_buf(),
+            flags,
+        })
+    }
+
+    fn attach_loop(&self, file: &Path) -> HostResult<PathBuf> {
+        self.record(HostCall::AttachLoop(file.to_path_buf()))?;
+        Ok(PathBuf::from("/dev/loop0"))
+    }
+
+    fn chroot_here(&self, new_root: &Path) -> HostResult<()> {
+        self.record(HostCall::ChrootHere(new_root.to_path_buf()))
+    }
+
+    fn set_child_subreaper(&self) -> HostResult<()> {
+        self.record(HostCall::SetChildSubreaper)
+    }
+
+    fn disable_ctrl_alt_del(&self) -> HostResult<()> {
+        self.record(HostCall::DisableCtrlAltDel)
+    }
+
+    fn sethostname(&self, name: &str) -> HostResult<()> {
+        self.record(HostCall::Sethostname(name.to_string()))
+    }
+
+    fn sync(&self) {
+        // Sync cannot fail; record it and ignore any injected failure.
+        let _ = self.record(HostCall::Sync);
+    }
+
+    fn reboot(&self, how: Shutdown) -> HostResult<()> {
+        self.record(HostCall::Reboot(how))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_records_calls_in_order() {
+        let host = FakeHost::new();
+        host.create_dir_all(Path::new("/a")).unwrap();
+        host.sethostname("box").unwrap();
+        assert_eq!(
+            host.calls(),
+            vec![
+                HostCall::CreateDirAll("/a".into()),
+                HostCall::Sethostname("box".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn fake_fails_exactly_the_next_n_calls() {
+        let host = FakeHost::new();
+        host.fail_next(2);
+        let first = host.touch(Path::new("/x")).unwrap_err();
+        assert_eq!(first.op, "fake");
+        assert!(
+            host.touch(Path::new("/x"))
+                .is_err_and(|e| e.source.to_string() == "injected failure")
+        );
+        host.touch(Path::new("/x")).unwrap();
+        assert_eq!(host.calls().len(), 3);
+    }
+
+    #[test]
+    fn fake_remembers_mounts_as_mountpoints() {
+        let host = FakeHost::new();
+        assert!(!host.is_mountpoint(Path::new("/proc")).unwrap());
+        host.mount(
+            "proc",
+            Path::new("/proc"),
+            Some("proc"),
+            MsFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert!(host.is_mountpoint(Path::new("/proc")).unwrap());
+    }
+}

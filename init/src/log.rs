@@ -1,0 +1,132 @@
+//! Logging for PID 1 goes to the kernel log: /dev/kmsg stamps and orders it
+//! with the kernel's own messages, `dmesg` shows it, and the console shows
+//! it unless booted `quiet`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Writes each event as one kmsg record with its syslog priority.
+#[derive(Debug, Clone)]
+struct Kmsg {
+    file: Arc<File>,
+}
+
+struct KmsgRecord<'a> {
+    file: &'a File,
+    priority: u8,
+    line: Vec<u8>,
+}
+
+impl Write for KmsgRecord<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for KmsgRecord<'_> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        let record = format!("<{}>ros: {}\n", self.priority, text.trim_end());
+        // One write() per record; a full log is not worth failing over.
+        let _ = (&*self.file).write(record.as_bytes());
+    }
+}
+
+/// The syslog priority of a tracing level.
+pub fn priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+impl<'a> MakeWriter<'a> for Kmsg {
+    type Writer = KmsgRecord<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        KmsgRecord {
+            file: &self.file,
+            priority: 6,
+            line: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        KmsgRecord {
+            file: &self.file,
+            priority: priority(meta.level()),
+            line: Vec::new(),
+        }
+    }
+}
+
+/// PID 1: log to /dev/kmsg, info and up (debug with `rancher.debug`).
+pub fn init_kmsg(debug: bool) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open("/dev/kmsg")?;
+    let level = if debug { Level::DEBUG } else { Level::INFO };
+    tracing_subscriber::fmt()
+        .with_writer(Kmsg {
+            file: Arc::new(file),
+        })
+        .with_max_level(level)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .init();
+    Ok(())
+}
+
+/// The command line: warnings and errors to stderr.
+pub fn init_stderr() {
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(Level::WARN)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_map_to_syslog_priorities() {
+        assert_eq!(priority(&Level::ERROR), 3);
+        assert_eq!(priority(&Level::WARN), 4);
+        assert_eq!(priority(&Level::INFO), 6);
+        assert_eq!(priority(&Level::DEBUG), 7);
+    }
+
+    #[test]
+    fn a_record_is_written_once_with_its_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        let file = File::create(&path).unwrap();
+        {
+            let mut record = KmsgRecord {
+                file: &file,
+                priority: 4,
+                line: Vec::new(),
+            };
+            write!(record, "containerd died; ").unwrap();
+            writeln!(record, "restarting").unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "<4>ros: containerd died; restarting\n"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The containerd driver: one gRPC channel per daemon, the namespace fixed
+//! at construction and sent on every call by an interceptor.
+
+use std::path::Path;
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
+};
+use containerd_client::types::v1::Status;
+use oci_spec::runtime::Spec;
+use prost_types::Any;
+use tonic::metadata::{AsciiMetadataValue, errors::InvalidMetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status as GrpcStatus};
+
+use crate::runtime::{ContainerRuntime, RuntimeError, TaskState, TaskStatus};
+
+/// The runc shim; the OCI runtime binary it calls is an option.
+const SHIM: &str = "io.containerd.runc.v2";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+
+/// The runc shim's options (containerd's runc/options/oci.proto); only the
+/// field we set.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuncOptions {
+    /// The OCI runtime binary the shim runs, e.g. `crun`.
+    #[prost(string, tag = "6")]
+    binary_name: String,
+}
+
+/// Adds the `containerd-namespace` header to every request.
+#[derive(Debug, Clone)]
+pub struct NamespaceInterceptor(AsciiMetadataValue);
+
+impl Interceptor for NamespaceInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, GrpcStatus> {
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Namespaced = InterceptedService<Channel, NamespaceInterceptor>;
+
+/// Why connecting to containerd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to containerd at {socket}: {source}")]
+    Transport {
+        socket: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("namespace {namespace:?} is not a valid header value: {source}")]
+    Namespace {
+        namespace: String,
+        #[source]
+        source: InvalidMetadataValue,
+    },
+}
+
+/// A containerd daemon, seen through one namespace.
+#[derive(Debug, Clone)]
+pub struct Containerd {
+    channel: Channel,
+    namespace: NamespaceInterceptor,
+    /// The OCI runtime binary, e.g. `crun` or `runc`.
+    oci_runtime: String,
+}
+
+impl Containerd {
+    /// Connects to the daemon's socket. The channel reconnects by itself
+    /// when the daemon restarts.
+    pub async fn connect(
+        socket: &Path,
+        namespace: &str,
+        oci_runtime: &str,
+    ) -> Result<Self, ConnectError> {
+        let channel =
+            containerd_client::connect(socket)
+                .await
+                .map_err(|source| ConnectError::Transport {
+                    socket: socket.display().to_string(),
+                    source,
+                })?;
+        let header = namespace
+            .parse()
+            .map_err(|source| ConnectError::Namespace {
+                namespace: namespace.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            channel,
+            namespace: NamespaceInterceptor(header),
+            oci_runtime: oci_runtime.to_string(),
+        })
+    }
+
+    fn containers(&self) -> ContainersClient<Namespaced> {
+        ContainersClient::with_interceptor(self.channel.clone(), self.namespace.clone())
+    }
+
+    fn tasks(&self) -> TasksClient<Namespaced> {
+        TasksClient::with_interceptor(self.channel.clone(), self.namespace.clone())
+    }
+
+    fn runtime(&self) -> Runtime {
+        let options = RuncOptions {
+            binary_name: self.oci_runtime.clone(),
+        };
+        Runtime {
+            name: SHIM.to_string(),
+            options: Some(Any {
+                type_url: RUNC_OPTIONS_TYPE_URL.to_string(),
+                value: prost::Message::encode_to_vec(&options),
+            }),
+        }
+    }
+}
+
+fn error<'a>(operation: &'static str, id: &'a str) -> impl FnOnce(GrpcStatus) -> RuntimeError + 'a {
+    move |status| RuntimeError::new(operation, id, status.code(), status.message())
+}
+
+impl ContainerRuntime for Containerd {
+    async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+        let spec_json = serde_json::to_vec(spec).map_err(|e| {
+            RuntimeError::new("encode spec", id, Code::InvalidArgument, e.to_string())
+        })?;
+        let container = Container {
+            id: id.to_string(),
+            runtime: Some(self.runtime()),
+            spec: Some(Any {
+                type_url: SPEC_TYPE_URL.to_string(),
+                value: spec_json,
+            }),
+            ..Default::default()
+        };
+        self.containers()
+            .create(CreateContainerRequest {
+                container: Some(container),
+            })
+            .await
+            .map_err(error("create container", id))?;
+        Ok(())
+    }
+
+    async fn delete_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.containers()
+            .delete(DeleteContainerRequest { id: id.to_string() })
+            .await
+            .map_err(error("delete container", id))?;
+        Ok(())
+    }
+
+    async fn start_task(&self, id: &str, log: &Path) -> Result<u32, RuntimeError> {
+        // The shim appends both streams to the file itself, so output is
+        // kept while containerd restarts.
+        let log_uri = format!("file://{}", log.display());
+        let request = CreateTaskRequest {
+            container_id: id.to_string(),
+            stdout: log_uri.clone(),
+            stderr: log_uri,
+            ..Default::default()
+        };
+        self.tasks()
+            .create(request)
+            .await
+            .map_err(error("create task", id))?;
+        let started = self
+            .tasks()
+            .start(StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            })
+            .await
+            .map_err(error("start task", id))?;
+        Ok(started.into_inner().pid)
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskState>, RuntimeError> {
+        let request = GetRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        };
+        match self.tasks().get(request).await {
+            Ok(response) => Ok(response.into_inner().process.map(|p| TaskState {
+                pid: p.pid,
+                status: match Status::try_from(p.status) {
+                    Ok(Status::Created) => TaskStatus::Created,
+                    Ok(Status::Running) => TaskStatus::Running,
+                    Ok(Status::Paused | Status::Pausing) => TaskStatus::Paused,
+                    Ok(Status::Stopped) => TaskStatus::Stopped {
+                        exit_code: p.exit_status,
+                    },
+                    Ok(Status::Unknown) | Err(_) => TaskStatus::Unknown,
+                },
+            })),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(error("get task", id)(status)),
+        }
+    }
+
+    async fn wait_task(&self, id: &str) -> Result<u32, RuntimeError> {
+        let request = WaitRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        };
+        let response = self
+            .tasks()
+            .wait(request)
+            .await
+            .map_err(error("wait task", id))?;
+        Ok(response.into_inner().exit_status)
+    }
+
+    async fn kill_task(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        let request = KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal,
+            all: true,
+        };
+        self.tasks()
+            .kill(request)
+            .await
+            .map_err(error("kill task", id))?;
+        Ok(())
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
+        self.tasks()
+            .delete(DeleteTaskRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(error("delete task", id))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_options_encode_the_binary_name_as_field_6() {
+        let bytes = prost::Message::encode_to_vec(&RuncOptions {
+            binary_name: "crun".into(),
+        });
+        // Field 6, wire type 2 (length-delimited): tag byte 6 << 3 | 2 = 50.
+        assert_eq!(bytes, vec![50, 4, b'c', b'r', b'u', b'n']);
+    }
+}

@@ -1,0 +1,502 @@
+//! The OCI runtime spec of a service. Nothing is left to oci-spec's
+//! defaults, which are not minimal: every capability set, every namespace,
+//! every mount is written here.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::OciSpecError;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::service::Service;
+
+/// The cgroup parent of every system service (relative to /sys/fs/cgroup).
+pub const CGROUP_PARENT: &str = "/ros";
+
+/// Paths hidden from unprivileged services: kernel internals and host
+/// details no service needs (Docker's list).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Paths unprivileged services may read but not change.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Character devices every container may use: null, zero, full, tty,
+/// random, urandom, the pty multiplexer and its slaves.
+const DEFAULT_DEVICES: &[(i64, Option<i64>)] = &[
+    (1, Some(3)),
+    (1, Some(5)),
+    (1, Some(7)),
+    (5, Some(0)),
+    (1, Some(8)),
+    (1, Some(9)),
+    (5, Some(2)),
+    (136, None),
+];
+
+/// Builds the spec containerd gets for `service`.
+pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
+    let capabilities = if service.privileged {
+        all_capabilities()
+    } else {
+        service.capabilities.clone()
+    };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(capabilities.clone())
+        .effective(capabilities.clone())
+        .permitted(capabilities)
+        // Inherited and ambient sets stay empty: capabilities do not pass
+        // through exec to unprivileged programs.
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(service.uid)
+                .gid(service.gid)
+                .build()?,
+        )
+        .args(service.args.clone())
+        .env(service.env.clone())
+        .cwd(service.working_dir.clone())
+        .capabilities(capabilities)
+        .no_new_privileges(!service.privileged)
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(1024u64)
+                .hard(524_288u64)
+                .build()?,
+        ])
+        .build()?;
+
+    // Every list is written, empty ones too: the builders' defaults are
+    // not minimal (they carry Docker's masks, a hostname, namespaces).
+    let (masked, readonly): (Vec<String>, Vec<String>) = if service.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            MASKED_PATHS.iter().map(|p| (*p).to_string()).collect(),
+            READONLY_PATHS.iter().map(|p| (*p).to_string()).collect(),
+        )
+    };
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces(service)?)
+        .cgroups_path(PathBuf::from(CGROUP_PARENT).join(service.name.as_str()))
+        .resources(
+            LinuxResourcesBuilder::default()
+                .devices(device_rules(service.privileged)?)
+                .build()?,
+        )
+        .masked_paths(masked)
+        .readonly_paths(readonly)
+        .build()?;
+
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(service.root.clone())
+                .readonly(service.read_only_root)
+                .build()?,
+        )
+        .process(process)
+        .mounts(mounts(service)?)
+        .linux(linux)
+        .build()?;
+    // A service with its own UTS namespace is named after itself; one that
+    // shares the host's keeps the host's name.
+    spec.set_hostname((!service.host.uts).then(|| service.name.to_string()));
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+fn all_capabilities() -> HashSet<Capability> {
+    use Capability::*;
+    [
+        AuditControl,
+        AuditRead,
+        AuditWrite,
+        BlockSuspend,
+        Bpf,
+        CheckpointRestore,
+        Chown,
+        DacOverride,
+        DacReadSearch,
+        Fowner,
+        Fsetid,
+        IpcLock,
+        IpcOwner,
+        Kill,
+        Lease,
+        LinuxImmutable,
+        MacAdmin,
+        MacOverride,
+        Mknod,
+        NetAdmin,
+        NetBindService,
+        NetBroadcast,
+        NetRaw,
+        Perfmon,
+        Setfcap,
+        Setgid,
+        Setpcap,
+        Setuid,
+        SysAdmin,
+        SysBoot,
+        SysChroot,
+        SysModule,
+        SysNice,
+        SysPacct,
+        SysPtrace,
+        SysRawio,
+        SysResource,
+        SysTime,
+        SysTtyConfig,
+        Syslog,
+        WakeAlarm,
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The namespaces the service owns; the ones it shares with the host are
+/// the ones left out.
+fn namespaces(service: &Service) -> Result<Vec<LinuxNamespace>, OciSpecError> {
+    let host = service.host;
+    [
+        (LinuxNamespaceType::Mount, false),
+        (LinuxNamespaceType::Cgroup, false),
+        (LinuxNamespaceType::Network, host.net),
+        (LinuxNamespaceType::Pid, host.pid),
+        (LinuxNamespaceType::Ipc, host.ipc),
+        (LinuxNamespaceType::Uts, host.uts),
+    ]
+    .into_iter()
+    .filter(|(_, shared)| !shared)
+    .map(|(typ, _)| LinuxNamespaceBuilder::default().typ(typ).build())
+    .collect()
+}
+
+fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError> {
+    if privileged {
+        return Ok(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .access("rwm")
+                .build()?,
+        ]);
+    }
+    let mut rules = vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?,
+    ];
+    for (major, minor) in DEFAULT_DEVICES {
+        let mut rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(*major)
+            .access("rwm");
+        if let Some(minor) = minor {
+            rule = rule.minor(*minor);
+        }
+        rules.push(rule.build()?);
+    }
+    Ok(rules)
+}
+
+fn mount(
+    destination: &str,
+    typ: &str,
+    source: &str,
+    options: &[&str],
+) -> Result<Mount, OciSpecError> {
+    MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| (*o).to_string()).collect::<Vec<_>>())
+        .build()
+}
+
+fn bind(source: &Path, destination: &Path, read_only: bool) -> Result<Mount, OciSpecError> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if read_only {
+        options.push("ro".to_string());
+    }
+    MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()
+}
+
+fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
+    let mut mounts = vec![mount(
+        "/proc",
+        "proc",
+        "proc",
+        &["nosuid", "noexec", "nodev"],
+    )?];
+    if service.privileged {
+        // The machine's own devices, including those that appear later.
+        mounts.push(bind(Path::new("/dev"), Path::new("/dev"), false)?);
+        mounts.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "rw"],
+        )?);
+        mounts.push(mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "rw"],
+        )?);
+    } else {
+        mounts.push(mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?);
+        mounts.push(mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?);
+        mounts.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?);
+        if !service.host.ipc {
+            mounts.push(mount(
+                "/dev/mqueue",
+                "mqueue",
+                "mqueue",
+                &["nosuid", "noexec", "nodev"],
+            )?);
+        }
+        mounts.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?);
+        mounts.push(mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?);
+    }
+    // Scratch space of its own, also when the root is read-only.
+    mounts.push(mount(
+        "/run",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=755"],
+    )?);
+    mounts.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777"],
+    )?);
+    for m in &service.mounts {
+        mounts.push(bind(&m.source, &m.destination, m.read_only)?);
+    }
+    Ok(mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{BindMount, ServiceName, default_capabilities};
+
+    fn service() -> Service {
+        Service::new(
+            ServiceName::new("ntp").unwrap(),
+            "/usr/lib/ros/images/ntp",
+            vec!["ntpd".into()],
+        )
+    }
+
+    fn namespace_types(spec: &Spec) -> Vec<LinuxNamespaceType> {
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect()
+    }
+
+    #[test]
+    fn an_ordinary_service_owns_every_namespace() {
+        let spec = build(&service()).unwrap();
+        use LinuxNamespaceType::*;
+        assert_eq!(
+            namespace_types(&spec),
+            vec![Mount, Cgroup, Network, Pid, Ipc, Uts]
+        );
+        assert_eq!(spec.hostname().as_deref(), Some("ntp"));
+    }
+
+    #[test]
+    fn host_namespaces_are_left_out() {
+        let mut s = service();
+        s.host.net = true;
+        s.host.pid = true;
+        s.host.uts = true;
+        let spec = build(&s).unwrap();
+        use LinuxNamespaceType::*;
+        assert_eq!(namespace_types(&spec), vec![Mount, Cgroup, Ipc]);
+        assert_eq!(spec.hostname(), &None);
+    }
+
+    #[test]
+    fn all_five_capability_sets_are_explicit() {
+        let spec = build(&service()).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        let caps = process.capabilities().as_ref().unwrap();
+        let expected = default_capabilities();
+        assert_eq!(caps.bounding().as_ref(), Some(&expected));
+        assert_eq!(caps.effective().as_ref(), Some(&expected));
+        assert_eq!(caps.permitted().as_ref(), Some(&expected));
+        assert_eq!(caps.inheritable().as_ref(), Some(&HashSet::new()));
+        assert_eq!(caps.ambient().as_ref(), Some(&HashSet::new()));
+        assert!(!expected.contains(&Capability::SysAdmin));
+        assert_eq!(process.no_new_privileges(), Some(true));
+    }
+
+    #[test]
+    fn privileged_gets_everything_and_no_masks() {
+        let mut s = service();
+        s.privileged = true;
+        let spec = build(&s).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        let bounding = process
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert!(bounding.contains(&Capability::SysAdmin));
+        assert_eq!(bounding.len(), 41);
+        assert_eq!(process.no_new_privileges(), Some(false));
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths(), &Some(vec![]));
+        assert_eq!(linux.readonly_paths(), &Some(vec![]));
+        let devices = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert_eq!(devices.len(), 1);
+        assert!(devices[0].allow());
+        assert!(spec.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/dev")
+            && m.typ().as_deref() == Some("bind")));
+    }
+
+    #[test]
+    fn unprivileged_devices_are_deny_all_then_the_defaults() {
+        let spec = build(&service()).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let devices = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert!(!devices[0].allow());
+        assert_eq!(devices.len(), 1 + DEFAULT_DEVICES.len());
+        assert!(
+            linux
+                .masked_paths()
+                .as_ref()
+                .unwrap()
+                .contains(&"/proc/kcore".to_string())
+        );
+        assert!(
+            linux
+                .readonly_paths()
+                .as_ref()
+                .unwrap()
+                .contains(&"/proc/sys".to_string())
+        );
+    }
+
+    #[test]
+    fn binds_and_root_and_cgroup() {
+        let mut s = service();
+        s.read_only_root = true;
+        s.mounts.push(BindMount {
+            source: "/var/log".into(),
+            destination: "/log".into(),
+            read_only: true,
+        });
+        let spec = build(&s).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        let last = spec.mounts().as_ref().unwrap().last().unwrap().clone();
+        assert_eq!(last.source().as_deref(), Some(Path::new("/var/log")));
+        assert_eq!(
+            last.options().as_ref().unwrap(),
+            &vec!["rbind".to_string(), "rprivate".into(), "ro".into()]
+        );
+        let cgroup = spec.linux().as_ref().unwrap().cgroups_path().clone();
+        assert_eq!(cgroup, Some(PathBuf::from("/ros/ntp")));
+    }
+
+    #[test]
+    fn the_spec_serializes_to_the_oci_json_shape() {
+        let json = serde_json::to_value(build(&service()).unwrap()).unwrap();
+        assert_eq!(json["ociVersion"], "1.0.2");
+        assert_eq!(json["root"]["path"], "/usr/lib/ros/images/ntp");
+        assert_eq!(json["process"]["args"][0], "ntpd");
+        assert_eq!(json["linux"]["cgroupsPath"], "/ros/ntp");
+    }
+}

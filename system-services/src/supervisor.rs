@@ -1,0 +1,552 @@
+//! Keeps one service's container running: creates it, or re-attaches to a
+//! task that survived a restart of containerd or of ros; restarts it by its
+//! policy with backoff; stops it when asked.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::Code;
+
+use crate::restart::Backoff;
+use crate::runtime::{ContainerRuntime, RuntimeError, TaskStatus};
+use crate::service::{RestartPolicy, Service};
+
+/// How often to look again while containerd itself is away.
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+/// How long a stopping task gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const SIGTERM: u32 = 15;
+const SIGKILL: u32 = 9;
+
+/// What a supervised service is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceState {
+    Starting,
+    Running {
+        pid: u32,
+    },
+    /// Exited and not restarted (by its policy).
+    Exited {
+        code: u32,
+    },
+    /// Could not be started; retried with backoff.
+    Failed {
+        error: String,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub state: ServiceState,
+    /// Starts after the first, whatever caused them.
+    pub restarts: u32,
+    /// Whether the current task was found running rather than started.
+    pub reattached: bool,
+}
+
+/// A service under supervision.
+#[derive(Debug)]
+pub struct Supervised {
+    status: watch::Receiver<ServiceStatus>,
+    keep_running: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Supervised {
+    pub fn status(&self) -> watch::Receiver<ServiceStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the service is running (or has failed or exited):
+    /// dependants start after it.
+    pub async fn settled(&self) -> ServiceStatus {
+        let mut status = self.status.clone();
+        let settled = status
+            .wait_for(|s| !matches!(s.state, ServiceState::Starting))
+            .await;
+        match settled {
+            Ok(s) => s.clone(),
+            Err(_) => self.status.borrow().clone(),
+        }
+    }
+
+    /// Stops the task (SIGTERM, then SIGKILL after a grace period) and
+    /// removes the container; returns when done.
+    pub async fn stop(self) {
+        let _ = self.keep_running.send(false);
+        if let Err(err) = self.task.await {
+            tracing::error!(%err, "service supervisor ended abnormally");
+        }
+    }
+}
+
+/// Starts supervising `service` with `spec`; its output goes to `log`.
+pub fn supervise<R: ContainerRuntime>(
+    runtime: Arc<R>,
+    service: &Service,
+    spec: Spec,
+    log: PathBuf,
+    backoff: Backoff,
+) -> Supervised {
+    let initial = ServiceStatus {
+        state: ServiceState::Starting,
+        restarts: 0,
+        reattached: false,
+    };
+    let (status_tx, status) = watch::channel(initial);
+    let (keep_running, keep_running_rx) = watch::channel(true);
+    let job = Job {
+        runtime,
+        id: service.name.to_string(),
+        policy: service.restart,
+        spec,
+        log,
+        backoff,
+        status: status_tx,
+        keep_running: keep_running_rx,
+        starts: 0,
+    };
+    Supervised {
+        status,
+        keep_running,
+        task: tokio::spawn(job.run()),
+    }
+}
+
+struct Job<R> {
+    runtime: Arc<R>,
+    id: String,
+    policy: RestartPolicy,
+    spec: Spec,
+    log: PathBuf,
+    backoff: Backoff,
+    status: watch::Sender<ServiceStatus>,
+    keep_running: watch::Receiver<bool>,
+    starts: u32,
+}
+
+/// What one look at the runtime found.
+enum Found {
+    Running { pid: u32 },
+    Exited { code: u32 },
+    Absent,
+}
+
+impl<R: ContainerRuntime> Job<R> {
+    async fn run(mut self) {
+        while self.wanted() {
+            match self.step().await {
+                Ok(()) => {}
+                Err(err) if err.is_unavailable() => {
+                    // containerd is restarting; its shims keep tasks alive,
+                    // so look again rather than start anything new.
+                    tracing::warn!(service = %self.id, %err, "runtime unavailable; will re-attach");
+                    self.pause(RECONNECT_DELAY).await;
+                }
+                Err(err) => {
+                    tracing::error!(service = %self.id, %err, "service failed");
+                    self.set_state(
+                        ServiceState::Failed {
+                            error: err.to_string(),
+                        },
+                        false,
+                    );
+                    let delay = self.backoff.delay_after(Duration::ZERO);
+                    self.pause(delay).await;
+                }
+            }
+        }
+        self.remove().await;
+        self.set_state(ServiceState::Stopped, false);
+    }
+
+    fn wanted(&self) -> bool {
+        *self.keep_running.borrow()
+    }
+
+    /// One round: find or start the task, wait for it to exit, handle the exit.
+    async fn step(&mut self) -> Result<(), RuntimeError> {
+        let (pid, reattached) = match self.look().await? {
+            Found::Running { pid } => (pid, true),
+            Found::Exited { code } => return self.exited(code, Duration::ZERO).await,
+            Found::Absent => (self.start().await?, false),
+        };
+        self.set_state(ServiceState::Running { pid }, reattached);
+        if reattached {
+            tracing::info!(service = %self.id, pid, "re-attached to running task");
+        }
+        let since = Instant::now();
+        let mut keep_running = self.keep_running.clone();
+        let code = tokio::select! {
+            code = self.runtime.wait_task(&self.id) => code?,
+            _ = keep_running.wait_for(|wanted| !wanted) => return Ok(()),
+        };
+        self.exited(code, since.elapsed()).await
+    }
+
+    async fn look(&self) -> Result<Found, RuntimeError> {
+        Ok(match self.runtime.task(&self.id).await? {
+            Some(task) => match task.status {
+                TaskStatus::Running => Found::Running { pid: task.pid },
+                TaskStatus::Stopped { exit_code } => Found::Exited { code: exit_code },
+                // Created but never started, paused, or unknown: a leftover
+                // of an interrupted start; clear it and start afresh.
+                TaskStatus::Created | TaskStatus::Paused | TaskStatus::Unknown => {
+                    self.clear_task().await?;
+                    Found::Absent
+                }
+            },
+            None => Found::Absent,
+        })
+    }
+
+    /// Creates the container (replacing a stale one: the spec may have
+    /// changed) and starts its task.
+    async fn start(&mut self) -> Result<u32, RuntimeError> {
+        self.set_state(ServiceState::Starting, false);
+        match self.runtime.create_container(&self.id, &self.spec).await {
+            Err(err) if err.code == Code::AlreadyExists => {
+                self.runtime.delete_container(&self.id).await?;
+                self.runtime.create_container(&self.id, &self.spec).await?;
+            }
+            other => other?,
+        }
+        let pid = self.runtime.start_task(&self.id, &self.log).await?;
+        self.starts += 1;
+        tracing::info!(service = %self.id, pid, "started");
+        Ok(pid)
+    }
+
+    /// The task exited after running for `ran_for`: clear it, and run it
+    /// again after a backoff if the policy says so.
+    async fn exited(&mut self, code: u32, ran_for: Duration) -> Result<(), RuntimeError> {
+        tracing::warn!(service = %self.id, code, "exited");
+        self.runtime
+            .delete_task(&self.id)
+            .await
+            .or_else(ignore_not_found)?;
+        if !self.policy.restarts_after(code) {
+            self.set_state(ServiceState::Exited { code }, false);
+            // Stays down until stopped for good.
+            let mut keep_running = self.keep_running.clone();
+            let _ = keep_running.wait_for(|wanted| !wanted).await;
+            return Ok(());
+        }
+        let delay = self.backoff.delay_after(ran_for);
+        self.pause(delay).await;
+        Ok(())
+    }
+
+    async fn clear_task(&self) -> Result<(), RuntimeError> {
+        self.runtime
+            .kill_task(&self.id, SIGKILL)
+            .await
+            .or_else(ignore_not_found)?;
+        self.runtime
+            .delete_task(&self.id)
+            .await
+            .or_else(ignore_not_found)
+    }
+
+    /// Stops the task, if any: SIGTERM, a grace period, SIGKILL; then
+    /// removes task and container.
+    async fn remove(&self) {
+        let id = &self.id;
+        if let Ok(Some(task)) = self.runtime.task(id).await
+            && task.status == TaskStatus::Running
+        {
+            let _ = self.runtime.kill_task(id, SIGTERM).await;
+            let exited = tokio::time::timeout(STOP_GRACE, self.runtime.wait_task(id)).await;
+            if exited.is_err() {
+                tracing::warn!(service = %id, "did not stop in time; killing");
+                let _ = self.runtime.kill_task(id, SIGKILL).await;
+                let _ = self.runtime.wait_task(id).await;
+            }
+        }
+        if let Err(err) = self.runtime.delete_task(id).await.or_else(ignore_not_found) {
+            tracing::warn!(service = %id, %err, "removing task");
+        }
+        if let Err(err) = self
+            .runtime
+            .delete_container(id)
+            .await
+            .or_else(ignore_not_found)
+        {
+            tracing::warn!(service = %id, %err, "removing container");
+        }
+    }
+
+    /// Sleeps, unless a stop comes first.
+    async fn pause(&self, delay: Duration) {
+        let mut keep_running = self.keep_running.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = keep_running.wait_for(|wanted| !wanted) => {}
+        }
+    }
+
+    fn set_state(&self, state: ServiceState, reattached: bool) {
+        let restarts = self.starts.saturating_sub(1);
+        self.status.send_replace(ServiceStatus {
+            state,
+            restarts,
+            reattached,
+        });
+    }
+}
+
+fn ignore_not_found(err: RuntimeError) -> Result<(), RuntimeError> {
+    if err.code == Code::NotFound {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeCall, FakeRuntime};
+    use crate::service::ServiceName;
+
+    fn service(policy: RestartPolicy) -> Service {
+        let mut s = Service::new(
+            ServiceName::new("svc").unwrap(),
+            "/root",
+            vec!["run".into()],
+        );
+        s.restart = policy;
+        s
+    }
+
+    fn start(runtime: &Arc<FakeRuntime>, policy: RestartPolicy) -> Supervised {
+        let s = service(policy);
+        let spec = crate::spec::build(&s).unwrap();
+        supervise(
+            Arc::clone(runtime),
+            &s,
+            spec,
+            "/var/log/ros/svc.log".into(),
+            Backoff::default(),
+        )
+    }
+
+    async fn until(
+        status: &mut watch::Receiver<ServiceStatus>,
+        f: impl Fn(&ServiceStatus) -> bool,
+    ) -> ServiceStatus {
+        tokio::time::timeout(Duration::from_secs(120), status.wait_for(|s| f(s)))
+            .await
+            .unwrap()
+            .unwrap()
+            .clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_a_fresh_service_and_reports_its_pid() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let status = supervised.settled().await;
+        assert_eq!(status.state, ServiceState::Running { pid: 1000 });
+        assert!(!status.reattached);
+        assert_eq!(
+            runtime.calls()[..3],
+            [
+                FakeCall::Task("svc".into()),
+                FakeCall::CreateContainer("svc".into()),
+                FakeCall::StartTask("svc".into())
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_is_restarted_within_a_second() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1000 }
+        })
+        .await;
+        let crashed_at = Instant::now();
+        runtime.exit("svc", 1);
+        let after = until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1001 }
+        })
+        .await;
+        assert_eq!(after.restarts, 1);
+        assert!(
+            crashed_at.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            crashed_at.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_while_it_keeps_crashing() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::OnFailure);
+        let mut status = supervised.status();
+        let mut gaps = Vec::new();
+        for pid in 1000..1004 {
+            until(&mut status, |s| s.state == ServiceState::Running { pid }).await;
+            let at = Instant::now();
+            runtime.exit("svc", 2);
+            until(&mut status, |s| {
+                s.state == ServiceState::Running { pid: pid + 1 }
+            })
+            .await;
+            gaps.push(at.elapsed());
+        }
+        assert!(gaps.windows(2).all(|w| w[1] > w[0]), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_exit_is_final_under_on_failure() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::OnFailure);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+        runtime.exit("svc", 0);
+        let done = until(&mut status, |s| s.state == ServiceState::Exited { code: 0 }).await;
+        assert_eq!(done.restarts, 0);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runtime.started(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_survived_is_reattached_not_duplicated() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.add_running("svc", 4242);
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let status = supervised.settled().await;
+        assert_eq!(status.state, ServiceState::Running { pid: 4242 });
+        assert!(status.reattached);
+        assert_eq!(runtime.started(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn containerd_going_away_reattaches_to_the_same_task() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1000 }
+        })
+        .await;
+        runtime.go_away(Duration::from_secs(2));
+        until(&mut status, |s| s.reattached).await;
+        assert_eq!(status.borrow().state, ServiceState::Running { pid: 1000 });
+        assert_eq!(runtime.started(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exit_while_containerd_was_away_is_restarted() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1000 }
+        })
+        .await;
+        runtime.go_away(Duration::from_secs(2));
+        runtime.exit("svc", 137);
+        until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1001 }
+        })
+        .await;
+        assert_eq!(runtime.started(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_start_is_retried_and_reported() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.fail_next_start("no such binary");
+        let supervised = start(&runtime, RestartPolicy::No);
+        let mut status = supervised.status();
+        let failed = until(&mut status, |s| {
+            matches!(s.state, ServiceState::Failed { .. })
+        })
+        .await;
+        let ServiceState::Failed { error } = failed.state else {
+            unreachable!()
+        };
+        assert!(error.contains("no such binary"), "{error}");
+        until(&mut status, |s| {
+            s.state == ServiceState::Running { pid: 1000 }
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_container_is_replaced() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.add_container("svc");
+        let supervised = start(&runtime, RestartPolicy::Always);
+        assert_eq!(
+            supervised.settled().await.state,
+            ServiceState::Running { pid: 1000 }
+        );
+        let calls = runtime.calls();
+        let delete = calls
+            .iter()
+            .position(|c| *c == FakeCall::DeleteContainer("svc".into()))
+            .unwrap();
+        assert_eq!(calls[delete + 1], FakeCall::CreateContainer("svc".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_terminates_then_removes() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+        supervised.stop().await;
+        assert_eq!(status.borrow().state, ServiceState::Stopped);
+        let calls = runtime.calls();
+        let tail: Vec<_> = calls.iter().rev().take(4).rev().cloned().collect();
+        assert_eq!(
+            tail,
+            vec![
+                FakeCall::Kill("svc".into(), SIGTERM),
+                FakeCall::Wait("svc".into()),
+                FakeCall::DeleteTask("svc".into()),
+                FakeCall::DeleteContainer("svc".into())
+            ]
+        );
+        assert!(!runtime.has_container("svc"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_ignoring_sigterm_is_killed_after_the_grace_period() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.ignore_sigterm();
+        let supervised = start(&runtime, RestartPolicy::Always);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+        let at = Instant::now();
+        supervised.stop().await;
+        assert!(at.elapsed() >= STOP_GRACE);
+        assert!(
+            runtime
+                .calls()
+                .contains(&FakeCall::Kill("svc".into(), SIGKILL))
+        );
+        assert!(!runtime.has_container("svc"));
+    }
+}
