@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ros::boot::{self, mounts::mount_early, switch_root};
 use ros::host::{Host, RealHost, Shutdown};
-use ros::supervise::containerd::{self, DaemonConfig};
+use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
 use ros::{log, network, services};
 use system_services::containerd::Containerd;
+use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
 use tokio::sync::watch;
 

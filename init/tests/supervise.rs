@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ros::host::Shutdown;
-use ros::supervise::containerd::{DaemonConfig, supervise};
+use ros::supervise::containerd::supervise;
 use ros::supervise::reaper::Reaper;
+use system_services::daemon::DaemonConfig;
 use tokio::sync::watch;
 
 static ONE_REAPER_AT_A_TIME: Mutex<()> = Mutex::new(());

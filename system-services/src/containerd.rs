@@ -127,7 +127,18 @@ impl Containerd {
 }
 
 fn error<'a>(operation: &'static str, id: &'a str) -> impl FnOnce(GrpcStatus) -> RuntimeError + 'a {
-    move |status| RuntimeError::new(operation, id, status.code(), status.message())
+    move |status| RuntimeError::new(operation, id, code_of(&status), status.message())
+}
+
+/// The status code, except that a connection broken mid-call (tonic says
+/// `Unknown`, "transport error") is `Unavailable`: containerd went away.
+/// Statuses containerd itself sends never carry a local error source.
+fn code_of(status: &GrpcStatus) -> Code {
+    if status.code() == Code::Unknown && std::error::Error::source(status).is_some() {
+        Code::Unavailable
+    } else {
+        status.code()
+    }
 }
 
 impl ContainerRuntime for Containerd {
@@ -250,6 +261,16 @@ impl ContainerRuntime for Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_but_a_daemon_error_is_not() {
+        let from_daemon = GrpcStatus::unknown("OCI runtime create failed");
+        assert_eq!(code_of(&from_daemon), Code::Unknown);
+        let broken = GrpcStatus::from_error(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert_eq!(code_of(&broken), Code::Unavailable);
+        assert_eq!(code_of(&GrpcStatus::not_found("no task")), Code::NotFound);
+    }
 
     #[test]
     fn runc_options_encode_the_binary_name_as_field_6() {

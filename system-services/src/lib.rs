@@ -3,6 +3,7 @@
 //! the services running.
 
 pub mod containerd;
+pub mod daemon;
 pub mod engine;
 pub mod fake;
 pub mod restart;

@@ -29,12 +29,10 @@ impl RuntimeError {
         }
     }
 
-    /// The runtime itself is gone (restarting): worth waiting for.
+    /// The runtime itself is gone (restarting): worth waiting for. Not
+    /// `Unknown`: containerd uses it for real failures (a runtime error).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self.code,
-            Code::Unavailable | Code::Cancelled | Code::Unknown
-        )
+        matches!(self.code, Code::Unavailable | Code::Cancelled)
     }
 }
 

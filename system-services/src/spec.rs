@@ -9,8 +9,8 @@ use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::service::Service;
@@ -85,13 +85,9 @@ pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
         .cwd(service.working_dir.clone())
         .capabilities(capabilities)
         .no_new_privileges(!service.privileged)
-        .rlimits(vec![
-            PosixRlimitBuilder::default()
-                .typ(PosixRlimitType::RlimitNofile)
-                .soft(1024u64)
-                .hard(524_288u64)
-                .build()?,
-        ])
+        // None set: limits are inherited from PID 1 through containerd,
+        // rather than raised here beyond what the machine allows.
+        .rlimits(Vec::new())
         .build()?;
 
     // Every list is written, empty ones too: the builders' defaults are

@@ -2,13 +2,14 @@
 //! with backoff when it dies. Its shims keep the service tasks alive
 //! meanwhile; the service supervisors re-attach once it is back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use system_services::daemon::DaemonConfig;
 use system_services::restart::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -19,62 +20,6 @@ use crate::host::Shutdown;
 /// How long a containerd start may take before its socket answers (TCG is slow).
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Where one containerd daemon keeps its things.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaemonConfig {
-    pub binary: PathBuf,
-    pub config_file: PathBuf,
-    pub root: PathBuf,
-    pub state: PathBuf,
-    pub socket: PathBuf,
-    pub log: PathBuf,
-}
-
-impl DaemonConfig {
-    /// The system containerd of DESIGN.md.
-    pub fn system() -> Self {
-        Self {
-            binary: "/usr/bin/containerd".into(),
-            config_file: "/run/ros/system-containerd.toml".into(),
-            root: "/var/lib/system-containerd".into(),
-            state: "/run/system-containerd".into(),
-            socket: "/run/system-containerd/containerd.sock".into(),
-            log: "/var/log/ros/system-containerd.log".into(),
-        }
-    }
-
-    /// The daemon's config. Plugins the system containerd has no use for
-    /// are off: CRI (that is the user containerd's job), snapshotters for
-    /// file systems we do not ship, tracing.
-    pub fn toml(&self) -> String {
-        format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-  "io.containerd.internal.v1.opt",
-]
-
-[grpc]
-  address = "{socket}"
-
-[ttrpc]
-  address = "{socket}.ttrpc"
-"#,
-            root = self.root.display(),
-            state = self.state.display(),
-            socket = self.socket.display(),
-        )
-    }
-}
 
 /// Runs containerd until shutdown. Each time its socket starts answering,
 /// `up` gets the next generation number (1 for the first start).
@@ -184,13 +129,4 @@ async fn stop(daemon: super::reaper::Spawned) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn system_config_disables_cri_and_uses_its_own_paths() {
-        let text = DaemonConfig::system().toml();
-        assert!(text.contains(r#""io.containerd.grpc.v1.cri""#));
-        assert!(text.contains(r#"root = "/var/lib/system-containerd""#));
-        assert!(text.contains(r#"state = "/run/system-containerd""#));
-        assert!(text.contains(r#"address = "/run/system-containerd/containerd.sock""#));
-    }
 }

@@ -1,0 +1,65 @@
+//! The root file system: assembled from packages into a staging
+//! directory, then packed into a squashfs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::BuildDirs;
+use crate::debian::{Packages, run};
+use crate::images::{HOST, ImageDef, SERVICE_IMAGES_DIR, SERVICES};
+use crate::tree::{Pool, Tree};
+
+/// Assembles the host root with every service image inside it.
+pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
+    let packages = Packages::new(&dirs.cache)?;
+    let repo_files = dirs.workspace.join("image-build/images");
+    let mut host = Tree::create(&dirs.out.join("rootfs"))?;
+    fill(&mut host, &HOST, &packages, &repo_files)?;
+    for service in SERVICES {
+        let mut tree = Tree::create(&host.root().join(SERVICE_IMAGES_DIR).join(service.name))?;
+        fill(&mut tree, service, &packages, &repo_files)?;
+    }
+    Ok(host)
+}
+
+fn fill(tree: &mut Tree, def: &ImageDef, packages: &Packages, repo_files: &Path) -> anyhow::Result<()> {
+    let closure = packages.closure(def.packages).with_context(|| format!("packages of image {}", def.name))?;
+    let roots = closure.iter().map(|p| packages.unpacked(p)).collect::<anyhow::Result<Vec<PathBuf>>>()?;
+    let pool = Pool::new(roots);
+    tree.dirs(def.dirs)?;
+    for program in def.programs {
+        tree.program(&pool, program).with_context(|| format!("image {}", def.name))?;
+    }
+    if def.busybox_links {
+        link_busybox_applets(tree)?;
+    }
+    let own_files = repo_files.join(def.name);
+    if own_files.exists() {
+        tree.overlay(&own_files)?;
+    }
+    Ok(())
+}
+
+/// A link for every applet, as the busybox in the tree lists them.
+fn link_busybox_applets(tree: &Tree) -> anyhow::Result<()> {
+    let busybox = tree.root().join("bin/busybox");
+    let output = Command::new(&busybox).arg("--list-full").output().context("listing busybox applets")?;
+    for applet in String::from_utf8_lossy(&output.stdout).lines() {
+        if applet != "bin/busybox" {
+            tree.symlink("/bin/busybox", applet)?;
+        }
+    }
+    Ok(())
+}
+
+/// Packs the tree. xz with the x86 filter gives the smallest image; the
+/// kernel decompresses only the blocks that are read.
+pub fn squash(tree: &Tree, image: &Path) -> anyhow::Result<()> {
+    run(Command::new("mksquashfs")
+        .arg(tree.root())
+        .arg(image)
+        .args(["-noappend", "-all-root", "-no-progress", "-quiet", "-comp", "xz", "-Xbcj", "x86", "-b", "1M"]))
+    .context("mksquashfs (apt-get install squashfs-tools)")
+}

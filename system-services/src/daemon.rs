@@ -1,0 +1,86 @@
+//! A containerd daemon's configuration: where it keeps its things and
+//! which plugins it runs.
+
+use std::path::{Path, PathBuf};
+
+/// Where one containerd daemon keeps its things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub binary: PathBuf,
+    pub config_file: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl DaemonConfig {
+    /// A private daemon with everything under `dir`: for tests.
+    pub fn under(dir: &Path) -> Self {
+        Self {
+            binary: "/usr/bin/containerd".into(),
+            config_file: dir.join("config.toml"),
+            root: dir.join("root"),
+            state: dir.join("state"),
+            socket: dir.join("containerd.sock"),
+            log: dir.join("containerd.log"),
+        }
+    }
+
+    /// The system containerd of DESIGN.md.
+    pub fn system() -> Self {
+        Self {
+            binary: "/usr/bin/containerd".into(),
+            config_file: "/run/ros/system-containerd.toml".into(),
+            root: "/var/lib/system-containerd".into(),
+            state: "/run/system-containerd".into(),
+            socket: "/run/system-containerd/containerd.sock".into(),
+            log: "/var/log/ros/system-containerd.log".into(),
+        }
+    }
+
+    /// The daemon's config. Plugins the system containerd has no use for
+    /// are off: CRI (that is the user containerd's job), snapshotters for
+    /// file systems we do not ship, tracing.
+    pub fn toml(&self) -> String {
+        format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+  "io.containerd.internal.v1.opt",
+]
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+"#,
+            root = self.root.display(),
+            state = self.state.display(),
+            socket = self.socket.display(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_config_disables_cri_and_uses_its_own_paths() {
+        let text = DaemonConfig::system().toml();
+        assert!(text.contains(r#""io.containerd.grpc.v1.cri""#));
+        assert!(text.contains(r#"root = "/var/lib/system-containerd""#));
+        assert!(text.contains(r#"state = "/run/system-containerd""#));
+        assert!(text.contains(r#"address = "/run/system-containerd/containerd.sock""#));
+    }
+}
