@@ -61,8 +61,9 @@ pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
     copy_atomically(&entry.join("bzImage"), &vmlinuz)?;
     let size = std::fs::metadata(&vmlinuz)?.len();
     eprintln!(
-        "kernel: {} {} {}, bzImage {size} bytes ({:.2} MiB), {:.1}s",
-        if hit { "cache hit" } else { "built" },
+        "kernel: cache {} ({}), {} {}, bzImage {size} bytes ({:.2} MiB), {:.1}s",
+        if hit { "hit" } else { "miss, built" },
+        &key[..12],
         source.package,
         source.version,
         size as f64 / (1024.0 * 1024.0),
