@@ -64,6 +64,11 @@ impl Packages {
         Ok(found.into_values().collect())
     }
 
+    /// The candidate version of one package, without its dependencies.
+    pub fn candidate(&self, name: &str) -> anyhow::Result<Package> {
+        show(name)?.with_context(|| format!("package {name} is not known to apt (apt-get update? a typo?)"))
+    }
+
     /// The package's files, unpacked into a directory of their own.
     pub fn unpacked(&self, package: &Package) -> anyhow::Result<PathBuf> {
         let dir = self.unpacked.join(package.stem());

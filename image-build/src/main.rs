@@ -1,9 +1,20 @@
 //! `image-build`: turns the workspace, the pinned kernel source and Debian
 //! packages into the bootable image under `target/image/`.
 
+mod cpio;
+mod debian;
+mod elf;
+mod images;
+mod initrd;
+mod iso;
 mod kernel;
+mod report;
+mod rootfs;
+mod tree;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,15 +29,29 @@ struct Cli {
     /// Defaults to $ROS_CACHE_DIR, else ~/.cache/ros-build.
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// What to build; everything when left out.
     #[command(subcommand)]
-    step: Step,
+    step: Option<Step>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, Subcommand)]
 enum Step {
-    /// Build the kernel from kernel-config/ (cached by the hash of its inputs).
+    /// The kernel from kernel-config/ (cached by the hash of its inputs).
     Kernel,
+    /// `ros`, static for musl, in release mode.
+    Ros,
+    /// The root file system from Debian packages, as rootfs.squashfs.
+    Rootfs,
+    /// The initrd from `ros` and rootfs.squashfs (built before).
+    Initrd,
+    /// The hybrid ISO from vmlinuz and the initrd (built before).
+    Iso,
+    /// Every step, then size-report.txt.
+    All,
 }
+
+/// The musl target `ros` is built for: one static binary, no libc needed.
+const ROS_TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// The directories every build step works with.
 #[derive(Debug, Clone)]
@@ -68,11 +93,54 @@ impl BuildDirs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let dirs = BuildDirs::new(cli.out, cli.cache)?;
-    match cli.step {
-        Step::Kernel => {
-            let image = kernel::build(&dirs)?;
-            println!("{}", image.display());
+    match cli.step.unwrap_or(Step::All) {
+        Step::All => {
+            for step in [Step::Kernel, Step::Ros, Step::Rootfs, Step::Initrd, Step::Iso] {
+                run_step(&dirs, step)?;
+            }
         }
+        step => run_step(&dirs, step)?,
     }
+    Ok(())
+}
+
+fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let out = |name: &str| dirs.out.join(name);
+    match step {
+        Step::Kernel => {
+            kernel::build(dirs)?;
+        }
+        Step::Ros => build_ros(dirs)?,
+        Step::Rootfs => {
+            let tree = rootfs::assemble(dirs)?;
+            rootfs::squash(&tree, &out("rootfs.squashfs"))?;
+        }
+        Step::Initrd => initrd::write(&out("ros"), &out("rootfs.squashfs"), &out("initrd"))?,
+        Step::Iso => {
+            iso::write(&out("vmlinuz"), &out("initrd"), &dirs.cache, &out("iso-root"), &out("ros.iso"))?;
+            let files = tree::Tree::open(&out("rootfs"))?.files_by_size()?;
+            let parts = ["vmlinuz", "ros", "rootfs.squashfs", "initrd", "ros.iso"].map(|name| (name, out(name)));
+            let parts: Vec<(&str, &Path)> = parts.iter().map(|(name, path)| (*name, path.as_path())).collect();
+            let text = report::write(&parts, &files, &out("size-report.txt"))?;
+            print!("{text}");
+        }
+        Step::All => unreachable!("expanded by main"),
+    }
+    eprintln!("image-build: {step:?} done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo build` of `ros` for musl; the binary is copied to `out/ros`.
+fn build_ros(dirs: &BuildDirs) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    debian::run(
+        Command::new(cargo)
+            .args(["build", "--release", "--locked", "-p", "ros", "--target", ROS_TARGET])
+            .current_dir(&dirs.workspace),
+    )
+    .with_context(|| format!("building ros (rustup target add {ROS_TARGET})"))?;
+    let built = dirs.workspace.join("target").join(ROS_TARGET).join("release/ros");
+    std::fs::copy(&built, dirs.out.join("ros")).with_context(|| format!("copying {}", built.display()))?;
     Ok(())
 }

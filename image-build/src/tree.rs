@@ -3,7 +3,7 @@
 //! from the repository, directories.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::symlink;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -56,6 +56,12 @@ impl Tree {
         Ok(Self { root: root.to_path_buf(), copied: BTreeSet::new() })
     }
 
+    /// A tree assembled before, to look at.
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(root.is_dir(), "{} does not exist: build the rootfs step first", root.display());
+        Ok(Self { root: root.to_path_buf(), copied: BTreeSet::new() })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -64,14 +70,6 @@ impl Tree {
         for path in paths {
             std::fs::create_dir_all(self.root.join(relative(Path::new(path))))?;
         }
-        Ok(())
-    }
-
-    pub fn write(&self, path: &str, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-        let target = self.root.join(relative(Path::new(path)));
-        std::fs::create_dir_all(target.parent().unwrap_or(&self.root))?;
-        std::fs::write(&target, contents)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
         Ok(())
     }
 
@@ -255,8 +253,9 @@ mod tests {
     fn files_are_listed_largest_first() {
         let dir = tempfile::tempdir().unwrap();
         let tree = Tree::create(&dir.path().join("tree")).unwrap();
-        tree.write("/a", b"1", 0o644).unwrap();
-        tree.write("/etc/b", b"123", 0o644).unwrap();
+        tree.dirs(&["etc"]).unwrap();
+        std::fs::write(tree.root().join("a"), "1").unwrap();
+        std::fs::write(tree.root().join("etc/b"), "123").unwrap();
         tree.symlink("a", "/c").unwrap();
         let files = tree.files_by_size().unwrap();
         assert_eq!(files, vec![(3, PathBuf::from("/etc/b")), (1, PathBuf::from("/a"))]);

@@ -3,6 +3,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+// From <linux/sockios.h>; typed for both glibc and musl.
+const SIOCGIFFLAGS: libc::Ioctl = 0x8913;
+const SIOCSIFFLAGS: libc::Ioctl = 0x8914;
+
 /// Brings `lo` up (the kernel gives it 127.0.0.1 and ::1 itself).
 pub fn up() -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the result is checked.
@@ -18,14 +22,14 @@ pub fn up() -> io::Result<()> {
         *dst = libc::c_char::from_ne_bytes([*src]);
     }
     // SAFETY: SIOCGIFFLAGS fills `request`, which lives across the call.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut request) } < 0 {
+    if unsafe { libc::ioctl(socket.as_raw_fd(), SIOCGIFFLAGS, &raw mut request) } < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the flags member is the one SIOCGIFFLAGS just set.
     let flags = unsafe { request.ifr_ifru.ifru_flags };
     request.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: SIOCSIFFLAGS reads `request`, which lives across the call.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const request) } < 0 {
+    if unsafe { libc::ioctl(socket.as_raw_fd(), SIOCSIFFLAGS, &raw const request) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -1,0 +1,54 @@
+//! `size-report.txt`: what the image weighs, part by part, and which files
+//! in the root file system weigh most.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// How many of the largest files are listed.
+const LARGEST: usize = 20;
+
+pub fn write(parts: &[(&str, &Path)], files: &[(u64, PathBuf)], out: &Path) -> anyhow::Result<String> {
+    let mut text = String::from("part                     bytes        MiB\n");
+    for (name, path) in parts {
+        let size = std::fs::metadata(path)?.len();
+        writeln!(text, "{name:<18} {size:>12} {:>10.2}", mib(size))?;
+    }
+    let total: u64 = files.iter().map(|(size, _)| size).sum();
+    writeln!(
+        text,
+        "\nroot file system: {} files, {total} bytes ({:.2} MiB) before compression\n\nlargest files (uncompressed):",
+        files.len(),
+        mib(total)
+    )?;
+    for (size, path) in files.iter().take(LARGEST) {
+        writeln!(text, "{size:>12}  {}", path.display())?;
+    }
+    std::fs::write(out, &text)?;
+    Ok(text)
+}
+
+fn mib(bytes: u64) -> f64 {
+    // Sizes of an image are far below 2^52: exact in f64.
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = bytes as f64;
+    bytes / (1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_parts_then_the_largest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("vmlinuz");
+        std::fs::write(&part, vec![0; 2048]).unwrap();
+        let files: Vec<(u64, PathBuf)> = (0..30).rev().map(|i| (i * 10, PathBuf::from(format!("/f{i}")))).collect();
+        let text = write(&[("vmlinuz", &part)], &files, &dir.path().join("r.txt")).unwrap();
+        assert!(text.contains("vmlinuz                    2048       0.00"), "{text}");
+        assert!(text.contains("30 files, 4350 bytes"), "{text}");
+        assert!(text.contains("         290  /f29"));
+        assert!(!text.contains("/f9\n"), "only the 20 largest: {text}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("r.txt")).unwrap(), text);
+    }
+}
