@@ -50,11 +50,18 @@ impl BuildDirs {
             None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
                 .join(".cache/ros-build"),
         };
-        let out = if out.is_absolute() { out } else { workspace.join(out) };
+        let out = if out.is_absolute() {
+            out
+        } else {
+            workspace.join(out)
+        };
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        std::fs::create_dir_all(&cache)
-            .with_context(|| format!("creating {}", cache.display()))?;
-        Ok(Self { workspace, out, cache })
+        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        Ok(Self {
+            workspace,
+            out,
+            cache,
+        })
     }
 }
 

@@ -2,3 +2,15 @@
 //! parsers for the kernel command line and key paths, the layering of
 //! configuration sources, the atomic on-disk store and the datasources that
 //! deliver user-data.
+
+pub mod check;
+pub mod parse;
+mod rules;
+pub mod schema;
+pub mod tree;
+
+pub use check::{
+    Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_value,
+};
+pub use parse::keypath::{KeyPath, Segment};
+pub use schema::CloudConfig;
