@@ -261,19 +261,28 @@ fn typed(value: &Value, text: Option<&str>) -> Result<CloudConfig, ConfigErrors>
             .map_err(|e| (e.path().clone(), None, e.into_inner().to_string())),
     };
     result.map_err(|(path, line, message)| {
+        let path = key_path_of(&path);
+        // serde_norway marks some errors at the enclosing mapping; the
+        // key's own line is what a person looks for.
+        let line = text.and_then(|text| locate(text, &path)).or(line);
         ConfigErrors(vec![ConfigError::InvalidValue {
-            path: key_path_of(&path),
+            path,
             line,
             message: strip_location(&message),
         }])
     })
 }
 
-/// serde_norway appends " at line L column C"; the error carries the line.
+/// serde_norway puts the path before the message and " at line L column
+/// C" after it; the error carries both already.
 fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
+    let message = match message.find(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains(' ') => rest.to_owned(),
+        _ => message.to_owned(),
     }
 }
 
@@ -362,7 +371,10 @@ impl Walk {
                 return;
             }
         };
-        if spec.support == Support::Unimplemented {
+        // One warning per unimplemented section, not one per key inside it.
+        let parent_unimplemented =
+            keys::find(parent_pattern).is_some_and(|p| p.support == Support::Unimplemented);
+        if spec.support == Support::Unimplemented && !parent_unimplemented {
             self.warnings.push(Warning::Unimplemented {
                 path: path.clone(),
                 line: None,
@@ -422,7 +434,7 @@ pub fn locate(text: &str, path: &KeyPath) -> Option<usize> {
     })
     .deserialize(deserializer)
     {
-        Err(error) if error.to_string().starts_with(FOUND) => error.location().map(|l| l.line()),
+        Err(error) if error.to_string().contains(FOUND) => error.location().map(|l| l.line()),
         _ => None,
     }
 }

@@ -4,13 +4,18 @@
 //! deliver user-data.
 
 pub mod check;
+pub mod export;
+pub mod layers;
 pub mod parse;
 mod rules;
 pub mod schema;
+pub mod store;
 pub mod tree;
 
 pub use check::{
     Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_value,
 };
+pub use layers::{ConfigPaths, Layers};
 pub use parse::keypath::{KeyPath, Segment};
 pub use schema::CloudConfig;
+pub use store::Store;

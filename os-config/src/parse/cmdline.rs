@@ -151,13 +151,15 @@ fn split_param(token: &str) -> CmdlineParam {
         }
         _ => token,
     };
+    // Quotes inside the key stay: they quote key-path segments
+    // (`rancher.sysctl."vm.swappiness"=10`).
     match token.split_once('=') {
         Some((key, value)) => CmdlineParam {
-            key: key.replace('"', ""),
+            key: key.to_owned(),
             value: Some(value.to_owned()),
         },
         None => CmdlineParam {
-            key: token.replace('"', ""),
+            key: token.to_owned(),
             value: None,
         },
     }
@@ -223,7 +225,8 @@ mod tests {
     fn builds_a_layer_from_rancher_and_cc_parameters() {
         let line = "quiet rancher.network.dns.nameservers=[8.8.8.8,1.1.1.1] rancher.debug \
                     rancher.ssh.port=2222 rancher.password=\"a b\" cc.hostname=node1 \
-                    rancher.state.dev=LABEL=RANCHER_STATE rancher.environment.EMPTY=";
+                    rancher.state.dev=LABEL=RANCHER_STATE rancher.environment.EMPTY= \
+                    rancher.sysctl.\"vm.swappiness\"=10";
         let layer = config_from_cmdline(line);
         assert_eq!(layer.problems, vec![]);
         let expected: Value = serde_norway::from_str(
@@ -235,6 +238,7 @@ rancher:
   password: a b
   state: {dev: LABEL=RANCHER_STATE}
   environment: {EMPTY: ""}
+  sysctl: {vm.swappiness: 10}
 hostname: node1
 "#,
         )

@@ -28,7 +28,7 @@ pub enum Encoding {
     Plain,
     /// `b64`, `base64`.
     Base64,
-    /// `gz`, `gzip`: gzip bytes (YAML `!!binary` or raw).
+    /// `gz`, `gzip`: gzip bytes, written as YAML `!!binary`.
     Gzip,
     /// `gz+b64`, `gzip+base64`, …: base64 of gzip.
     GzipBase64,
@@ -88,7 +88,15 @@ impl WriteFile {
         match self.encoding {
             Encoding::Plain => Ok(self.content.as_bytes().to_vec()),
             Encoding::Base64 => Ok(base64(&self.content)?),
-            Encoding::Gzip => gunzip(self.content.as_bytes()),
+            Encoding::Gzip => {
+                // YAML `!!binary` reaches us as its base64 text.
+                let raw = self.content.as_bytes();
+                if raw.starts_with(&[0x1f, 0x8b]) {
+                    gunzip(raw)
+                } else {
+                    gunzip(&base64(&self.content)?)
+                }
+            }
             Encoding::GzipBase64 => gunzip(&base64(&self.content)?),
         }
     }

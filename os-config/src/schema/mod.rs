@@ -26,7 +26,7 @@ pub use network::{
 pub use newtypes::{AbsolutePath, ByteSize, Capability, FileMode, Hostname, ServiceName};
 pub use scalar::{KeyValues, StringOrList};
 pub use service::{HostNamespace, NetworkMode, RestartPolicy, Scope, Service, Volume};
-pub use system::{CloudInit, Cluster, DatasourceSpec, EngineConfig, Ssh, State};
+pub use system::{CloudInit, Cluster, DatasourceSpec, EngineConfig, Ssh, State, SystemContainerd};
 
 use scalar::{bool_word, scalar_map};
 
@@ -82,6 +82,8 @@ pub struct Rancher {
     pub docker: EngineConfig,
     /// RancherOS system Docker options (not applied).
     pub system_docker: EngineConfig,
+    /// The system containerd PID 1 starts.
+    pub system_containerd: SystemContainerd,
     /// Where user-data comes from.
     pub cloud_init: CloudInit,
     /// Built-in services not to start.

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use super::newtypes::AbsolutePath;
 use super::scalar::{bool_word, opt_bool_word, scalar_map};
 
 /// `rancher.state`: where `/var/lib/rancher` and `/home` persist.
@@ -232,6 +233,41 @@ impl fmt::Display for DatasourceSpec {
             Self::Url(url) => write!(f, "url:{url}"),
             Self::Ec2 => f.write_str("ec2"),
             Self::Unsupported(text) => f.write_str(text),
+        }
+    }
+}
+
+/// `rancher.system_containerd`: the containerd that PID 1 starts and runs
+/// the system services in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemContainerd {
+    /// The daemon binary.
+    pub binary: AbsolutePath,
+    /// Its gRPC socket.
+    pub address: AbsolutePath,
+    /// Persistent root (images, snapshots).
+    pub root: AbsolutePath,
+    /// Runtime state.
+    pub state: AbsolutePath,
+    /// A config file to pass with `--config`.
+    pub config_file: Option<AbsolutePath>,
+    /// Debug logging.
+    #[serde(deserialize_with = "bool_word")]
+    pub debug: bool,
+}
+
+impl Default for SystemContainerd {
+    fn default() -> Self {
+        let path =
+            |p: &str| AbsolutePath::try_from(p.to_owned()).expect("built-in path is absolute");
+        Self {
+            binary: path("/usr/bin/containerd"),
+            address: path("/run/system-containerd/containerd.sock"),
+            root: path("/var/lib/system-containerd"),
+            state: path("/run/system-containerd"),
+            config_file: None,
+            debug: false,
         }
     }
 }
