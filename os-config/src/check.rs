@@ -120,6 +120,13 @@ impl ConfigError {
         }
     }
 
+    /// The same error without its line: for a document generated from a
+    /// tree, whose lines mean nothing to the person who asked.
+    pub fn without_line(mut self) -> Self {
+        self.set_line(None);
+        self
+    }
+
     fn set_line(&mut self, found: Option<usize>) {
         match self {
             Self::UnknownKey { line, .. }
@@ -247,6 +254,35 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
         config,
         warnings,
     })
+}
+
+/// Whether `path` names a key the schema has (for `ros config get/set`),
+/// with the nearest valid key when it does not.
+pub fn check_key_path(path: &KeyPath) -> Result<(), ConfigError> {
+    // Any index is valid as far as the schema goes; probe with [0].
+    let probe_path = KeyPath::from_segments(
+        path.segments()
+            .iter()
+            .map(|segment| match segment {
+                Segment::Index(_) => Segment::Index(0),
+                key => key.clone(),
+            })
+            .collect(),
+    );
+    let mut probe = Value::Null;
+    crate::tree::set(&mut probe, &probe_path, Value::Null).map_err(|error| {
+        ConfigError::InvalidValue {
+            path: path.clone(),
+            line: None,
+            message: error.to_string(),
+        }
+    })?;
+    let mut walk = Walk::default();
+    walk.value(&probe, &KeyPath::root(), "");
+    match walk.errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 fn typed(value: &Value, text: Option<&str>) -> Result<CloudConfig, ConfigErrors> {
@@ -613,5 +649,44 @@ impl<'de> Visitor<'de> for FailVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(de::Error::custom(FOUND))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_are_checked_against_the_schema() {
+        for good in [
+            "hostname",
+            "rancher.network.interfaces.\"eth0.100\".dhcp",
+            "rancher.services.web.image",
+            "write_files[3].path",
+            "rancher.sysctl.\"net.ipv4.ip_forward\"",
+            "rancher.docker.engine",
+        ] {
+            assert_eq!(check_key_path(&good.parse().unwrap()), Ok(()), "{good}");
+        }
+        let error = check_key_path(&"rancher.netwrok.dns".parse().unwrap()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnknownKey);
+        assert_eq!(
+            error.to_string(),
+            "unknown key `rancher.netwrok` (did you mean `rancher.network`?)"
+        );
+    }
+
+    #[test]
+    fn locates_keys_and_list_entries() {
+        let text = "a: 1\nb:\n  c: [x, y]\n  d:\n    - e: 1\n    - f: 2\n";
+        for (path, line) in [
+            ("a", Some(1)),
+            ("b.c", Some(3)),
+            ("b.d[1]", Some(6)),
+            ("b.d[1].f", Some(6)),
+            ("b.zz", None),
+        ] {
+            assert_eq!(locate(text, &path.parse().unwrap()), line, "{path}");
+        }
     }
 }

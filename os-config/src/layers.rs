@@ -168,6 +168,21 @@ impl Layers {
 
     /// Loads every layer, with the kernel command line given.
     pub fn load_with_cmdline(paths: &ConfigPaths, cmdline: Option<&str>) -> Self {
+        Self::load_parts(paths, cmdline, None)
+    }
+
+    /// Loads every layer, with `cloud_config` (already checked) standing in
+    /// for the file: what the machine would run after a store.
+    pub fn load_with_cloud_config(paths: &ConfigPaths, cloud_config: Checked) -> Self {
+        let cmdline = std::fs::read_to_string(paths.cmdline_file()).ok();
+        Self::load_parts(paths, cmdline.as_deref(), Some(cloud_config))
+    }
+
+    fn load_parts(
+        paths: &ConfigPaths,
+        cmdline: Option<&str>,
+        cloud_config: Option<Checked>,
+    ) -> Self {
         let mut layers = Self::default();
         for (name, text) in BUILT_IN {
             layers.add_text(LayerSource::BuiltIn(name), text);
@@ -176,7 +191,11 @@ impl Layers {
         for path in cloud_config_d_files(&paths.cloud_config_dir(), &mut layers.problems) {
             layers.add_file(LayerSource::CloudConfigD(path));
         }
-        layers.add_file(LayerSource::CloudConfig(paths.cloud_config_file()));
+        let source = LayerSource::CloudConfig(paths.cloud_config_file());
+        match cloud_config {
+            Some(checked) => layers.push(source, checked),
+            None => layers.add_file(source),
+        }
         if let Some(cmdline) = cmdline {
             let found = config_from_cmdline(cmdline);
             layers

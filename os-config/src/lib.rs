@@ -13,7 +13,8 @@ pub mod store;
 pub mod tree;
 
 pub use check::{
-    Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_value,
+    Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_key_path,
+    check_value,
 };
 pub use layers::{ConfigPaths, Layers};
 pub use parse::keypath::{KeyPath, Segment};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_norway::Value;
 
 use crate::check::{ConfigErrors, Warning, check_document};
-use crate::layers::{ConfigPaths, LayerSource, Layers};
+use crate::layers::{ConfigPaths, Layers};
 use crate::parse::keypath::KeyPath;
 use crate::tree::{self, TreeError};
 
@@ -99,32 +99,20 @@ impl Store {
     /// writes it atomically.
     pub fn replace(&self, document: &Value) -> Result<Vec<Warning>, StoreError> {
         let text = serde_norway::to_string(document)?;
-        let checked = check_document(&text).map_err(StoreError::Refused)?;
+        let checked = check_document(&text).map_err(|errors| {
+            StoreError::Refused(ConfigErrors(
+                errors.0.into_iter().map(|e| e.without_line()).collect(),
+            ))
+        })?;
 
-        let mut layers = Layers::load(&self.paths);
-        layers
-            .layers
-            .retain(|layer| !matches!(layer.source, LayerSource::CloudConfig(_)));
-        // The cmdline layer stays on top, as at boot.
-        let cmdline_at = layers
-            .layers
-            .iter()
-            .position(|layer| layer.source == LayerSource::Cmdline)
-            .unwrap_or(layers.layers.len());
-        layers.layers.insert(
-            cmdline_at,
-            crate::layers::Layer {
-                source: LayerSource::CloudConfig(self.paths.cloud_config_file()),
-                value: checked.value,
-                warnings: Vec::new(),
-            },
-        );
+        let warnings = checked.warnings.clone();
+        let layers = Layers::load_with_cloud_config(&self.paths, checked);
         layers.merged().map_err(StoreError::Refused)?;
 
         let path = self.paths.cloud_config_file();
         write_atomically(&path, text.as_bytes())
             .map_err(|source| StoreError::Write { path, source })?;
-        Ok(checked.warnings)
+        Ok(warnings)
     }
 }
 
