@@ -4,6 +4,7 @@
 //! deliver user-data.
 
 pub mod check;
+pub mod datasource;
 pub mod export;
 pub mod layers;
 pub mod parse;
@@ -11,6 +12,7 @@ mod rules;
 pub mod schema;
 pub mod store;
 pub mod tree;
+pub mod userdata;
 
 pub use check::{
     Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_key_path,
