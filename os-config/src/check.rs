@@ -234,6 +234,7 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
         return Err(ConfigErrors(locate_all(walk.errors)));
     }
 
+    let value = normalize(value, "");
     let config = typed(&value, text)?;
     let mut warnings = walk.warnings;
     warnings.extend(datasource_warnings(&config));
@@ -286,27 +287,81 @@ pub fn check_key_path(path: &KeyPath) -> Result<(), ConfigError> {
 }
 
 fn typed(value: &Value, text: Option<&str>) -> Result<CloudConfig, ConfigErrors> {
-    // From the text when there is some: serde_norway then knows lines.
-    let result = match text {
-        Some(text) => serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text))
-            .map_err(|e| {
-                let line = e.inner().location().map(|l| l.line());
-                (e.path().clone(), line, e.into_inner().to_string())
-            }),
-        None => serde_path_to_error::deserialize(value.clone())
-            .map_err(|e| (e.path().clone(), None, e.into_inner().to_string())),
-    };
-    result.map_err(|(path, line, message)| {
-        let path = key_path_of(&path);
-        // serde_norway marks some errors at the enclosing mapping; the
-        // key's own line is what a person looks for.
-        let line = text.and_then(|text| locate(text, &path)).or(line);
+    serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+        let path = key_path_of(error.path());
+        let line = text.and_then(|text| locate(text, &path));
         ConfigErrors(vec![ConfigError::InvalidValue {
             path,
             line,
-            message: strip_location(&message),
+            message: strip_location(&error.into_inner().to_string()),
         }])
     })
+}
+
+/// The tree as the typed schema reads it: YAML tags dropped (`!!binary`
+/// content is its base64 text) and keys set to null left out, so an empty
+/// `write_files:` means the same as no `write_files` at all. Free-form
+/// sections keep their nulls (`environment: {HOME: }` inherits HOME).
+fn normalize(value: Value, pattern: &str) -> Value {
+    match value {
+        Value::Tagged(tagged) => normalize(tagged.value, pattern),
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .filter_map(|(key, child)| {
+                    let name = scalar_key(&key);
+                    let child_pattern = child_pattern(pattern, &name);
+                    let free_form = child_pattern
+                        .as_deref()
+                        .and_then(keys::find)
+                        .is_none_or(|spec| spec.free_form);
+                    match (child, child_pattern) {
+                        (Value::Null, _) if !free_form => None,
+                        (child, Some(child_pattern)) if !free_form => {
+                            Some((key, normalize(child, &child_pattern)))
+                        }
+                        (child, _) => Some((key, strip_tags(child))),
+                    }
+                })
+                .collect(),
+        ),
+        Value::Sequence(list) if keys::has_entry_keys(pattern) => {
+            let entry_pattern = format!("{pattern}[]");
+            Value::Sequence(
+                list.into_iter()
+                    .map(|entry| normalize(entry, &entry_pattern))
+                    .collect(),
+            )
+        }
+        other => strip_tags(other),
+    }
+}
+
+fn strip_tags(value: Value) -> Value {
+    match value {
+        Value::Tagged(tagged) => strip_tags(tagged.value),
+        Value::Mapping(map) => {
+            Value::Mapping(map.into_iter().map(|(k, v)| (k, strip_tags(v))).collect())
+        }
+        Value::Sequence(list) => Value::Sequence(list.into_iter().map(strip_tags).collect()),
+        other => other,
+    }
+}
+
+/// The key-table pattern of `name` under `parent`: exact, else the wildcard.
+fn child_pattern(parent: &str, name: &str) -> Option<String> {
+    let join = |segment: &str| {
+        if parent.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{parent}.{segment}")
+        }
+    };
+    let exact = join(name);
+    if keys::find(&exact).is_some() {
+        return Some(exact);
+    }
+    let wildcard = join(ANY_NAME);
+    keys::find(&wildcard).is_some().then_some(wildcard)
 }
 
 /// serde_norway puts the path before the message and " at line L column
@@ -674,6 +729,24 @@ mod tests {
             error.to_string(),
             "unknown key `rancher.netwrok` (did you mean `rancher.network`?)"
         );
+    }
+
+    #[test]
+    fn an_empty_section_means_the_same_as_no_section_and_exports_so() {
+        // Found by the cloud_config fuzz target: `interfaces:` (empty) was
+        // accepted but exported as `interfaces: null`, which was not.
+        let checked =
+            check_document("rancher:\n  network:\n    interfaces:\n  services:\n    web:\n")
+                .unwrap();
+        let exported = crate::export::export(checked.value.clone(), true).unwrap();
+        assert_eq!(exported, "rancher:\n  network: {}\n  services: {}\n");
+        assert_eq!(check_document(&exported).unwrap().config, checked.config);
+        // Free-form maps keep their nulls.
+        let checked =
+            check_document("rancher: {services: {web: {image: x, environment: {HOME: }}}}")
+                .unwrap();
+        let web = &checked.config.rancher.services[&"web".parse().unwrap()];
+        assert_eq!(web.environment.0, [("HOME".to_owned(), None)]);
     }
 
     #[test]
