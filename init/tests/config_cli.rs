@@ -90,6 +90,11 @@ fn set_then_get_scalars_lists_and_dotted_keys() {
         "true",
     ]));
     ok(machine.ros(&["set", "rancher.network.interfaces.eth1.mtu", "9000"]));
+    ok(machine.ros(&["set", "rancher.environment.OFFSET", "-5"]));
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.environment.OFFSET"])),
+        "-5\n"
+    );
     assert_eq!(ok(machine.ros(&["get", "hostname"])), "node1\n");
     assert_eq!(
         ok(machine.ros(&["get", "rancher.network.dns.nameservers"])),

@@ -41,6 +41,7 @@ enum ConfigCommand {
         /// Key path; quote segments with dots: `rancher.network.interfaces."eth0.100".dhcp`.
         key: String,
         /// The value.
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Merge a cloud-config document into cloud-config.yml.
