@@ -314,6 +314,8 @@ fn normalize(value: Value, pattern: &str) -> Value {
                         .as_deref()
                         .and_then(keys::find)
                         .is_none_or(|spec| spec.free_form);
+                    // A tag on a null (`key: !tag`) leaves a null.
+                    let child = untag(child);
                     match (child, child_pattern) {
                         (Value::Null, _) if !free_form => None,
                         (child, Some(child_pattern)) if !free_form => {
@@ -333,6 +335,13 @@ fn normalize(value: Value, pattern: &str) -> Value {
             )
         }
         other => strip_tags(other),
+    }
+}
+
+fn untag(value: Value) -> Value {
+    match value {
+        Value::Tagged(tagged) => untag(tagged.value),
+        other => other,
     }
 }
 
@@ -741,6 +750,11 @@ mod tests {
         let exported = crate::export::export(checked.value.clone(), true).unwrap();
         assert_eq!(exported, "rancher:\n  network: {}\n  services: {}\n");
         assert_eq!(check_document(&exported).unwrap().config, checked.config);
+        // A tagged null is a null (found by the fuzz target too).
+        let checked = check_document("rancher:\n  services:\n    web: !x\n").unwrap();
+        let exported = crate::export::export(checked.value.clone(), true).unwrap();
+        assert_eq!(check_document(&exported).unwrap().config, checked.config);
+        assert!(checked.config.rancher.services.is_empty());
         // Free-form maps keep their nulls.
         let checked =
             check_document("rancher: {services: {web: {image: x, environment: {HOME: }}}}")
