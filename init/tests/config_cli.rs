@@ -346,6 +346,14 @@ fn killing_set_at_random_points_leaves_the_old_or_the_new_file() {
         "kill-during-set: {ROUNDS} rounds, {killed} killed before finishing, {finished} finished, \
          last committed generation {committed}, one run {one_run} us, seed {seed}"
     );
+    // Killed writers' temp files are cleaned up by the next write.
+    ok(machine.ros(&["set", "rancher.environment.GENERATION", "final"]));
+    let leftovers: Vec<_> = fs::read_dir(machine.cloud_config().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "cloud-config.yml")
+        .collect();
+    assert_eq!(leftovers, Vec::<std::ffi::OsString>::new());
     // The timing must really have hit running writers.
     assert!(
         killed >= ROUNDS / 4,

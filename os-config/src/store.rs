@@ -132,6 +132,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     temp_name.push(name);
     temp_name.push(format!(".tmp.{}", std::process::id()));
     let temp = dir.join(temp_name);
+    remove_stale_temp_files(dir, name);
 
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -150,6 +151,27 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Removes temp files left by writers that were killed mid-write (their
+/// pid is gone). A live writer's file is left alone.
+fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +261,18 @@ mod tests {
             "{error}"
         );
         assert!(!store.paths().cloud_config_file().exists());
+    }
+
+    #[test]
+    fn a_killed_writers_temp_file_is_cleaned_up_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.yml");
+        // No process has pid u32::MAX - 1 (pid_max is at most 2^22).
+        let stale = dir.path().join(format!(".file.yml.tmp.{}", u32::MAX - 1));
+        fs::write(&stale, "half").unwrap();
+        write_atomically(&target, b"new").unwrap();
+        assert!(!stale.exists());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
     }
 
     #[test]
