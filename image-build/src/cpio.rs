@@ -6,9 +6,21 @@ use std::io::{self, Write};
 /// One entry of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry<'a> {
-    Dir { path: &'a str, mode: u32 },
-    File { path: &'a str, mode: u32, data: &'a [u8] },
-    CharDevice { path: &'a str, mode: u32, major: u32, minor: u32 },
+    Dir {
+        path: &'a str,
+        mode: u32,
+    },
+    File {
+        path: &'a str,
+        mode: u32,
+        data: &'a [u8],
+    },
+    CharDevice {
+        path: &'a str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
 }
 
 const S_IFDIR: u32 = 0o040_000;
@@ -24,7 +36,12 @@ pub fn write_archive(out: &mut impl Write, entries: &[Entry<'_>]) -> io::Result<
         let (path, mode, data, rdev) = match *entry {
             Entry::Dir { path, mode } => (path, S_IFDIR | mode, &[][..], (0, 0)),
             Entry::File { path, mode, data } => (path, S_IFREG | mode, data, (0, 0)),
-            Entry::CharDevice { path, mode, major, minor } => (path, S_IFCHR | mode, &[][..], (major, minor)),
+            Entry::CharDevice {
+                path,
+                mode,
+                major,
+                minor,
+            } => (path, S_IFCHR | mode, &[][..], (major, minor)),
         };
         offset += write_entry(out, ino, path, mode, data, rdev)?;
     }
@@ -43,7 +60,8 @@ fn write_entry(
     (rdev_major, rdev_minor): (u32, u32),
 ) -> io::Result<u64> {
     let name_len = path.len() + 1; // with its NUL
-    let file_size = u32::try_from(data.len()).map_err(|_| io::Error::other(format!("{path} is over 4 GiB")))?;
+    let file_size =
+        u32::try_from(data.len()).map_err(|_| io::Error::other(format!("{path} is over 4 GiB")))?;
     let nlink = if mode & S_IFDIR != 0 { 2 } else { 1 };
     let header = format!(
         "070701{ino:08x}{mode:08x}{uid:08x}{gid:08x}{nlink:08x}{mtime:08x}{file_size:08x}\
@@ -77,10 +95,26 @@ mod tests {
         write_archive(
             &mut out,
             &[
-                Entry::Dir { path: "dev", mode: 0o755 },
-                Entry::CharDevice { path: "dev/console", mode: 0o600, major: 5, minor: 1 },
-                Entry::File { path: "init", mode: 0o755, data: b"#!/bin/sh\n" },
-                Entry::File { path: "odd", mode: 0o644, data: b"abcde" },
+                Entry::Dir {
+                    path: "dev",
+                    mode: 0o755,
+                },
+                Entry::CharDevice {
+                    path: "dev/console",
+                    mode: 0o600,
+                    major: 5,
+                    minor: 1,
+                },
+                Entry::File {
+                    path: "init",
+                    mode: 0o755,
+                    data: b"#!/bin/sh\n",
+                },
+                Entry::File {
+                    path: "odd",
+                    mode: 0o644,
+                    data: b"abcde",
+                },
             ],
         )
         .unwrap();
@@ -114,9 +148,20 @@ mod tests {
         let listing = String::from_utf8(cpio.wait_with_output().unwrap().stdout).unwrap();
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 4, "{listing}");
-        assert!(lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" dev"), "{listing}");
-        assert!(lines[1].starts_with("crw-------") && lines[1].contains("5,") && lines[1].ends_with("dev/console"));
-        assert!(lines[2].starts_with("-rwxr-xr-x") && lines[2].contains(" 10 ") && lines[2].ends_with(" init"));
+        assert!(
+            lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" dev"),
+            "{listing}"
+        );
+        assert!(
+            lines[1].starts_with("crw-------")
+                && lines[1].contains("5,")
+                && lines[1].ends_with("dev/console")
+        );
+        assert!(
+            lines[2].starts_with("-rwxr-xr-x")
+                && lines[2].contains(" 10 ")
+                && lines[2].ends_with(" init")
+        );
         assert!(lines[3].starts_with("-rw-r--r--") && lines[3].ends_with(" odd"));
     }
 }

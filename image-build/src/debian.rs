@@ -66,7 +66,9 @@ impl Packages {
 
     /// The candidate version of one package, without its dependencies.
     pub fn candidate(&self, name: &str) -> anyhow::Result<Package> {
-        show(name)?.with_context(|| format!("package {name} is not known to apt (apt-get update? a typo?)"))
+        show(name)?.with_context(|| {
+            format!("package {name} is not known to apt (apt-get update? a typo?)")
+        })
     }
 
     /// The package's files, unpacked into a directory of their own.
@@ -139,7 +141,11 @@ fn parse_show(text: &str) -> Option<Package> {
             depends.extend(parse_depends(value));
         }
     }
-    Some(Package { name: fields.get("Package")?.clone(), version: fields.get("Version")?.clone(), depends })
+    Some(Package {
+        name: fields.get("Package")?.clone(),
+        version: fields.get("Version")?.clone(),
+        depends,
+    })
 }
 
 /// Package names of a Depends field: the first of each set of
@@ -156,7 +162,9 @@ fn parse_depends(field: &str) -> Vec<String> {
 
 /// Runs a command, failing with its output.
 pub fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
         bail!(
             "{command:?} failed ({}):\n{}{}",
@@ -175,7 +183,9 @@ mod tests {
     #[test]
     fn depends_keep_first_alternatives_without_versions() {
         assert_eq!(
-            parse_depends("libc6 (>= 2.34), libseccomp2 (>= 2.5.0), debconf | debconf-2.0, libgcc-s1:any"),
+            parse_depends(
+                "libc6 (>= 2.34), libseccomp2 (>= 2.5.0), debconf | debconf-2.0, libgcc-s1:any"
+            ),
             vec!["libc6", "libseccomp2", "debconf", "libgcc-s1"]
         );
         assert_eq!(parse_depends(""), Vec::<String>::new());
@@ -194,7 +204,11 @@ mod tests {
 
     #[test]
     fn epochs_are_kept_file_name_safe() {
-        let p = Package { name: "busybox-static".into(), version: "1:1.35.0-4".into(), depends: vec![] };
+        let p = Package {
+            name: "busybox-static".into(),
+            version: "1:1.35.0-4".into(),
+            depends: vec![],
+        };
         assert_eq!(p.stem(), "busybox-static_1%3a1.35.0-4");
     }
 }

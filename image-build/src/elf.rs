@@ -20,7 +20,8 @@ pub fn needs(path: &Path) -> anyhow::Result<Option<Needs>> {
     if !bytes.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let elf = goblin::elf::Elf::parse(&bytes).with_context(|| format!("parsing ELF {}", path.display()))?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .with_context(|| format!("parsing ELF {}", path.display()))?;
     Ok(Some(Needs {
         interpreter: elf.interpreter.map(str::to_string),
         libraries: elf.libraries.iter().map(|l| (*l).to_string()).collect(),
@@ -34,8 +35,14 @@ mod tests {
     #[test]
     fn a_dynamic_program_needs_libc_and_the_loader() {
         let needs = needs(Path::new("/bin/ls")).unwrap().unwrap();
-        assert_eq!(needs.interpreter.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
-        assert!(needs.libraries.iter().any(|l| l == "libc.so.6"), "{needs:?}");
+        assert_eq!(
+            needs.interpreter.as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
+        );
+        assert!(
+            needs.libraries.iter().any(|l| l == "libc.so.6"),
+            "{needs:?}"
+        );
     }
 
     #[test]

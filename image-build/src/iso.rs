@@ -16,7 +16,13 @@ pub const CMDLINE: &str = "console=tty1 console=ttyS0,115200n8";
 /// The volume label: datasources and the installer find the media by it.
 const LABEL: &str = "ROS";
 
-pub fn write(vmlinuz: &Path, initrd: &Path, cache: &Path, staging: &Path, iso: &Path) -> anyhow::Result<()> {
+pub fn write(
+    vmlinuz: &Path,
+    initrd: &Path,
+    cache: &Path,
+    staging: &Path,
+    iso: &Path,
+) -> anyhow::Result<()> {
     let packages = Packages::new(cache)?;
     let isolinux = packages.unpacked(&packages.candidate("isolinux")?)?;
     let syslinux = packages.unpacked(&packages.candidate("syslinux-common")?)?;
@@ -30,11 +36,19 @@ pub fn write(vmlinuz: &Path, initrd: &Path, cache: &Path, staging: &Path, iso: &
     std::fs::create_dir_all(&loader)?;
     std::fs::copy(vmlinuz, boot.join("vmlinuz"))?;
     std::fs::copy(initrd, boot.join("initrd"))?;
-    std::fs::copy(isolinux.join("usr/lib/ISOLINUX/isolinux.bin"), loader.join("isolinux.bin"))?;
-    std::fs::copy(syslinux.join("usr/lib/syslinux/modules/bios/ldlinux.c32"), loader.join("ldlinux.c32"))?;
+    std::fs::copy(
+        isolinux.join("usr/lib/ISOLINUX/isolinux.bin"),
+        loader.join("isolinux.bin"),
+    )?;
+    std::fs::copy(
+        syslinux.join("usr/lib/syslinux/modules/bios/ldlinux.c32"),
+        loader.join("ldlinux.c32"),
+    )?;
     std::fs::write(
         loader.join("isolinux.cfg"),
-        format!("SERIAL 0 115200\nDEFAULT ros\nPROMPT 0\nTIMEOUT 0\nLABEL ros\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd\n  APPEND {CMDLINE}\n"),
+        format!(
+            "SERIAL 0 115200\nDEFAULT ros\nPROMPT 0\nTIMEOUT 0\nLABEL ros\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd\n  APPEND {CMDLINE}\n"
+        ),
     )?;
     run(Command::new("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-o"])

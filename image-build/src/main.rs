@@ -95,7 +95,13 @@ fn main() -> anyhow::Result<()> {
     let dirs = BuildDirs::new(cli.out, cli.cache)?;
     match cli.step.unwrap_or(Step::All) {
         Step::All => {
-            for step in [Step::Kernel, Step::Ros, Step::Rootfs, Step::Initrd, Step::Iso] {
+            for step in [
+                Step::Kernel,
+                Step::Ros,
+                Step::Rootfs,
+                Step::Initrd,
+                Step::Iso,
+            ] {
                 run_step(&dirs, step)?;
             }
         }
@@ -118,16 +124,29 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
         }
         Step::Initrd => initrd::write(&out("ros"), &out("rootfs.squashfs"), &out("initrd"))?,
         Step::Iso => {
-            iso::write(&out("vmlinuz"), &out("initrd"), &dirs.cache, &out("iso-root"), &out("ros.iso"))?;
+            iso::write(
+                &out("vmlinuz"),
+                &out("initrd"),
+                &dirs.cache,
+                &out("iso-root"),
+                &out("ros.iso"),
+            )?;
             let files = tree::Tree::open(&out("rootfs"))?.files_by_size()?;
-            let parts = ["vmlinuz", "ros", "rootfs.squashfs", "initrd", "ros.iso"].map(|name| (name, out(name)));
-            let parts: Vec<(&str, &Path)> = parts.iter().map(|(name, path)| (*name, path.as_path())).collect();
+            let parts = ["vmlinuz", "ros", "rootfs.squashfs", "initrd", "ros.iso"]
+                .map(|name| (name, out(name)));
+            let parts: Vec<(&str, &Path)> = parts
+                .iter()
+                .map(|(name, path)| (*name, path.as_path()))
+                .collect();
             let text = report::write(&parts, &files, &out("size-report.txt"))?;
             print!("{text}");
         }
         Step::All => unreachable!("expanded by main"),
     }
-    eprintln!("image-build: {step:?} done in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "image-build: {step:?} done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -136,11 +155,24 @@ fn build_ros(dirs: &BuildDirs) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     debian::run(
         Command::new(cargo)
-            .args(["build", "--release", "--locked", "-p", "ros", "--target", ROS_TARGET])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "ros",
+                "--target",
+                ROS_TARGET,
+            ])
             .current_dir(&dirs.workspace),
     )
     .with_context(|| format!("building ros (rustup target add {ROS_TARGET})"))?;
-    let built = dirs.workspace.join("target").join(ROS_TARGET).join("release/ros");
-    std::fs::copy(&built, dirs.out.join("ros")).with_context(|| format!("copying {}", built.display()))?;
+    let built = dirs
+        .workspace
+        .join("target")
+        .join(ROS_TARGET)
+        .join("release/ros");
+    std::fs::copy(&built, dirs.out.join("ros"))
+        .with_context(|| format!("copying {}", built.display()))?;
     Ok(())
 }

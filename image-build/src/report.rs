@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 /// How many of the largest files are listed.
 const LARGEST: usize = 20;
 
-pub fn write(parts: &[(&str, &Path)], files: &[(u64, PathBuf)], out: &Path) -> anyhow::Result<String> {
+pub fn write(
+    parts: &[(&str, &Path)],
+    files: &[(u64, PathBuf)],
+    out: &Path,
+) -> anyhow::Result<String> {
     let mut text = String::from("part                     bytes        MiB\n");
     for (name, path) in parts {
         let size = std::fs::metadata(path)?.len();
@@ -43,12 +47,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("vmlinuz");
         std::fs::write(&part, vec![0; 2048]).unwrap();
-        let files: Vec<(u64, PathBuf)> = (0..30).rev().map(|i| (i * 10, PathBuf::from(format!("/f{i}")))).collect();
+        let files: Vec<(u64, PathBuf)> = (0..30)
+            .rev()
+            .map(|i| (i * 10, PathBuf::from(format!("/f{i}"))))
+            .collect();
         let text = write(&[("vmlinuz", &part)], &files, &dir.path().join("r.txt")).unwrap();
-        assert!(text.contains("vmlinuz                    2048       0.00"), "{text}");
+        assert!(
+            text.contains("vmlinuz                    2048       0.00"),
+            "{text}"
+        );
         assert!(text.contains("30 files, 4350 bytes"), "{text}");
         assert!(text.contains("         290  /f29"));
         assert!(!text.contains("/f9\n"), "only the 20 largest: {text}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("r.txt")).unwrap(), text);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("r.txt")).unwrap(),
+            text
+        );
     }
 }

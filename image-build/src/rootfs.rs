@@ -24,13 +24,24 @@ pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
     Ok(host)
 }
 
-fn fill(tree: &mut Tree, def: &ImageDef, packages: &Packages, repo_files: &Path) -> anyhow::Result<()> {
-    let closure = packages.closure(def.packages).with_context(|| format!("packages of image {}", def.name))?;
-    let roots = closure.iter().map(|p| packages.unpacked(p)).collect::<anyhow::Result<Vec<PathBuf>>>()?;
+fn fill(
+    tree: &mut Tree,
+    def: &ImageDef,
+    packages: &Packages,
+    repo_files: &Path,
+) -> anyhow::Result<()> {
+    let closure = packages
+        .closure(def.packages)
+        .with_context(|| format!("packages of image {}", def.name))?;
+    let roots = closure
+        .iter()
+        .map(|p| packages.unpacked(p))
+        .collect::<anyhow::Result<Vec<PathBuf>>>()?;
     let pool = Pool::new(roots);
     tree.dirs(def.dirs)?;
     for program in def.programs {
-        tree.program(&pool, program).with_context(|| format!("image {}", def.name))?;
+        tree.program(&pool, program)
+            .with_context(|| format!("image {}", def.name))?;
     }
     if def.busybox_links {
         link_busybox_applets(tree)?;
@@ -45,7 +56,10 @@ fn fill(tree: &mut Tree, def: &ImageDef, packages: &Packages, repo_files: &Path)
 /// A link for every applet, as the busybox in the tree lists them.
 fn link_busybox_applets(tree: &Tree) -> anyhow::Result<()> {
     let busybox = tree.root().join("bin/busybox");
-    let output = Command::new(&busybox).arg("--list-full").output().context("listing busybox applets")?;
+    let output = Command::new(&busybox)
+        .arg("--list-full")
+        .output()
+        .context("listing busybox applets")?;
     for applet in String::from_utf8_lossy(&output.stdout).lines() {
         if applet != "bin/busybox" {
             tree.symlink("/bin/busybox", applet)?;
@@ -60,6 +74,17 @@ pub fn squash(tree: &Tree, image: &Path) -> anyhow::Result<()> {
     run(Command::new("mksquashfs")
         .arg(tree.root())
         .arg(image)
-        .args(["-noappend", "-all-root", "-no-progress", "-quiet", "-comp", "xz", "-Xbcj", "x86", "-b", "1M"]))
+        .args([
+            "-noappend",
+            "-all-root",
+            "-no-progress",
+            "-quiet",
+            "-comp",
+            "xz",
+            "-Xbcj",
+            "x86",
+            "-b",
+            "1M",
+        ]))
     .context("mksquashfs (apt-get install squashfs-tools)")
 }

@@ -11,7 +11,13 @@ use anyhow::{Context, bail};
 use crate::elf;
 
 /// Where the dynamic loader looks for libraries, relative to a root.
-const LIBRARY_DIRS: &[&str] = &["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
+const LIBRARY_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib64",
+    "lib",
+    "usr/lib",
+];
 
 /// The unpacked packages files are taken from, searched in order.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +32,17 @@ impl Pool {
 
     /// The first root holding `path` (a file or a symlink).
     fn find(&self, path: &Path) -> Option<PathBuf> {
-        self.roots.iter().map(|root| root.join(path)).find(|p| p.symlink_metadata().is_ok())
+        self.roots
+            .iter()
+            .map(|root| root.join(path))
+            .find(|p| p.symlink_metadata().is_ok())
     }
 
     fn find_library(&self, soname: &str) -> Option<PathBuf> {
-        LIBRARY_DIRS.iter().map(|dir| Path::new(dir).join(soname)).find(|p| self.find(p).is_some())
+        LIBRARY_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(soname))
+            .find(|p| self.find(p).is_some())
     }
 }
 
@@ -43,23 +55,36 @@ pub struct Tree {
 
 /// `path` without its leading `/`.
 fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
 }
 
 impl Tree {
     /// Starts an empty tree at `root` (anything there is removed).
     pub fn create(root: &Path) -> anyhow::Result<Self> {
         if root.exists() {
-            std::fs::remove_dir_all(root).with_context(|| format!("clearing {}", root.display()))?;
+            std::fs::remove_dir_all(root)
+                .with_context(|| format!("clearing {}", root.display()))?;
         }
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: root.to_path_buf(), copied: BTreeSet::new() })
+        Ok(Self {
+            root: root.to_path_buf(),
+            copied: BTreeSet::new(),
+        })
     }
 
     /// A tree assembled before, to look at.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
-        anyhow::ensure!(root.is_dir(), "{} does not exist: build the rootfs step first", root.display());
-        Ok(Self { root: root.to_path_buf(), copied: BTreeSet::new() })
+        anyhow::ensure!(
+            root.is_dir(),
+            "{} does not exist: build the rootfs step first",
+            root.display()
+        );
+        Ok(Self {
+            root: root.to_path_buf(),
+            copied: BTreeSet::new(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -102,7 +127,8 @@ impl Tree {
                 symlink(std::fs::read_link(&entry)?, &target)?;
             } else {
                 std::fs::create_dir_all(target.parent().unwrap_or(&self.root))?;
-                std::fs::copy(&entry, &target).with_context(|| format!("copying {}", entry.display()))?;
+                std::fs::copy(&entry, &target)
+                    .with_context(|| format!("copying {}", entry.display()))?;
             }
         }
         Ok(())
@@ -138,7 +164,10 @@ impl Tree {
             }
             for soname in needs.libraries {
                 let Some(library) = pool.find_library(&soname) else {
-                    bail!("{soname}, needed by /{}, is in none of the unpacked packages", rel.display());
+                    bail!(
+                        "{soname}, needed by /{}, is in none of the unpacked packages",
+                        rel.display()
+                    );
                 };
                 self.copy(pool, &library, true)?;
             }
@@ -152,7 +181,10 @@ impl Tree {
         for path in walk(&self.root)? {
             let meta = path.symlink_metadata()?;
             if meta.is_file() {
-                files.push((meta.len(), Path::new("/").join(path.strip_prefix(&self.root)?)));
+                files.push((
+                    meta.len(),
+                    Path::new("/").join(path.strip_prefix(&self.root)?),
+                ));
             }
         }
         files.sort_by(|a, b| b.cmp(a));
@@ -201,8 +233,14 @@ mod tests {
 
     #[test]
     fn normalize_resolves_parent_components() {
-        assert_eq!(normalize(Path::new("lib64/../lib/x86_64-linux-gnu/ld.so")), PathBuf::from("lib/x86_64-linux-gnu/ld.so"));
-        assert_eq!(relative(Path::new("/usr/bin/x")), PathBuf::from("usr/bin/x"));
+        assert_eq!(
+            normalize(Path::new("lib64/../lib/x86_64-linux-gnu/ld.so")),
+            PathBuf::from("lib/x86_64-linux-gnu/ld.so")
+        );
+        assert_eq!(
+            relative(Path::new("/usr/bin/x")),
+            PathBuf::from("usr/bin/x")
+        );
     }
 
     /// A pool like libc6's: a program, its library behind a symlink chain,
@@ -218,8 +256,16 @@ mod tests {
             std::fs::copy("/bin/busybox", pkg.join("lib/x86_64-linux-gnu").join(&real)).unwrap();
             symlink(&real, pkg.join("lib/x86_64-linux-gnu").join(&lib)).unwrap();
         }
-        std::fs::write(pkg.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), "loader").unwrap();
-        symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", pkg.join("lib64/ld-linux-x86-64.so.2")).unwrap();
+        std::fs::write(
+            pkg.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+            "loader",
+        )
+        .unwrap();
+        symlink(
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            pkg.join("lib64/ld-linux-x86-64.so.2"),
+        )
+        .unwrap();
         Pool::new(vec![pkg])
     }
 
@@ -231,8 +277,14 @@ mod tests {
         tree.program(&pool, "/usr/bin/ls").unwrap();
         let root = tree.root();
         assert!(root.join("usr/bin/ls").is_file());
-        assert_eq!(std::fs::read_link(root.join("lib64/ld-linux-x86-64.so.2")).unwrap(), PathBuf::from("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
-        assert!(root.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").is_file());
+        assert_eq!(
+            std::fs::read_link(root.join("lib64/ld-linux-x86-64.so.2")).unwrap(),
+            PathBuf::from("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        );
+        assert!(
+            root.join("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+                .is_file()
+        );
         let libc = root.join("lib/x86_64-linux-gnu/libc.so.6");
         assert!(libc.symlink_metadata().unwrap().file_type().is_symlink());
         assert!(root.join("lib/x86_64-linux-gnu/libc.so.6.real").is_file());
@@ -245,7 +297,10 @@ mod tests {
         std::fs::create_dir_all(&pkg).unwrap();
         std::fs::copy("/bin/ls", pkg.join("ls")).unwrap();
         let mut tree = Tree::create(&dir.path().join("tree")).unwrap();
-        let err = tree.program(&Pool::new(vec![dir.path().join("pkg")]), "/usr/bin/ls").unwrap_err().to_string();
+        let err = tree
+            .program(&Pool::new(vec![dir.path().join("pkg")]), "/usr/bin/ls")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needed by /usr/bin/ls"), "{err}");
     }
 
@@ -258,6 +313,9 @@ mod tests {
         std::fs::write(tree.root().join("etc/b"), "123").unwrap();
         tree.symlink("a", "/c").unwrap();
         let files = tree.files_by_size().unwrap();
-        assert_eq!(files, vec![(3, PathBuf::from("/etc/b")), (1, PathBuf::from("/a"))]);
+        assert_eq!(
+            files,
+            vec![(3, PathBuf::from("/etc/b")), (1, PathBuf::from("/a"))]
+        );
     }
 }

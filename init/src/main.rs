@@ -21,11 +21,11 @@ const NAMESPACE: &str = "ros";
 /// The OCI runtime the shims run.
 const OCI_RUNTIME: &str = "crun";
 
-fn main() {
+fn main() -> std::process::ExitCode {
     if runs_as_init() {
         boot();
     }
-    std::process::exit(ros::cli::main());
+    ros::cli::run(std::env::args_os())
 }
 
 /// PID 1, or started as `init` (the initramfs's /init).

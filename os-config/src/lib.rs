@@ -2,3 +2,37 @@
 //! parsers for the kernel command line and key paths, the layering of
 //! configuration sources, the atomic on-disk store and the datasources that
 //! deliver user-data.
+//!
+//! How the rest of the system uses it:
+//!
+//! - PID 1 at boot: [`Layers::load`] (defaults < OEM < `cloud-config.d` <
+//!   `cloud-config.yml` < kernel cmdline), then [`Layers::merged`] for the
+//!   typed [`CloudConfig`]; layers that do not check are in
+//!   [`Layers::problems`] and left out. With the configured datasources
+//!   ([`datasource::from_specs`], [`datasource::fetch_first`]) it saves the
+//!   user-data ([`userdata::UserData::save`]) as a `cloud-config.d` layer and
+//!   loads the layers again.
+//! - The network code reads `config.rancher.network`
+//!   ([`schema::Network::config_for`] picks a link's settings).
+//! - The services code reads `config.rancher.enabled_services()`.
+//! - `ros config` reads and writes through [`Store`].
+
+pub mod check;
+pub mod datasource;
+pub mod export;
+pub mod layers;
+pub mod parse;
+mod rules;
+pub mod schema;
+pub mod store;
+pub mod tree;
+pub mod userdata;
+
+pub use check::{
+    Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_key_path,
+    check_value,
+};
+pub use layers::{ConfigPaths, Layers};
+pub use parse::keypath::{KeyPath, Segment};
+pub use schema::CloudConfig;
+pub use store::Store;

@@ -232,7 +232,11 @@ async fn capabilities_inside_equal_those_asked() {
     let daemon = PrivateContainerd::start();
     let runtime = Arc::new(daemon.client().await);
     let root = busybox_root(daemon.dir.path());
-    let mut asked = service("caps", &root, "grep ^Cap /proc/self/status; trap 'exit 0' TERM; sleep 1000 & wait");
+    let mut asked = service(
+        "caps",
+        &root,
+        "grep ^Cap /proc/self/status; trap 'exit 0' TERM; sleep 1000 & wait",
+    );
     asked.capabilities.insert(Capability::NetAdmin);
     let supervised = run(&runtime, &asked, daemon.dir.path());
     supervised.settled().await;

@@ -1,5 +1,10 @@
 //! The `ros` command line, for people on the console and for scripts.
-//! Exit codes: 0 success, 1 the command failed, 2 bad usage.
+//! Exit codes: 0 success, 1 the command failed (invalid configuration,
+//! refused change, I/O), 2 bad usage.
+
+pub mod config;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nix::unistd::Pid;
@@ -7,15 +12,22 @@ use nix::unistd::Pid;
 use crate::host::Shutdown;
 use crate::supervise::shutdown::signal_for;
 
+/// `ros`: manage this machine.
 #[derive(Debug, Parser)]
-#[command(name = "ros", version, about = "Manage this machine")]
-struct Cli {
+#[command(
+    name = "ros",
+    version,
+    about = "Manage the machine: its configuration and services"
+)]
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read and change the machine's cloud-config.
+    Config(config::ConfigArgs),
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
@@ -24,36 +36,44 @@ enum Command {
     Halt,
 }
 
-/// Runs the command line; returns the process exit code.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+/// Parses `args` and runs the command.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(err) => {
+        Err(error) => {
             // --help and --version are errors to clap, but not failures.
-            let _ = err.print();
-            return if err.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    match run(cli) {
-        Ok(()) => 0,
-        Err(err) => {
-            eprintln!("ros: {err:#}");
-            1
-        }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let result = match cli.command {
+        Command::Config(args) => config::run(args),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ros: {error:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
 /// Asks PID 1 for an orderly shutdown; it stops everything in order.
-fn request_shutdown(how: Shutdown) -> anyhow::Result<()> {
+fn request_shutdown(how: Shutdown) -> anyhow::Result<ExitCode> {
     let signal = signal_for(how);
-    nix::sys::signal::kill(Pid::from_raw(1), signal)
-        .map_err(|err| anyhow::anyhow!("cannot signal PID 1 with {signal}: {err} (are you root?)"))
+    nix::sys::signal::kill(Pid::from_raw(1), signal).map_err(|err| {
+        anyhow::anyhow!("cannot signal PID 1 with {signal}: {err} (are you root?)")
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -91,7 +91,10 @@ fn spawn(reaper: &Reaper, config: &DaemonConfig) -> std::io::Result<super::reape
         Command::new(&config.binary)
             // The kernel starts PID 1 without PATH; containerd finds its
             // shim and the shim the OCI runtime through it.
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .arg("--config")
             .arg(&config.config_file)
             .stdin(Stdio::null())

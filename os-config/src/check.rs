@@ -1,0 +1,779 @@
+//! Turning YAML text into a checked [`CloudConfig`]: syntax, unknown keys
+//! (with the nearest valid one), types, then the rules that span fields.
+//! Every problem names its key path, and its line when there is text.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_norway::Value;
+
+use crate::parse::keypath::{KeyPath, Segment};
+use crate::schema::keys::{self, ANY_NAME, Support};
+use crate::schema::{CloudConfig, DatasourceSpec};
+
+/// What kind of problem a [`ConfigError`] is; tests match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not YAML.
+    Syntax,
+    /// The document is not a mapping.
+    NotAMapping,
+    /// A key the schema does not have.
+    UnknownKey,
+    /// A value of the wrong type or form.
+    InvalidValue,
+    /// Values that do not fit together.
+    Inconsistent,
+}
+
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|line| format!("line {line}: "))
+        .unwrap_or_default()
+}
+
+fn did_you_mean(suggestion: &Option<KeyPath>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+/// One problem with a cloud-config document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not YAML.
+    #[error("{}YAML syntax error: {message}", at_line(.line))]
+    Syntax {
+        /// Where, if the parser said.
+        line: Option<usize>,
+        /// What the YAML parser said.
+        message: String,
+    },
+    /// The document is a scalar or a list.
+    #[error("a cloud-config document is a mapping of keys, not {found}")]
+    NotAMapping {
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// A key the schema does not have.
+    #[error("{}unknown key `{path}`{}", at_line(.line), did_you_mean(.suggestion))]
+    UnknownKey {
+        /// The full key path.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+        /// The nearest valid key.
+        suggestion: Option<KeyPath>,
+    },
+    /// A value of the wrong type or form.
+    #[error("{}`{path}`: {message}", at_line(.line))]
+    InvalidValue {
+        /// The key path of the value.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that do not fit together.
+    #[error("{}`{path}`: {message}", at_line(.line))]
+    Inconsistent {
+        /// The key path of the value at fault.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The kind, for matching.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Syntax { .. } => ErrorKind::Syntax,
+            Self::NotAMapping { .. } => ErrorKind::NotAMapping,
+            Self::UnknownKey { .. } => ErrorKind::UnknownKey,
+            Self::InvalidValue { .. } => ErrorKind::InvalidValue,
+            Self::Inconsistent { .. } => ErrorKind::Inconsistent,
+        }
+    }
+
+    /// The key path at fault, when there is one.
+    pub fn path(&self) -> Option<&KeyPath> {
+        match self {
+            Self::UnknownKey { path, .. }
+            | Self::InvalidValue { path, .. }
+            | Self::Inconsistent { path, .. } => Some(path),
+            Self::Syntax { .. } | Self::NotAMapping { .. } => None,
+        }
+    }
+
+    /// The 1-based line, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Syntax { line, .. }
+            | Self::UnknownKey { line, .. }
+            | Self::InvalidValue { line, .. }
+            | Self::Inconsistent { line, .. } => *line,
+            Self::NotAMapping { .. } => None,
+        }
+    }
+
+    /// The same error without its line: for a document generated from a
+    /// tree, whose lines mean nothing to the person who asked.
+    pub fn without_line(mut self) -> Self {
+        self.set_line(None);
+        self
+    }
+
+    fn set_line(&mut self, found: Option<usize>) {
+        match self {
+            Self::UnknownKey { line, .. }
+            | Self::InvalidValue { line, .. }
+            | Self::Inconsistent { line, .. } => *line = found,
+            Self::Syntax { .. } | Self::NotAMapping { .. } => {}
+        }
+    }
+}
+
+/// Every problem found in one document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Something accepted that will not do what the user may expect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Warning {
+    /// A RancherOS key this system reads but does not apply.
+    #[error("{}`{path}` is a RancherOS key this system does not implement; it is ignored", at_line(.line))]
+    Unimplemented {
+        /// The key.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+    },
+    /// A RancherOS datasource this system does not have.
+    #[error("{}`{path}`: datasource `{name}` is not supported here; it is skipped", at_line(.line))]
+    UnsupportedDatasource {
+        /// Where it is listed.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+        /// The datasource.
+        name: String,
+    },
+}
+
+/// A document that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The document as a tree, for merging and export.
+    pub value: Value,
+    /// The typed configuration.
+    pub config: CloudConfig,
+    /// What was accepted with a warning.
+    pub warnings: Vec<Warning>,
+}
+
+/// Checks YAML text. An empty document is an empty configuration.
+pub fn check_document(text: &str) -> Result<Checked, ConfigErrors> {
+    let value: Value = serde_norway::from_str(text).map_err(|error| {
+        ConfigErrors(vec![ConfigError::Syntax {
+            line: error.location().map(|l| l.line()),
+            message: error.to_string(),
+        }])
+    })?;
+    check(value, Some(text))
+}
+
+/// Checks a tree that has no text (a merge of layers).
+pub fn check_value(value: Value) -> Result<Checked, ConfigErrors> {
+    check(value, None)
+}
+
+fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
+    let value = match value {
+        Value::Null => Value::Mapping(Default::default()),
+        Value::Tagged(tagged) => tagged.value,
+        other => other,
+    };
+    let found = match &value {
+        Value::Mapping(_) => None,
+        Value::Sequence(_) => Some("a list"),
+        _ => Some("a scalar"),
+    };
+    if let Some(found) = found {
+        return Err(ConfigErrors(vec![ConfigError::NotAMapping { found }]));
+    }
+    let locate_all = |mut problems: Vec<ConfigError>| {
+        if let Some(text) = text {
+            for problem in &mut problems {
+                if let Some(path) = problem.path().cloned() {
+                    problem.set_line(locate(text, &path));
+                }
+            }
+        }
+        problems
+    };
+
+    let mut walk = Walk::default();
+    walk.value(&value, &KeyPath::root(), "");
+    if !walk.errors.is_empty() {
+        return Err(ConfigErrors(locate_all(walk.errors)));
+    }
+
+    let value = normalize(value, "");
+    let config = typed(&value, text)?;
+    let mut warnings = walk.warnings;
+    warnings.extend(datasource_warnings(&config));
+    if let Some(text) = text {
+        for warning in &mut warnings {
+            let (Warning::Unimplemented { path, line }
+            | Warning::UnsupportedDatasource { path, line, .. }) = warning;
+            *line = locate(text, path);
+        }
+    }
+
+    let problems = crate::rules::cross_field_problems(&config);
+    if !problems.is_empty() {
+        return Err(ConfigErrors(locate_all(problems)));
+    }
+    Ok(Checked {
+        value,
+        config,
+        warnings,
+    })
+}
+
+/// Whether `path` names a key the schema has (for `ros config get/set`),
+/// with the nearest valid key when it does not.
+pub fn check_key_path(path: &KeyPath) -> Result<(), ConfigError> {
+    // Any index is valid as far as the schema goes; probe with [0].
+    let probe_path = KeyPath::from_segments(
+        path.segments()
+            .iter()
+            .map(|segment| match segment {
+                Segment::Index(_) => Segment::Index(0),
+                key => key.clone(),
+            })
+            .collect(),
+    );
+    let mut probe = Value::Null;
+    crate::tree::set(&mut probe, &probe_path, Value::Null).map_err(|error| {
+        ConfigError::InvalidValue {
+            path: path.clone(),
+            line: None,
+            message: error.to_string(),
+        }
+    })?;
+    let mut walk = Walk::default();
+    walk.value(&probe, &KeyPath::root(), "");
+    match walk.errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+fn typed(value: &Value, text: Option<&str>) -> Result<CloudConfig, ConfigErrors> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+        let path = key_path_of(error.path());
+        let line = text.and_then(|text| locate(text, &path));
+        ConfigErrors(vec![ConfigError::InvalidValue {
+            path,
+            line,
+            message: strip_location(&error.into_inner().to_string()),
+        }])
+    })
+}
+
+/// The tree as the typed schema reads it: YAML tags dropped (`!!binary`
+/// content is its base64 text) and keys set to null left out, so an empty
+/// `write_files:` means the same as no `write_files` at all. Free-form
+/// sections keep their nulls (`environment: {HOME: }` inherits HOME).
+fn normalize(value: Value, pattern: &str) -> Value {
+    match value {
+        Value::Tagged(tagged) => normalize(tagged.value, pattern),
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .filter_map(|(key, child)| {
+                    let name = scalar_key(&key);
+                    let child_pattern = child_pattern(pattern, &name);
+                    let free_form = child_pattern
+                        .as_deref()
+                        .and_then(keys::find)
+                        .is_none_or(|spec| spec.free_form);
+                    // A tag on a null (`key: !tag`) leaves a null.
+                    let child = untag(child);
+                    match (child, child_pattern) {
+                        (Value::Null, _) if !free_form => None,
+                        (child, Some(child_pattern)) if !free_form => {
+                            Some((key, normalize(child, &child_pattern)))
+                        }
+                        (child, _) => Some((key, strip_tags(child))),
+                    }
+                })
+                .collect(),
+        ),
+        Value::Sequence(list) if keys::has_entry_keys(pattern) => {
+            let entry_pattern = format!("{pattern}[]");
+            Value::Sequence(
+                list.into_iter()
+                    .map(|entry| normalize(entry, &entry_pattern))
+                    .collect(),
+            )
+        }
+        other => strip_tags(other),
+    }
+}
+
+fn untag(value: Value) -> Value {
+    match value {
+        Value::Tagged(tagged) => untag(tagged.value),
+        other => other,
+    }
+}
+
+fn strip_tags(value: Value) -> Value {
+    match value {
+        Value::Tagged(tagged) => strip_tags(tagged.value),
+        Value::Mapping(map) => {
+            Value::Mapping(map.into_iter().map(|(k, v)| (k, strip_tags(v))).collect())
+        }
+        Value::Sequence(list) => Value::Sequence(list.into_iter().map(strip_tags).collect()),
+        other => other,
+    }
+}
+
+/// The key-table pattern of `name` under `parent`: exact, else the wildcard.
+fn child_pattern(parent: &str, name: &str) -> Option<String> {
+    let join = |segment: &str| {
+        if parent.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{parent}.{segment}")
+        }
+    };
+    let exact = join(name);
+    if keys::find(&exact).is_some() {
+        return Some(exact);
+    }
+    let wildcard = join(ANY_NAME);
+    keys::find(&wildcard).is_some().then_some(wildcard)
+}
+
+/// serde_norway puts the path before the message and " at line L column
+/// C" after it; the error carries both already.
+fn strip_location(message: &str) -> String {
+    let message = match message.find(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.is_empty() && !path.contains(' ') => rest.to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+fn key_path_of(path: &serde_path_to_error::Path) -> KeyPath {
+    let segments = path
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => Some(Segment::Key(variant.clone())),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect();
+    KeyPath::from_segments(segments)
+}
+
+fn datasource_warnings(config: &CloudConfig) -> Vec<Warning> {
+    let path = KeyPath::root()
+        .key("rancher")
+        .key("cloud_init")
+        .key("datasources");
+    config
+        .rancher
+        .cloud_init
+        .datasources
+        .iter()
+        .enumerate()
+        .filter_map(|(index, spec)| match spec {
+            DatasourceSpec::Unsupported(name) => Some(Warning::UnsupportedDatasource {
+                path: path.index(index),
+                line: None,
+                name: name.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Walks the tree against the key table.
+#[derive(Default)]
+struct Walk {
+    errors: Vec<ConfigError>,
+    warnings: Vec<Warning>,
+}
+
+impl Walk {
+    fn value(&mut self, value: &Value, path: &KeyPath, pattern: &str) {
+        match value {
+            Value::Mapping(map) => {
+                for (key, child) in map {
+                    let name = scalar_key(key);
+                    self.entry(&name, child, path, pattern);
+                }
+            }
+            Value::Sequence(list) if keys::has_entry_keys(pattern) => {
+                let entry_pattern = format!("{pattern}[]");
+                for (index, entry) in list.iter().enumerate() {
+                    self.value(entry, &path.index(index), &entry_pattern);
+                }
+            }
+            Value::Tagged(tagged) => self.value(&tagged.value, path, pattern),
+            _ => {}
+        }
+    }
+
+    fn entry(&mut self, name: &str, child: &Value, parent: &KeyPath, parent_pattern: &str) {
+        let path = parent.key(name);
+        let join = |segment: &str| {
+            if parent_pattern.is_empty() {
+                segment.to_owned()
+            } else {
+                format!("{parent_pattern}.{segment}")
+            }
+        };
+        let exact = join(name);
+        let wildcard = join(ANY_NAME);
+        let (pattern, spec) = match (keys::find(&exact), keys::find(&wildcard)) {
+            (Some(spec), _) => (exact, spec),
+            (None, Some(spec)) => (wildcard, spec),
+            (None, None) => {
+                self.errors.push(ConfigError::UnknownKey {
+                    suggestion: suggest(name, parent, parent_pattern),
+                    path,
+                    line: None,
+                });
+                return;
+            }
+        };
+        // One warning per unimplemented section, not one per key inside it.
+        let parent_unimplemented =
+            keys::find(parent_pattern).is_some_and(|p| p.support == Support::Unimplemented);
+        if spec.support == Support::Unimplemented && !parent_unimplemented {
+            self.warnings.push(Warning::Unimplemented {
+                path: path.clone(),
+                line: None,
+            });
+        }
+        if !spec.free_form {
+            self.value(child, &path, &pattern);
+        }
+    }
+}
+
+fn scalar_key(key: &Value) -> String {
+    match key {
+        Value::String(text) => text.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Null => "null".to_owned(),
+        other => serde_norway::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// The nearest valid key: a sibling with a close spelling, or the same
+/// name elsewhere in the schema (`network` at the top → `rancher.network`).
+fn suggest(name: &str, parent: &KeyPath, parent_pattern: &str) -> Option<KeyPath> {
+    let siblings = keys::children(parent_pattern);
+    let close = siblings
+        .iter()
+        .filter(|s| s.as_str() != ANY_NAME)
+        .map(|s| (strsim::damerau_levenshtein(name, s), s))
+        .filter(|(distance, s)| *distance <= (s.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance);
+    if let Some((_, sibling)) = close {
+        return Some(parent.key(sibling.clone()));
+    }
+    let elsewhere = keys::all_patterns().into_iter().find(|pattern| {
+        !pattern.contains(ANY_NAME)
+            && !pattern.contains("[]")
+            && pattern.rsplit('.').next() == Some(name)
+    })?;
+    KeyPath::parse(&elsewhere).ok()
+}
+
+/// The 1-based line of the key or list entry at `path` in `text`.
+///
+/// serde_norway marks errors with the position of the event being read, so
+/// this walks the document with a visitor that fails exactly at the target.
+pub fn locate(text: &str, path: &KeyPath) -> Option<usize> {
+    if path.is_root() {
+        return None;
+    }
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    match (Seek {
+        rest: path.segments(),
+    })
+    .deserialize(deserializer)
+    {
+        Err(error) if error.to_string().contains(FOUND) => error.location().map(|l| l.line()),
+        _ => None,
+    }
+}
+
+const FOUND: &str = "found the located key";
+
+struct Seek<'p> {
+    rest: &'p [Segment],
+}
+
+impl<'de> DeserializeSeed<'de> for Seek<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seek<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("anything")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Segment::Key(target), rest)) = self.rest.split_first() else {
+            return Ok(());
+        };
+        while let Some(hit) = map.next_key_seed(KeyMatch {
+            target,
+            last: rest.is_empty(),
+        })? {
+            if hit {
+                return map.next_value_seed(Seek { rest });
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Segment::Index(target), rest)) = self.rest.split_first() else {
+            return Ok(());
+        };
+        for _ in 0..*target {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        if rest.is_empty() {
+            seq.next_element_seed(FailHere)?;
+        } else {
+            seq.next_element_seed(Seek { rest })?;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged value (`!!binary`): look inside.
+        let (IgnoredAny, variant) = data.variant()?;
+        de::VariantAccess::newtype_variant_seed(variant, self)
+    }
+}
+
+/// Reads a map key; fails at it when it is the last segment of the target.
+struct KeyMatch<'p> {
+    target: &'p str,
+    last: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyMatch<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl KeyMatch<'_> {
+    fn compare<E: de::Error>(&self, key: &str) -> Result<bool, E> {
+        match (key == self.target, self.last) {
+            (true, true) => Err(E::custom(FOUND)),
+            (hit, _) => Ok(hit),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for KeyMatch<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        self.compare(key)
+    }
+    fn visit_bool<E: de::Error>(self, key: bool) -> Result<bool, E> {
+        self.compare(&key.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, key: i64) -> Result<bool, E> {
+        self.compare(&key.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, key: u64) -> Result<bool, E> {
+        self.compare(&key.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        self.compare("null")
+    }
+}
+
+struct FailHere;
+
+impl<'de> DeserializeSeed<'de> for FailHere {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(FailVisitor)
+    }
+}
+
+struct FailVisitor;
+
+impl<'de> Visitor<'de> for FailVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("anything")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_are_checked_against_the_schema() {
+        for good in [
+            "hostname",
+            "rancher.network.interfaces.\"eth0.100\".dhcp",
+            "rancher.services.web.image",
+            "write_files[3].path",
+            "rancher.sysctl.\"net.ipv4.ip_forward\"",
+            "rancher.docker.engine",
+        ] {
+            assert_eq!(check_key_path(&good.parse().unwrap()), Ok(()), "{good}");
+        }
+        let error = check_key_path(&"rancher.netwrok.dns".parse().unwrap()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnknownKey);
+        assert_eq!(
+            error.to_string(),
+            "unknown key `rancher.netwrok` (did you mean `rancher.network`?)"
+        );
+    }
+
+    #[test]
+    fn an_empty_section_means_the_same_as_no_section_and_exports_so() {
+        // Found by the cloud_config fuzz target: `interfaces:` (empty) was
+        // accepted but exported as `interfaces: null`, which was not.
+        let checked =
+            check_document("rancher:\n  network:\n    interfaces:\n  services:\n    web:\n")
+                .unwrap();
+        let exported = crate::export::export(checked.value.clone(), true).unwrap();
+        assert_eq!(exported, "rancher:\n  network: {}\n  services: {}\n");
+        assert_eq!(check_document(&exported).unwrap().config, checked.config);
+        // A tagged null is a null (found by the fuzz target too).
+        let checked = check_document("rancher:\n  services:\n    web: !x\n").unwrap();
+        let exported = crate::export::export(checked.value.clone(), true).unwrap();
+        assert_eq!(check_document(&exported).unwrap().config, checked.config);
+        assert!(checked.config.rancher.services.is_empty());
+        // Free-form maps keep their nulls.
+        let checked =
+            check_document("rancher: {services: {web: {image: x, environment: {HOME: }}}}")
+                .unwrap();
+        let web = &checked.config.rancher.services[&"web".parse().unwrap()];
+        assert_eq!(web.environment.0, [("HOME".to_owned(), None)]);
+    }
+
+    #[test]
+    fn locates_keys_and_list_entries() {
+        let text = "a: 1\nb:\n  c: [x, y]\n  d:\n    - e: 1\n    - f: 2\n";
+        for (path, line) in [
+            ("a", Some(1)),
+            ("b.c", Some(3)),
+            ("b.d[1]", Some(6)),
+            ("b.d[1].f", Some(6)),
+            ("b.zz", None),
+        ] {
+            assert_eq!(locate(text, &path.parse().unwrap()), line, "{path}");
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! A small HTTP/1.1 client over a tokio `TcpStream`: enough for the EC2
+//! instance metadata service and plain-http user-data URLs, without the
+//! weight of a full client in PID 1. One request per connection
+//! (`Connection: close`); bounded retries with doubling backoff.
+//!
+//! `https://` is refused with [`HttpError::HttpsNotSupported`]: there is no
+//! TLS stack in the image yet.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The largest body accepted: user-data is small, a runaway server is not.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// TLS is not available.
+    #[error("{url}: https is not supported yet (no TLS in the image); use http://")]
+    HttpsNotSupported {
+        /// The URL.
+        url: String,
+    },
+    /// Not an `http://host[:port]/path` URL.
+    #[error("`{url}` is not an http:// URL")]
+    BadUrl {
+        /// The URL.
+        url: String,
+    },
+    /// No connection could be made, after every attempt.
+    #[error("{url}: cannot connect after {attempts} attempts: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// How many tries.
+        attempts: u32,
+        /// The last error.
+        source: io::Error,
+    },
+    /// The exchange took longer than the timeout, on every attempt.
+    #[error("{url}: no answer within {timeout:?}, after {attempts} attempts")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The per-attempt timeout.
+        timeout: Duration,
+        /// How many tries.
+        attempts: u32,
+    },
+    /// The answer is not HTTP/1.x.
+    #[error("{url}: malformed response: {reason}")]
+    Malformed {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl HttpError {
+    /// True when nothing answered at all (as off EC2 for the IMDS).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Timeout { .. })
+    }
+}
+
+/// A parsed `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port, 80 by default.
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `http://host[:port][/path]`.
+    pub fn parse(url: &str) -> Result<Self, HttpError> {
+        if url.starts_with("https://") {
+            return Err(HttpError::HttpsNotSupported {
+                url: url.to_owned(),
+            });
+        }
+        let bad = || HttpError::BadUrl {
+            url: url.to_owned(),
+        };
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (authority, path) = match rest.find('/') {
+            Some(index) => (&rest[..index], &rest[index..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None if after.is_empty() => None,
+                None => return Err(bad()),
+            };
+            (host, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(port) => port.parse().map_err(|_| bad())?,
+            None => 80,
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A response: status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The client's limits.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    /// Per attempt, for connect + request + response.
+    pub timeout: Duration,
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles after each.
+    pub backoff: Duration,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl HttpClient {
+    /// GET `url`.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse, HttpError> {
+        self.request("GET", url, headers).await
+    }
+
+    /// Sends a request without a body, retrying connection failures,
+    /// timeouts and 5xx answers.
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse, HttpError> {
+        let parsed = HttpUrl::parse(url)?;
+        let attempts = self.attempts.max(1);
+        let mut backoff = self.backoff;
+        let mut last_error = None;
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            let exchange = tokio::time::timeout(self.timeout, exchange(&parsed, method, headers));
+            match exchange.await {
+                Ok(Ok(bytes)) => {
+                    let response =
+                        parse_response(&bytes).map_err(|reason| HttpError::Malformed {
+                            url: url.to_owned(),
+                            reason,
+                        })?;
+                    if response.status >= 500 && attempt < attempts {
+                        tracing::debug!(url, status = response.status, "server error, retrying");
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Ok(Err(error)) => last_error = Some(error),
+                Err(_elapsed) => last_error = None,
+            }
+        }
+        Err(match last_error {
+            Some(source) => HttpError::Connect {
+                url: url.to_owned(),
+                attempts,
+                source,
+            },
+            None => HttpError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+                attempts,
+            },
+        })
+    }
+}
+
+async fn exchange(url: &HttpUrl, method: &str, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    let mut request = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ros\r\nAccept: */*\r\nConnection: close\r\n",
+        url.path,
+        url.host_header()
+    );
+    if method == "PUT" || method == "POST" {
+        request.push_str("Content-Length: 0\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        if response.len() + read > MAX_BODY + 64 * 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "response too large",
+            ));
+        }
+        response.extend_from_slice(&chunk[..read]);
+        // Stop as soon as a Content-Length body is complete: some servers
+        // keep the connection open despite `Connection: close`.
+        if let Some(total) = complete_length(&response)
+            && response.len() >= total
+        {
+            response.truncate(total);
+            break;
+        }
+    }
+    Ok(response)
+}
+
+/// Header length plus Content-Length, when the headers are complete and say it.
+fn complete_length(response: &[u8]) -> Option<usize> {
+    let header_end = find(response, b"\r\n\r\n")? + 4;
+    let headers = std::str::from_utf8(&response[..header_end]).ok()?;
+    let length = headers.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    })?;
+    Some(header_end + length)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Parses a whole HTTP/1.x response (status line, headers, body with
+/// Content-Length, chunked encoding, or up to the end).
+pub fn parse_response(bytes: &[u8]) -> Result<HttpResponse, &'static str> {
+    let header_end = find(bytes, b"\r\n\r\n").ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&bytes[..header_end]).map_err(|_| "headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("no status line")?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err("not HTTP/1.x");
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|code| code.parse().ok())
+        .filter(|code| (100..600).contains(code))
+        .ok_or("bad status code")?;
+    let mut content_length = None;
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or("header without `:`")?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let rest = &bytes[header_end + 4..];
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(length) = content_length {
+        rest.get(..length)
+            .ok_or("body shorter than Content-Length")?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    if body.len() > MAX_BODY {
+        return Err("body too large");
+    }
+    Ok(HttpResponse { status, body })
+}
+
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = find(rest, b"\r\n").ok_or("chunk size line not terminated")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| "bad chunk size")?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        if size > MAX_BODY || body.len() + size > MAX_BODY {
+            return Err("body too large");
+        }
+        let chunk = rest.get(..size).ok_or("chunk shorter than its size")?;
+        body.extend_from_slice(chunk);
+        rest = rest.get(size + 2..).ok_or("chunk not terminated")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_urls() {
+        let url = HttpUrl::parse("http://169.254.169.254/latest/api/token").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("169.254.169.254", 80, "/latest/api/token")
+        );
+        let url = HttpUrl::parse("http://[::1]:8080").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 8080, "/")
+        );
+        assert_eq!(url.host_header(), "[::1]:8080");
+        assert!(matches!(
+            HttpUrl::parse("https://example.com/x"),
+            Err(HttpError::HttpsNotSupported { .. })
+        ));
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://host:port/",
+            "http://[::1/x",
+            "http://u@h/",
+        ] {
+            assert!(
+                matches!(HttpUrl::parse(bad), Err(HttpError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_responses() {
+        let plain =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello-extra").unwrap();
+        assert_eq!((plain.status, plain.body.as_slice()), (200, &b"hello"[..]));
+        let chunked = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(chunked.body, b"hello world");
+        let to_end = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nnope").unwrap();
+        assert_eq!((to_end.status, to_end.body.as_slice()), (404, &b"nope"[..]));
+        for bad in [
+            &b"garbage"[..],
+            b"HTTP/1.1 abc\r\n\r\n",
+            b"SPDY/3 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            assert!(
+                parse_response(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn response_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_response(&bytes);
+        }
+
+        #[test]
+        fn chunked_bodies_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..5)) {
+            let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for chunk in &chunks {
+                wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            prop_assert_eq!(parse_response(&wire).unwrap().body, chunks.concat());
+        }
+
+        #[test]
+        fn url_parser_never_panics(text in "\\PC{0,40}") {
+            let _ = HttpUrl::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The configuration layers, lowest first: built-in defaults < OEM <
+//! `cloud-config.d/*.yml` (lexical) < `cloud-config.yml` < kernel cmdline.
+//! Maps merge deeply; scalars and lists replace (see [`crate::tree::merge`]).
+//!
+//! A layer that does not check is reported and left out, so one bad file
+//! never stops the boot.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+use crate::check::{Checked, ConfigErrors, Warning, check_document, check_value};
+use crate::parse::cmdline::{CmdlineProblem, config_from_cmdline};
+use crate::tree;
+
+/// The built-in layer, in merge order. To add a built-in service, add a
+/// file under `src/defaults/services/` and a line here.
+pub static BUILT_IN: &[(&str, &str)] = &[
+    ("base.yml", include_str!("defaults/base.yml")),
+    (
+        "services/console.yml",
+        include_str!("defaults/services/console.yml"),
+    ),
+];
+
+/// Where the configuration files live, under a root that tests move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPaths {
+    root: PathBuf,
+}
+
+impl ConfigPaths {
+    /// The paths of the running system.
+    pub fn system() -> Self {
+        Self::under("/")
+    }
+
+    /// The same layout below `root`.
+    pub fn under(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root everything is under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `/var/lib/rancher/conf`.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.root.join("var/lib/rancher/conf")
+    }
+
+    /// `cloud-config.yml`, the file `ros config set` writes.
+    pub fn cloud_config_file(&self) -> PathBuf {
+        self.conf_dir().join("cloud-config.yml")
+    }
+
+    /// `cloud-config.d/`, where saved user-data and drop-ins go.
+    pub fn cloud_config_dir(&self) -> PathBuf {
+        self.conf_dir().join("cloud-config.d")
+    }
+
+    /// Where user-data from a datasource is saved, as a cloud-config.d file.
+    pub fn user_data_file(&self) -> PathBuf {
+        self.cloud_config_dir().join("user-data.yml")
+    }
+
+    /// Where a user-data `#!` script is saved for `runcmd` time.
+    pub fn user_script_file(&self) -> PathBuf {
+        self.conf_dir().join("cloud-config-script")
+    }
+
+    /// Where datasource metadata is saved (JSON).
+    pub fn metadata_file(&self) -> PathBuf {
+        self.conf_dir().join("metadata")
+    }
+
+    /// `/usr/share/ros/oem/oem-config.yml`.
+    pub fn oem_file(&self) -> PathBuf {
+        self.root.join("usr/share/ros/oem/oem-config.yml")
+    }
+
+    /// `/proc/cmdline`.
+    pub fn cmdline_file(&self) -> PathBuf {
+        self.root.join("proc/cmdline")
+    }
+}
+
+/// Where a layer came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSource {
+    /// Compiled in.
+    BuiltIn(&'static str),
+    /// The OEM file.
+    Oem(PathBuf),
+    /// A `cloud-config.d` file.
+    CloudConfigD(PathBuf),
+    /// `cloud-config.yml`.
+    CloudConfig(PathBuf),
+    /// The kernel command line.
+    Cmdline,
+}
+
+impl fmt::Display for LayerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BuiltIn(name) => write!(f, "built-in {name}"),
+            Self::Oem(path) | Self::CloudConfigD(path) | Self::CloudConfig(path) => {
+                write!(f, "{}", path.display())
+            }
+            Self::Cmdline => f.write_str("kernel command line"),
+        }
+    }
+}
+
+/// One checked layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// Where it came from.
+    pub source: LayerSource,
+    /// Its tree.
+    pub value: Value,
+    /// What was accepted with a warning.
+    pub warnings: Vec<Warning>,
+}
+
+/// A layer that was left out, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerProblem {
+    /// The file exists but cannot be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file does not check.
+    #[error("{source_name}: {errors}")]
+    Invalid {
+        /// The layer.
+        source_name: LayerSource,
+        /// Every problem in it.
+        errors: ConfigErrors,
+    },
+    /// A kernel parameter that was skipped.
+    #[error(transparent)]
+    Cmdline(#[from] CmdlineProblem),
+}
+
+/// All layers that loaded, and the problems with those that did not.
+#[derive(Debug, Default)]
+pub struct Layers {
+    /// Lowest first.
+    pub layers: Vec<Layer>,
+    /// Layers or parameters left out.
+    pub problems: Vec<LayerProblem>,
+}
+
+impl Layers {
+    /// Loads every layer under `paths`, the cmdline from `paths.cmdline_file()`.
+    pub fn load(paths: &ConfigPaths) -> Self {
+        let cmdline = std::fs::read_to_string(paths.cmdline_file()).ok();
+        Self::load_with_cmdline(paths, cmdline.as_deref())
+    }
+
+    /// Loads every layer, with the kernel command line given.
+    pub fn load_with_cmdline(paths: &ConfigPaths, cmdline: Option<&str>) -> Self {
+        Self::load_parts(paths, cmdline, None)
+    }
+
+    /// Loads every layer, with `cloud_config` (already checked) standing in
+    /// for the file: what the machine would run after a store.
+    pub fn load_with_cloud_config(paths: &ConfigPaths, cloud_config: Checked) -> Self {
+        let cmdline = std::fs::read_to_string(paths.cmdline_file()).ok();
+        Self::load_parts(paths, cmdline.as_deref(), Some(cloud_config))
+    }
+
+    fn load_parts(
+        paths: &ConfigPaths,
+        cmdline: Option<&str>,
+        cloud_config: Option<Checked>,
+    ) -> Self {
+        let mut layers = Self::default();
+        for (name, text) in BUILT_IN {
+            layers.add_text(LayerSource::BuiltIn(name), text);
+        }
+        layers.add_file(LayerSource::Oem(paths.oem_file()));
+        for path in cloud_config_d_files(&paths.cloud_config_dir(), &mut layers.problems) {
+            layers.add_file(LayerSource::CloudConfigD(path));
+        }
+        let source = LayerSource::CloudConfig(paths.cloud_config_file());
+        match cloud_config {
+            Some(checked) => layers.push(source, checked),
+            None => layers.add_file(source),
+        }
+        if let Some(cmdline) = cmdline {
+            let found = config_from_cmdline(cmdline);
+            layers
+                .problems
+                .extend(found.problems.into_iter().map(LayerProblem::from));
+            layers.add_value(LayerSource::Cmdline, found.value);
+        }
+        layers
+    }
+
+    /// Adds a layer on top, from text.
+    pub fn add_text(&mut self, source: LayerSource, text: &str) {
+        match check_document(text) {
+            Ok(checked) => self.push(source, checked),
+            Err(errors) => self.problems.push(LayerProblem::Invalid {
+                source_name: source,
+                errors,
+            }),
+        }
+    }
+
+    /// Adds a layer on top, from a tree with no text.
+    pub fn add_value(&mut self, source: LayerSource, value: Value) {
+        match check_value(value) {
+            Ok(checked) => self.push(source, checked),
+            Err(errors) => self.problems.push(LayerProblem::Invalid {
+                source_name: source,
+                errors,
+            }),
+        }
+    }
+
+    fn add_file(&mut self, source: LayerSource) {
+        let (LayerSource::Oem(path)
+        | LayerSource::CloudConfigD(path)
+        | LayerSource::CloudConfig(path)) = &source
+        else {
+            return;
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.add_text(source, &text),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => self.problems.push(LayerProblem::Read {
+                path: path.clone(),
+                source: error,
+            }),
+        }
+    }
+
+    fn push(&mut self, source: LayerSource, checked: Checked) {
+        self.layers.push(Layer {
+            source,
+            value: checked.value,
+            warnings: checked.warnings,
+        });
+    }
+
+    /// All layers merged into one tree.
+    pub fn merged_value(&self) -> Value {
+        let mut merged = Value::Mapping(Default::default());
+        for layer in &self.layers {
+            tree::merge(&mut merged, layer.value.clone());
+        }
+        merged
+    }
+
+    /// All layers merged and checked as one configuration.
+    pub fn merged(&self) -> Result<Checked, ConfigErrors> {
+        check_value(self.merged_value())
+    }
+
+    /// Every warning of every layer, with the layer it came from.
+    pub fn warnings(&self) -> impl Iterator<Item = (&LayerSource, &Warning)> {
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.warnings.iter().map(move |w| (&layer.source, w)))
+    }
+}
+
+/// `*.yml` (and `*.yaml`) in `dir`, sorted by name.
+fn cloud_config_d_files(dir: &Path, problems: &mut Vec<LayerProblem>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(error) => {
+            problems.push(LayerProblem::Read {
+                path: dir.to_owned(),
+                source: error,
+            });
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yml" | "yaml")
+                )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The built-in layer alone, merged: what a machine with no configuration runs.
+pub fn built_in_value() -> Value {
+    let mut merged = Value::Mapping(Default::default());
+    for (_, text) in BUILT_IN {
+        if let Ok(value) = serde_norway::from_str::<Value>(text) {
+            tree::merge(&mut merged, value);
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{NetworkMode, RestartPolicy, ServiceName};
+
+    #[test]
+    fn built_in_defaults_check_and_define_the_console() {
+        for (name, text) in BUILT_IN {
+            let checked = check_document(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(checked.warnings, vec![], "{name}");
+        }
+        let config = check_value(built_in_value()).unwrap().config;
+        let console = &config.rancher.services[&"console".parse::<ServiceName>().unwrap()];
+        assert_eq!(console.image.as_deref(), Some("ros/console"));
+        assert_eq!(console.network_mode(), Some(&NetworkMode::Host));
+        assert!(console.pid.is_some() && console.ipc.is_some() && console.uts.is_some());
+        assert!(console.privileged);
+        assert_eq!(console.restart, Some(RestartPolicy::Always));
+        assert_eq!(config.rancher.network.dhcp_timeout().as_secs(), 10);
+        assert_eq!(
+            config.rancher.system_containerd.address.as_str(),
+            "/run/system-containerd/containerd.sock"
+        );
+    }
+}

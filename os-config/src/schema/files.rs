@@ -1,0 +1,207 @@
+//! Top-level cloud-config entries about files and commands: `write_files`,
+//! `mounts`, `runcmd` and `bootcmd`.
+
+use std::io::Read;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::newtypes::{AbsolutePath, FileMode};
+use super::scalar::StringOrList;
+
+/// Why `write_files` content does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The base64 text is not base64.
+    #[error("content is not valid base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// The bytes are not gzip.
+    #[error("content is not valid gzip: {0}")]
+    Gzip(#[from] std::io::Error),
+}
+
+/// How `write_files` content is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// The content is the file.
+    #[default]
+    Plain,
+    /// `b64`, `base64`.
+    Base64,
+    /// `gz`, `gzip`: gzip bytes, written as YAML `!!binary`.
+    Gzip,
+    /// `gz+b64`, `gzip+base64`, …: base64 of gzip.
+    GzipBase64,
+}
+
+impl<'de> Deserialize<'de> for Encoding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_lowercase().as_str() {
+            "" | "text/plain" => Ok(Self::Plain),
+            "b64" | "base64" => Ok(Self::Base64),
+            "gz" | "gzip" => Ok(Self::Gzip),
+            "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => Ok(Self::GzipBase64),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{text}` is not an encoding (b64, base64, gz, gzip, gz+b64, gz+base64, gzip+b64, gzip+base64)"
+            ))),
+        }
+    }
+}
+
+/// One `write_files` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFile {
+    /// Where the file goes.
+    pub path: AbsolutePath,
+    /// The (encoded) content.
+    #[serde(default)]
+    pub content: String,
+    /// How `content` is encoded.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// `user[:group]`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Mode bits.
+    #[serde(default)]
+    pub permissions: Option<FileMode>,
+    /// RancherOS wrote the file inside this service's container (not implemented).
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+impl WriteFile {
+    /// The bytes to write, decoded.
+    pub fn decoded_content(&self) -> Result<Vec<u8>, DecodeError> {
+        let base64 = |text: &str| {
+            // Long base64 is often folded over lines in YAML.
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD.decode(compact)
+        };
+        let gunzip = |bytes: &[u8]| -> Result<Vec<u8>, DecodeError> {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+            Ok(out)
+        };
+        match self.encoding {
+            Encoding::Plain => Ok(self.content.as_bytes().to_vec()),
+            Encoding::Base64 => Ok(base64(&self.content)?),
+            Encoding::Gzip => {
+                // YAML `!!binary` reaches us as its base64 text.
+                let raw = self.content.as_bytes();
+                if raw.starts_with(&[0x1f, 0x8b]) {
+                    gunzip(raw)
+                } else {
+                    gunzip(&base64(&self.content)?)
+                }
+            }
+            Encoding::GzipBase64 => gunzip(&base64(&self.content)?),
+        }
+    }
+}
+
+/// One `mounts` entry: `[device, mountpoint, fstype, options]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// What to mount (`/dev/vdb`, `LABEL=data`, `server:/export`).
+    pub device: String,
+    /// Where.
+    pub mount_point: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Mount options, comma-separated.
+    pub options: String,
+}
+
+impl<'de> Deserialize<'de> for Mount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields: Vec<Option<super::scalar::ScalarText>> = Vec::deserialize(deserializer)?;
+        let fields: Vec<String> = fields
+            .into_iter()
+            .map(|f| f.map(|super::scalar::ScalarText(t)| t).unwrap_or_default())
+            .collect();
+        let [device, mount_point, fstype, options]: [String; 4] =
+            fields.try_into().map_err(|fields: Vec<String>| {
+                serde::de::Error::custom(format!(
+                    "a mount is a list of 4 entries [device, mountpoint, fstype, options], not {}",
+                    fields.len()
+                ))
+            })?;
+        if !mount_point.starts_with('/') {
+            return Err(serde::de::Error::custom(format!(
+                "mount point `{mount_point}` is not an absolute path"
+            )));
+        }
+        Ok(Self {
+            device,
+            mount_point,
+            fstype,
+            options,
+        })
+    }
+}
+
+/// A `runcmd`/`bootcmd` entry: a string runs through `sh -c`, a list is an argv.
+pub type Command = StringOrList;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn file(encoding: &str, content: &str) -> WriteFile {
+        let yaml = format!("path: /etc/x\nencoding: {encoding}\ncontent: \"{content}\"");
+        serde_norway::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn decodes_every_encoding() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let gz_b64 = b64.encode(gzip(b"hello\n"));
+        for (encoding, content) in [
+            ("''", "hello\\n".to_owned()),
+            ("b64", b64.encode("hello\n")),
+            ("base64", b64.encode("hello\n")),
+            ("gz+b64", gz_b64.clone()),
+            ("gzip+base64", gz_b64.clone()),
+            ("gz+base64", gz_b64.clone()),
+            ("gzip+b64", gz_b64),
+        ] {
+            assert_eq!(
+                file(encoding, &content).decoded_content().unwrap(),
+                b"hello\n",
+                "{encoding}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_encodings_and_bad_content() {
+        let error = serde_norway::from_str::<WriteFile>("path: /x\nencoding: rot13").unwrap_err();
+        assert!(error.to_string().contains("gz+b64"), "{error}");
+        assert!(matches!(
+            file("b64", "!!!").decoded_content(),
+            Err(DecodeError::Base64(_))
+        ));
+        assert!(matches!(
+            file("gz+b64", "aGVsbG8=").decoded_content(),
+            Err(DecodeError::Gzip(_))
+        ));
+    }
+
+    #[test]
+    fn mounts_are_four_entries() {
+        let mount: Mount = serde_norway::from_str("[/dev/vdb, /mnt/data, ext4, '']").unwrap();
+        assert_eq!(mount.mount_point, "/mnt/data");
+        let error = serde_norway::from_str::<Mount>("[/dev/vdb, /mnt/data]").unwrap_err();
+        assert!(error.to_string().contains("4 entries"), "{error}");
+    }
+}

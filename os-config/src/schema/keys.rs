@@ -1,0 +1,292 @@
+//! Every valid key, as a table of patterns: `<name>` stands for any map key
+//! the user chooses, `[]` for any list entry. `ros config keys` prints it;
+//! the checker uses it to find unknown keys, suggest the nearest valid one
+//! and warn about keys that are read but not applied.
+
+/// Whether this system does what a key asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Applied.
+    Implemented,
+    /// Accepted so RancherOS configs load, but not applied: a warning.
+    Unimplemented,
+}
+
+/// One valid key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The key pattern.
+    pub pattern: &'static str,
+    /// Whether it is applied.
+    pub support: Support,
+    /// Its children are free-form (not checked against this table).
+    pub free_form: bool,
+}
+
+const fn key(pattern: &'static str) -> KeySpec {
+    KeySpec {
+        pattern,
+        support: Support::Implemented,
+        free_form: false,
+    }
+}
+
+/// A map or list the user fills with anything (`sysctl`, `labels`).
+const fn free(pattern: &'static str) -> KeySpec {
+    KeySpec {
+        pattern,
+        support: Support::Implemented,
+        free_form: true,
+    }
+}
+
+/// Read but not applied; its children are not checked.
+const fn unimplemented(pattern: &'static str) -> KeySpec {
+    KeySpec {
+        pattern,
+        support: Support::Unimplemented,
+        free_form: true,
+    }
+}
+
+/// Read but not applied, with children that are checked.
+const fn unimplemented_section(pattern: &'static str) -> KeySpec {
+    KeySpec {
+        pattern,
+        support: Support::Unimplemented,
+        free_form: false,
+    }
+}
+
+/// The wildcard segment.
+pub const ANY_NAME: &str = "<name>";
+
+const SERVICE: &str = "rancher.services.<name>";
+
+/// Every key, parents before children.
+pub static KEYS: &[KeySpec] = &[
+    key("hostname"),
+    free("ssh_authorized_keys"),
+    key("write_files"),
+    key("write_files[].path"),
+    key("write_files[].content"),
+    key("write_files[].encoding"),
+    key("write_files[].owner"),
+    key("write_files[].permissions"),
+    unimplemented("write_files[].container"),
+    free("mounts"),
+    free("runcmd"),
+    free("bootcmd"),
+    key("rancher"),
+    key("rancher.network"),
+    key("rancher.network.dns"),
+    free("rancher.network.dns.nameservers"),
+    free("rancher.network.dns.search"),
+    key("rancher.network.interfaces"),
+    key("rancher.network.interfaces.<name>"),
+    key("rancher.network.interfaces.<name>.match"),
+    key("rancher.network.interfaces.<name>.dhcp"),
+    unimplemented("rancher.network.interfaces.<name>.dhcp_args"),
+    key("rancher.network.interfaces.<name>.address"),
+    free("rancher.network.interfaces.<name>.addresses"),
+    unimplemented("rancher.network.interfaces.<name>.ipv4ll"),
+    key("rancher.network.interfaces.<name>.gateway"),
+    key("rancher.network.interfaces.<name>.gateway_ipv6"),
+    key("rancher.network.interfaces.<name>.mtu"),
+    key("rancher.network.interfaces.<name>.bridge"),
+    key("rancher.network.interfaces.<name>.bond"),
+    free("rancher.network.interfaces.<name>.bond_opts"),
+    free("rancher.network.interfaces.<name>.vlans"),
+    unimplemented("rancher.network.interfaces.<name>.post_up"),
+    unimplemented("rancher.network.interfaces.<name>.pre_up"),
+    key("rancher.network.http_proxy"),
+    key("rancher.network.https_proxy"),
+    key("rancher.network.no_proxy"),
+    key("rancher.network.dhcp_timeout"),
+    unimplemented("rancher.network.pre_cmds"),
+    unimplemented("rancher.network.post_cmds"),
+    key("rancher.services"),
+    key(SERVICE),
+    key("rancher.services.<name>.image"),
+    free("rancher.services.<name>.command"),
+    free("rancher.services.<name>.entrypoint"),
+    free("rancher.services.<name>.environment"),
+    free("rancher.services.<name>.labels"),
+    free("rancher.services.<name>.volumes"),
+    free("rancher.services.<name>.volumes_from"),
+    key("rancher.services.<name>.net"),
+    key("rancher.services.<name>.network_mode"),
+    key("rancher.services.<name>.pid"),
+    key("rancher.services.<name>.ipc"),
+    key("rancher.services.<name>.uts"),
+    key("rancher.services.<name>.privileged"),
+    free("rancher.services.<name>.cap_add"),
+    free("rancher.services.<name>.cap_drop"),
+    free("rancher.services.<name>.devices"),
+    key("rancher.services.<name>.read_only"),
+    key("rancher.services.<name>.restart"),
+    key("rancher.services.<name>.user"),
+    key("rancher.services.<name>.working_dir"),
+    key("rancher.services.<name>.mem_limit"),
+    key("rancher.services.<name>.cpu_shares"),
+    key("rancher.services.<name>.tty"),
+    key("rancher.services.<name>.stdin_open"),
+    unimplemented("rancher.services.<name>.ports"),
+    unimplemented("rancher.services.<name>.links"),
+    unimplemented("rancher.services.<name>.external_links"),
+    unimplemented("rancher.services.<name>.dns"),
+    unimplemented("rancher.services.<name>.dns_search"),
+    unimplemented("rancher.services.<name>.extra_hosts"),
+    unimplemented("rancher.services.<name>.hostname"),
+    unimplemented("rancher.services.<name>.container_name"),
+    unimplemented("rancher.services.<name>.log_driver"),
+    unimplemented("rancher.services.<name>.log_opt"),
+    unimplemented("rancher.services.<name>.security_opt"),
+    unimplemented("rancher.services.<name>.ulimits"),
+    unimplemented("rancher.services.<name>.env_file"),
+    unimplemented("rancher.services.<name>.stop_signal"),
+    unimplemented("rancher.services.<name>.cgroup_parent"),
+    unimplemented("rancher.services_include"),
+    key("rancher.console"),
+    free("rancher.environment"),
+    key("rancher.state"),
+    key("rancher.state.dev"),
+    key("rancher.state.fstype"),
+    free("rancher.state.autoformat"),
+    key("rancher.state.wait"),
+    key("rancher.state.required"),
+    key("rancher.state.directory"),
+    unimplemented("rancher.state.mdadm_scan"),
+    unimplemented("rancher.state.script"),
+    unimplemented("rancher.state.oem_fstype"),
+    unimplemented("rancher.state.oem_dev"),
+    key("rancher.ssh"),
+    free("rancher.ssh.keys"),
+    key("rancher.ssh.port"),
+    key("rancher.ssh.listen_address"),
+    key("rancher.ssh.daemon"),
+    free("rancher.sysctl"),
+    free("rancher.modules"),
+    unimplemented_section("rancher.docker"),
+    unimplemented_section("rancher.system_docker"),
+    key("rancher.system_containerd"),
+    key("rancher.system_containerd.binary"),
+    key("rancher.system_containerd.address"),
+    key("rancher.system_containerd.root"),
+    key("rancher.system_containerd.state"),
+    key("rancher.system_containerd.config_file"),
+    key("rancher.system_containerd.debug"),
+    key("rancher.cloud_init"),
+    free("rancher.cloud_init.datasources"),
+    free("rancher.disable"),
+    key("rancher.debug"),
+    key("rancher.password"),
+    free("rancher.autologin"),
+    key("rancher.cluster"),
+    key("rancher.cluster.server"),
+    key("rancher.cluster.token"),
+    key("rancher.cluster.image"),
+    free("rancher.cluster.labels"),
+    unimplemented("rancher.bootstrap"),
+    unimplemented("rancher.bootstrap_docker"),
+    unimplemented("rancher.rm_usr"),
+    unimplemented("rancher.no_sharedroot"),
+    unimplemented("rancher.log"),
+    unimplemented("rancher.force_console_rebuild"),
+    unimplemented("rancher.default_network"),
+    unimplemented("rancher.repositories"),
+    unimplemented("rancher.upgrade"),
+    unimplemented("rancher.registry_auths"),
+    unimplemented("rancher.defaults"),
+    unimplemented("rancher.resize_device"),
+    unimplemented("rancher.restart_services"),
+];
+
+/// The engine option keys, under both `rancher.docker` and `rancher.system_docker`.
+pub static ENGINE_OPTIONS: &[&str] = &[
+    "engine",
+    "tls",
+    "tls_args",
+    "args",
+    "extra_args",
+    "server_cert",
+    "server_key",
+    "ca_cert",
+    "ca_key",
+    "environment",
+    "storage_context",
+    "exec",
+    "bridge",
+    "bip",
+    "config_file",
+    "containerd",
+    "debug",
+    "exec_root",
+    "group",
+    "graph",
+    "host",
+    "insecure_registry",
+    "live_restore",
+    "log_driver",
+    "log_opts",
+    "mtu",
+    "pid_file",
+    "registry_mirror",
+    "restart",
+    "selinux_enabled",
+    "storage_driver",
+    "userland_proxy",
+];
+
+/// Looks a pattern up, including the engine options of the two Docker sections.
+pub fn find(pattern: &str) -> Option<KeySpec> {
+    if let Some(spec) = KEYS.iter().find(|spec| spec.pattern == pattern) {
+        return Some(*spec);
+    }
+    let (parent, option) = pattern.rsplit_once('.')?;
+    let engine_section = parent == "rancher.docker" || parent == "rancher.system_docker";
+    (engine_section && ENGINE_OPTIONS.contains(&option)).then_some(KeySpec {
+        pattern: "",
+        support: Support::Unimplemented,
+        free_form: true,
+    })
+}
+
+/// Every key pattern, in order, engine options expanded.
+pub fn all_patterns() -> Vec<String> {
+    let mut patterns = Vec::new();
+    for spec in KEYS {
+        patterns.push(spec.pattern.to_owned());
+        if spec.pattern == "rancher.docker" || spec.pattern == "rancher.system_docker" {
+            patterns.extend(
+                ENGINE_OPTIONS
+                    .iter()
+                    .map(|o| format!("{}.{o}", spec.pattern)),
+            );
+        }
+    }
+    patterns
+}
+
+/// The names valid directly under `parent` (a pattern; "" is the root).
+pub fn children(parent: &str) -> Vec<String> {
+    all_patterns()
+        .into_iter()
+        .filter_map(|pattern| {
+            let rest = if parent.is_empty() {
+                Some(pattern.as_str())
+            } else {
+                pattern
+                    .strip_prefix(parent)
+                    .and_then(|r| r.strip_prefix('.'))
+            }?;
+            (!rest.contains('.') && !rest.contains("[]")).then(|| rest.to_owned())
+        })
+        .collect()
+}
+
+/// True when list entries under `pattern` have keys of their own.
+pub fn has_entry_keys(pattern: &str) -> bool {
+    let prefix = format!("{pattern}[].");
+    KEYS.iter().any(|spec| spec.pattern.starts_with(&prefix))
+}

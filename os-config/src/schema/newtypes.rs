@@ -1,0 +1,371 @@
+//! Validated newtypes: a value of one of these types has been checked, so
+//! the code that uses it does not check again.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Why a string is not a valid value of a newtype.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    /// Not an RFC 1123 host name.
+    #[error(
+        "`{0}` is not a valid hostname (labels of letters, digits and `-`, at most 63 characters each, 253 in all)"
+    )]
+    Hostname(String),
+    /// Not a usable service name.
+    #[error(
+        "`{0}` is not a valid service name (letters, digits, `_`, `.`, `-`, starting with a letter or digit, at most 64 characters)"
+    )]
+    ServiceName(String),
+    /// Not an octal file mode.
+    #[error("`{0}` is not a file mode (octal like 0644, at most 07777)")]
+    FileMode(String),
+    /// Not an absolute path.
+    #[error("`{0}` is not an absolute path")]
+    AbsolutePath(String),
+    /// Not a size.
+    #[error("`{0}` is not a size (a number of bytes, or with a suffix b, k, m or g, like 512m)")]
+    ByteSize(String),
+    /// Not a capability name.
+    #[error("`{0}` is not a capability name (like NET_ADMIN, CAP_SYS_ADMIN or ALL)")]
+    Capability(String),
+}
+
+/// A host name as RFC 1123 allows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Hostname(String);
+
+impl Hostname {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Hostname {
+    type Error = InvalidValue;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(InvalidValue::Hostname(name));
+        }
+        Ok(Self(name))
+    }
+}
+
+impl fmt::Display for Hostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a system service (`console`, `user-containerd`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServiceName {
+    type Error = InvalidValue;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(InvalidValue::ServiceName(name))
+        }
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = InvalidValue;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::try_from(name.to_owned())
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// File permission bits, written in octal (`"0644"`, `0755`, `"0o600"`).
+///
+/// A bare YAML number like `644` is read as its digits in octal, because
+/// that is what everyone who writes it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileMode(u32);
+
+impl FileMode {
+    /// The mode bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for FileMode {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        let valid = !digits.is_empty()
+            && digits.len() <= 5
+            && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if valid && bits <= 0o7777 => Ok(Self(bits)),
+            _ => Err(InvalidValue::FileMode(text.to_owned())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let super::scalar::ScalarText(text) = Deserialize::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// An absolute filesystem path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AbsolutePath(String);
+
+impl AbsolutePath {
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AbsolutePath {
+    type Error = InvalidValue;
+
+    fn try_from(path: String) -> Result<Self, Self::Error> {
+        if path.starts_with('/') && !path.contains('\0') {
+            Ok(Self(path))
+        } else {
+            Err(InvalidValue::AbsolutePath(path))
+        }
+    }
+}
+
+impl fmt::Display for AbsolutePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A memory size in bytes, written as compose does (`512m`, `1g`, `65536`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteSize(u64);
+
+impl ByteSize {
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let lower = text.trim().to_ascii_lowercase();
+        let unit_at = lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len());
+        let (number, unit) = lower.split_at(unit_at);
+        let multiplier: u64 = match unit {
+            "" | "b" => 1,
+            "k" | "kb" => 1 << 10,
+            "m" | "mb" => 1 << 20,
+            "g" | "gb" => 1 << 30,
+            _ => return Err(InvalidValue::ByteSize(text.to_owned())),
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(multiplier))
+            .map(Self)
+            .ok_or_else(|| InvalidValue::ByteSize(text.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let super::scalar::ScalarText(text) = Deserialize::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A Linux capability, kept in the `CAP_` form (`ALL` stays `ALL`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Capability(String);
+
+impl Capability {
+    /// `CAP_NET_ADMIN`, or `ALL`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Capability {
+    type Error = InvalidValue;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let upper = name.to_ascii_uppercase();
+        if upper == "ALL" {
+            return Ok(Self(upper));
+        }
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        let valid = !bare.is_empty()
+            && bare.starts_with(|c: char| c.is_ascii_alphabetic())
+            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if valid {
+            Ok(Self(format!("CAP_{bare}")))
+        } else {
+            Err(InvalidValue::Capability(name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        for good in ["a", "node-1", "rancher.example.com", &"a".repeat(63)] {
+            assert_eq!(
+                Hostname::try_from(good.to_owned()).map(|h| h.to_string()),
+                Ok(good.to_owned())
+            );
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "under_score",
+            "sp ace",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                Hostname::try_from(bad.to_owned()),
+                Err(InvalidValue::Hostname(bad.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn file_modes_read_as_octal() {
+        let modes = [
+            ("0644", 0o644),
+            ("644", 0o644),
+            ("0o600", 0o600),
+            ("4755", 0o4755),
+            ("0", 0),
+        ];
+        for (text, bits) in modes {
+            assert_eq!(
+                text.parse::<FileMode>().map(FileMode::bits),
+                Ok(bits),
+                "{text}"
+            );
+        }
+        for bad in ["", "0800", "rw-r--r--", "077777", "-1"] {
+            assert_eq!(
+                bad.parse::<FileMode>(),
+                Err(InvalidValue::FileMode(bad.to_owned()))
+            );
+        }
+        let mode: FileMode = serde_norway::from_str("0755").unwrap();
+        assert_eq!(mode.to_string(), "0755");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let sizes = [
+            ("512m", 512 << 20),
+            ("1g", 1 << 30),
+            ("64K", 64 << 10),
+            ("100", 100),
+            ("10b", 10),
+        ];
+        for (text, bytes) in sizes {
+            assert_eq!(
+                text.parse::<ByteSize>().map(ByteSize::bytes),
+                Ok(bytes),
+                "{text}"
+            );
+        }
+        for bad in ["", "m", "1t", "1.5g", "99999999999999999999g"] {
+            assert_eq!(
+                bad.parse::<ByteSize>(),
+                Err(InvalidValue::ByteSize(bad.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn capabilities_are_normalised() {
+        let cap = |text: &str| Capability::try_from(text.to_owned()).map(|c| c.as_str().to_owned());
+        assert_eq!(cap("net_admin"), Ok("CAP_NET_ADMIN".into()));
+        assert_eq!(cap("CAP_SYS_ADMIN"), Ok("CAP_SYS_ADMIN".into()));
+        assert_eq!(cap("all"), Ok("ALL".into()));
+        assert_eq!(cap("CAP_"), Err(InvalidValue::Capability("CAP_".into())));
+        assert_eq!(
+            cap("bad-cap"),
+            Err(InvalidValue::Capability("bad-cap".into()))
+        );
+    }
+
+    #[test]
+    fn service_names() {
+        for good in ["user-containerd", "open-vm-tools", "ntp"] {
+            assert_eq!(
+                good.parse::<ServiceName>().map(|n| n.to_string()),
+                Ok(good.to_owned())
+            );
+        }
+        for bad in ["", "-x", "a b", "a/b"] {
+            assert_eq!(
+                bad.parse::<ServiceName>(),
+                Err(InvalidValue::ServiceName(bad.into()))
+            );
+        }
+    }
+}

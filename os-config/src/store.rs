@@ -1,0 +1,291 @@
+//! `cloud-config.yml` on disk: read, and changed only by whole-file atomic
+//! replacement after the new content has been checked. A power cut at any
+//! point leaves the old file or the new one, never a mix.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+use crate::check::{ConfigErrors, Warning, check_document};
+use crate::layers::{ConfigPaths, Layers};
+use crate::parse::keypath::KeyPath;
+use crate::tree::{self, TreeError};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The stored file is not a valid cloud-config; fix it by hand first.
+    #[error("{} is not valid, not changing it:\n{errors}", path.display())]
+    StoredInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        errors: ConfigErrors,
+    },
+    /// The change would make the configuration invalid; nothing was written.
+    #[error("refused, nothing was written:\n{0}")]
+    Refused(ConfigErrors),
+    /// The key path does not fit the stored tree.
+    #[error(transparent)]
+    Path(#[from] TreeError),
+    /// Serialising the new document failed.
+    #[error("cannot serialise the configuration: {0}")]
+    Serialise(#[from] serde_norway::Error),
+    /// Writing the new file failed; the old one is still in place.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// The user's configuration file and the layers around it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    paths: ConfigPaths,
+}
+
+impl Store {
+    /// The store under `paths`.
+    pub fn new(paths: ConfigPaths) -> Self {
+        Self { paths }
+    }
+
+    /// The paths it uses.
+    pub fn paths(&self) -> &ConfigPaths {
+        &self.paths
+    }
+
+    /// The stored document as a tree; an absent file is an empty mapping.
+    pub fn read(&self) -> Result<Value, StoreError> {
+        let path = self.paths.cloud_config_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        check_document(&text)
+            .map(|checked| checked.value)
+            .map_err(|errors| StoreError::StoredInvalid { path, errors })
+    }
+
+    /// Sets one key and stores the result.
+    pub fn set(&self, path: &KeyPath, value: Value) -> Result<Vec<Warning>, StoreError> {
+        let mut document = self.read()?;
+        tree::set(&mut document, path, value)?;
+        self.replace(&document)
+    }
+
+    /// Merges a document over the stored one and stores the result.
+    pub fn merge(&self, overlay: Value) -> Result<Vec<Warning>, StoreError> {
+        let mut document = self.read()?;
+        tree::merge(&mut document, overlay);
+        self.replace(&document)
+    }
+
+    /// Checks `document` alone and merged with the other layers, then
+    /// writes it atomically.
+    pub fn replace(&self, document: &Value) -> Result<Vec<Warning>, StoreError> {
+        let text = serde_norway::to_string(document)?;
+        let checked = check_document(&text).map_err(|errors| {
+            StoreError::Refused(ConfigErrors(
+                errors.0.into_iter().map(|e| e.without_line()).collect(),
+            ))
+        })?;
+
+        let warnings = checked.warnings.clone();
+        let layers = Layers::load_with_cloud_config(&self.paths, checked);
+        layers.merged().map_err(StoreError::Refused)?;
+
+        let path = self.paths.cloud_config_file();
+        write_atomically(&path, text.as_bytes())
+            .map_err(|source| StoreError::Write { path, source })?;
+        Ok(warnings)
+    }
+}
+
+/// Replaces `path` with `contents`: temp file in the same directory,
+/// fsync, rename over the old file, fsync the directory so the rename
+/// itself is durable.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp.{}", std::process::id()));
+    let temp = dir.join(temp_name);
+    remove_stale_temp_files(dir, name);
+
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        // Best effort: a stale temp file is harmless but untidy.
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Removes temp files left by writers that were killed mid-write (their
+/// pid is gone). A live writer's file is left alone.
+fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::ErrorKind;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(ConfigPaths::under(dir.path()));
+        (dir, store)
+    }
+
+    fn path(text: &str) -> KeyPath {
+        KeyPath::parse(text).unwrap()
+    }
+
+    #[test]
+    fn set_creates_the_file_and_keeps_other_keys() {
+        let (_dir, store) = store();
+        store.set(&path("hostname"), Value::from("node1")).unwrap();
+        store
+            .set(
+                &path("rancher.network.dns.nameservers"),
+                serde_norway::from_str("[1.1.1.1]").unwrap(),
+            )
+            .unwrap();
+        let stored: Value =
+            serde_norway::from_str(&fs::read_to_string(store.paths().cloud_config_file()).unwrap())
+                .unwrap();
+        let expected: Value = serde_norway::from_str(
+            "hostname: node1\nrancher: {network: {dns: {nameservers: [1.1.1.1]}}}",
+        )
+        .unwrap();
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_and_the_file_is_untouched() {
+        let (_dir, store) = store();
+        store.set(&path("hostname"), Value::from("node1")).unwrap();
+        let before = fs::read(store.paths().cloud_config_file()).unwrap();
+        let error = store
+            .set(
+                &path("rancher.network.interfaces.eth0.address"),
+                Value::from("10.0.0.1"),
+            )
+            .unwrap_err();
+        let StoreError::Refused(errors) = error else {
+            panic!("expected Refused, got {error}");
+        };
+        assert_eq!(errors.0[0].kind(), ErrorKind::InvalidValue);
+        assert_eq!(
+            errors.0[0].path().map(ToString::to_string).as_deref(),
+            Some("rancher.network.interfaces.eth0.address")
+        );
+        let error = store
+            .set(&path("rancher.netwrk.x"), Value::from(1))
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Refused(e) if e.0[0].kind() == ErrorKind::UnknownKey),
+            "{error}"
+        );
+        assert_eq!(fs::read(store.paths().cloud_config_file()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_change_that_conflicts_with_another_layer_is_refused() {
+        let (dir, store) = store();
+        let drop_in = dir
+            .path()
+            .join("var/lib/rancher/conf/cloud-config.d/10-net.yml");
+        fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+        fs::write(
+            &drop_in,
+            "rancher: {services: {web: {image: nginx, net: host}}}",
+        )
+        .unwrap();
+        let error = store
+            .set(
+                &path("rancher.services.web.network_mode"),
+                Value::from("none"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Refused(e) if e.0[0].kind() == ErrorKind::Inconsistent),
+            "{error}"
+        );
+        assert!(!store.paths().cloud_config_file().exists());
+    }
+
+    #[test]
+    fn a_killed_writers_temp_file_is_cleaned_up_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.yml");
+        // No process has pid u32::MAX - 1 (pid_max is at most 2^22).
+        let stale = dir.path().join(format!(".file.yml.tmp.{}", u32::MAX - 1));
+        fs::write(&stale, "half").unwrap();
+        write_atomically(&target, b"new").unwrap();
+        assert!(!stale.exists());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/file.yml");
+        write_atomically(&target, b"one").unwrap();
+        write_atomically(&target, b"two").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file.yml")]);
+    }
+}

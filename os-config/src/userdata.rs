@@ -1,0 +1,290 @@
+//! What a datasource delivers: user-data (`#cloud-config` YAML, a `#!`
+//! script, or gzip of either) and metadata (host name, instance id, SSH
+//! keys). Metadata fills `hostname` and `ssh_authorized_keys` when the
+//! user-data does not set them.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde_norway::Value;
+
+use crate::check::{ConfigErrors, Warning, check_document, check_value};
+use crate::layers::ConfigPaths;
+use crate::schema::Hostname;
+use crate::store::write_atomically;
+
+/// Why user-data cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UserDataError {
+    /// gzip that does not decompress.
+    #[error("user-data looks like gzip but does not decompress: {0}")]
+    Gzip(std::io::Error),
+    /// Not a `#cloud-config` document or a `#!` script.
+    #[error(
+        "user-data is neither `#cloud-config` YAML nor a `#!` script (it starts with {start:?})"
+    )]
+    Unrecognised {
+        /// Its first bytes.
+        start: String,
+    },
+    /// `#cloud-config` text that is not UTF-8.
+    #[error("#cloud-config user-data is not UTF-8")]
+    NotUtf8,
+    /// A cloud-config that does not check.
+    #[error("user-data cloud-config is invalid:\n{0}")]
+    Invalid(ConfigErrors),
+    /// Saving it failed.
+    #[error("cannot save user-data to {}: {source}", path.display())]
+    Save {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The user-data part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Nothing (metadata only).
+    Empty,
+    /// A `#cloud-config` document.
+    CloudConfig(String),
+    /// A `#!` script, saved and run at `runcmd` time.
+    Script(Vec<u8>),
+}
+
+impl Payload {
+    /// Classifies raw user-data, decompressing gzip first.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, UserDataError> {
+        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .take(crate::datasource::http::MAX_BODY as u64)
+                .read_to_end(&mut out)
+                .map_err(UserDataError::Gzip)?;
+            out
+        } else {
+            bytes.to_vec()
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::Empty);
+        }
+        if bytes.starts_with(b"#!") {
+            return Ok(Self::Script(bytes));
+        }
+        let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        if first_line.trim_ascii_end() == b"#cloud-config" {
+            return String::from_utf8(bytes)
+                .map(Self::CloudConfig)
+                .map_err(|_| UserDataError::NotUtf8);
+        }
+        Err(UserDataError::Unrecognised {
+            start: String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned(),
+        })
+    }
+}
+
+/// Facts about the instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Metadata {
+    /// The host name the platform gave.
+    pub hostname: Option<String>,
+    /// The instance id.
+    pub instance_id: Option<String>,
+    /// The private IPv4 address.
+    pub local_ipv4: Option<IpAddr>,
+    /// SSH public keys.
+    pub public_keys: Vec<String>,
+}
+
+/// What one datasource delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserData {
+    /// The user-data.
+    pub payload: Payload,
+    /// The metadata.
+    pub metadata: Metadata,
+}
+
+/// User-data made ready for the layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    /// The cloud-config tree, metadata filled in.
+    pub value: Value,
+    /// A script to run at `runcmd` time.
+    pub script: Option<Vec<u8>>,
+    /// What the checker warned about.
+    pub warnings: Vec<Warning>,
+}
+
+impl UserData {
+    /// Checks the cloud-config and fills `hostname` and
+    /// `ssh_authorized_keys` from the metadata where the user did not.
+    pub fn to_user_config(&self) -> Result<UserConfig, UserDataError> {
+        let (checked, script) = match &self.payload {
+            Payload::CloudConfig(text) => {
+                (check_document(text).map_err(UserDataError::Invalid)?, None)
+            }
+            Payload::Script(script) => (
+                check_value(Value::Null).map_err(UserDataError::Invalid)?,
+                Some(script.clone()),
+            ),
+            Payload::Empty => (
+                check_value(Value::Null).map_err(UserDataError::Invalid)?,
+                None,
+            ),
+        };
+        let mut value = checked.value;
+        let Value::Mapping(map) = &mut value else {
+            unreachable!("a checked document is a mapping");
+        };
+        if checked.config.hostname.is_none() {
+            let valid = self
+                .metadata
+                .hostname
+                .as_ref()
+                .filter(|name| Hostname::try_from((*name).clone()).is_ok());
+            if let Some(name) = valid {
+                map.insert(Value::from("hostname"), Value::from(name.clone()));
+            }
+        }
+        if checked.config.ssh_authorized_keys.is_empty() && !self.metadata.public_keys.is_empty() {
+            let keys = self
+                .metadata
+                .public_keys
+                .iter()
+                .cloned()
+                .map(Value::from)
+                .collect();
+            map.insert(Value::from("ssh_authorized_keys"), Value::Sequence(keys));
+        }
+        Ok(UserConfig {
+            value,
+            script,
+            warnings: checked.warnings,
+        })
+    }
+
+    /// Saves the user-data where the layers and `runcmd` find it: the
+    /// cloud-config as `cloud-config.d/user-data.yml`, a script as
+    /// `cloud-config-script` (mode 0700), the metadata as JSON.
+    pub fn save(&self, paths: &ConfigPaths) -> Result<UserConfig, UserDataError> {
+        let user_config = self.to_user_config()?;
+        let save = |path: PathBuf, bytes: &[u8]| {
+            write_atomically(&path, bytes).map_err(|source| UserDataError::Save { path, source })
+        };
+        let text = serde_norway::to_string(&user_config.value).unwrap_or_default();
+        save(paths.user_data_file(), text.as_bytes())?;
+        if let Some(script) = &user_config.script {
+            let path = paths.user_script_file();
+            save(path.clone(), script)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|source| UserDataError::Save { path, source })?;
+        }
+        let metadata = serde_json::to_vec_pretty(&self.metadata).unwrap_or_default();
+        save(paths.metadata_file(), &metadata)?;
+        Ok(user_config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn classifies_user_data() {
+        let cloud = b"#cloud-config\nhostname: a\n";
+        assert_eq!(
+            Payload::from_bytes(cloud).unwrap(),
+            Payload::CloudConfig(String::from_utf8(cloud.to_vec()).unwrap())
+        );
+        assert_eq!(
+            Payload::from_bytes(&gzip(cloud)).unwrap(),
+            Payload::from_bytes(cloud).unwrap()
+        );
+        let script = b"#!/bin/sh\necho hi\n";
+        assert_eq!(
+            Payload::from_bytes(&gzip(script)).unwrap(),
+            Payload::Script(script.to_vec())
+        );
+        assert_eq!(Payload::from_bytes(b" \n").unwrap(), Payload::Empty);
+        assert!(matches!(
+            Payload::from_bytes(b"hostname: a"),
+            Err(UserDataError::Unrecognised { .. })
+        ));
+        assert!(matches!(
+            Payload::from_bytes(&[0x1f, 0x8b, 0, 1]),
+            Err(UserDataError::Gzip(_))
+        ));
+    }
+
+    #[test]
+    fn metadata_fills_what_the_user_left_out() {
+        let metadata = Metadata {
+            hostname: Some("ip-10-0-0-5".into()),
+            public_keys: vec!["ssh-ed25519 AAAA meta".into()],
+            ..Metadata::default()
+        };
+        let from_metadata = UserData {
+            payload: Payload::CloudConfig("#cloud-config\nrancher: {debug: true}\n".into()),
+            metadata: metadata.clone(),
+        };
+        let expected: Value = serde_norway::from_str(
+            "rancher: {debug: true}\nhostname: ip-10-0-0-5\nssh_authorized_keys: [ssh-ed25519 AAAA meta]",
+        )
+        .unwrap();
+        assert_eq!(from_metadata.to_user_config().unwrap().value, expected);
+
+        let user_wins = UserData {
+            payload: Payload::CloudConfig(
+                "#cloud-config\nhostname: mine\nssh_authorized_keys: [ssh-rsa BBBB me]\n".into(),
+            ),
+            metadata,
+        };
+        let expected: Value =
+            serde_norway::from_str("hostname: mine\nssh_authorized_keys: [ssh-rsa BBBB me]")
+                .unwrap();
+        assert_eq!(user_wins.to_user_config().unwrap().value, expected);
+    }
+
+    #[test]
+    fn saves_cloud_config_script_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(dir.path());
+        let data = UserData {
+            payload: Payload::Script(b"#!/bin/sh\ntrue\n".to_vec()),
+            metadata: Metadata {
+                hostname: Some("node-7".into()),
+                ..Metadata::default()
+            },
+        };
+        data.save(&paths).unwrap();
+        assert_eq!(
+            std::fs::read(paths.user_script_file()).unwrap(),
+            b"#!/bin/sh\ntrue\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(paths.user_data_file()).unwrap(),
+            "hostname: node-7\n"
+        );
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(paths.metadata_file()).unwrap()).unwrap();
+        assert_eq!(metadata["hostname"], "node-7");
+        // The saved file is a layer like any other.
+        let layers = crate::layers::Layers::load_with_cmdline(&paths, None);
+        assert_eq!(
+            layers.merged().unwrap().config.hostname.unwrap().as_str(),
+            "node-7"
+        );
+    }
+}
