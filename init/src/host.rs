@@ -16,6 +16,16 @@ pub enum Shutdown {
     Halt,
 }
 
+impl std::fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PowerOff => "power off",
+            Self::Reboot => "reboot",
+            Self::Halt => "halt",
+        })
+    }
+}
+
 /// A failed host operation, naming what was attempted.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {target}: {source}")]

@@ -14,6 +14,7 @@ use ros::{log, network, services};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
+use system_services::supervisor::ServiceState;
 use tokio::sync::watch;
 
 /// The containerd namespace of the system services.
@@ -121,10 +122,22 @@ async fn run_system() -> anyhow::Result<Shutdown> {
             Err(err) => tracing::error!("{err}"),
         }
     }
-    announce_ready();
+    // The machine is usable once the console runs; a console that failed
+    // is retried by its supervisor, and the line comes when it is up.
+    if let Some(mut console) = engine.status_of("console") {
+        tokio::spawn(async move {
+            if console
+                .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
+                .await
+                .is_ok()
+            {
+                announce_ready();
+            }
+        });
+    }
 
     let how = shutdown::requested(&mut shutdown_requests).await;
-    tracing::info!(?how, "shutting down");
+    console(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
@@ -141,9 +154,9 @@ fn announce_ready() {
             )
         })
         .unwrap_or_default();
-    let line = format!("ros: ready in {:.2} s", uptime.as_secs_f64());
-    tracing::info!("{line}");
-    console(&line);
+    let seconds = uptime.as_secs_f64();
+    tracing::info!("ready in {seconds:.2} s");
+    console(&format!("ros: ready in {seconds:.2} s"));
 }
 
 /// Writes a line straight to the console, bypassing the log.

@@ -1,1 +1,475 @@
-//! Drives QEMU for the image tests: boot, serial console, commands, power off.
+//! Drives QEMU for the image tests: boot the built image, talk to its
+//! serial console, run commands and read their output and exit status,
+//! wait for it to power off.
+//!
+//! KVM is used when it really runs a guest; otherwise TCG, with timeouts
+//! sized for it. Nothing is skipped: a missing image or QEMU is a failure.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a boot to `ros: ready` may take. TCG on a loaded two-core
+/// machine takes about 20 s; KVM about 2 s.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long one console command may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The built image parts, from `target/image/`.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+    pub iso: PathBuf,
+}
+
+impl Image {
+    /// The image `image-build` wrote. Panics (the test fails) when a part
+    /// is missing, saying how to build it.
+    pub fn built() -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image");
+        let image = Self {
+            vmlinuz: dir.join("vmlinuz"),
+            initrd: dir.join("initrd"),
+            iso: dir.join("ros.iso"),
+        };
+        for part in [&image.vmlinuz, &image.initrd, &image.iso] {
+            assert!(
+                part.is_file(),
+                "{} is missing: build the image first (`cargo run -p image-build`, or ./dev build)",
+                part.display()
+            );
+        }
+        image
+    }
+}
+
+/// How the machine boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// `-kernel/-initrd` with this command line: the fastest.
+    Kernel { append: String },
+    /// From the ISO as a CD-ROM, through ISOLINUX.
+    Cdrom,
+}
+
+/// The kernel command line of the tests: the serial console, and only
+/// errors from the kernel log, so command output stays readable.
+pub const TEST_APPEND: &str = "console=ttyS0,115200n8 loglevel=3 panic=-1";
+
+/// A virtual machine being configured.
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    image: Image,
+    boot: Boot,
+    memory_mib: u32,
+    extra: Vec<String>,
+}
+
+impl VmBuilder {
+    pub fn new(image: Image, boot: Boot) -> Self {
+        Self {
+            image,
+            boot,
+            memory_mib: 1024,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Boots with `-kernel/-initrd` and the test command line plus `extra`.
+    pub fn kernel(image: Image, extra_append: &str) -> Self {
+        let append = format!("{TEST_APPEND} {extra_append}").trim().to_string();
+        Self::new(image, Boot::Kernel { append })
+    }
+
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// More QEMU arguments (drives, network devices).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra.push(arg.into());
+        self
+    }
+
+    pub fn start(self) -> Vm {
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(["-accel", accelerator(&self.image)])
+            .args(["-m", &self.memory_mib.to_string(), "-smp", "2"])
+            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+            .args([
+                "-chardev",
+                "stdio,id=console,signal=off",
+                "-serial",
+                "chardev:console",
+            ])
+            .args(["-device", "virtio-rng-pci"]);
+        match &self.boot {
+            Boot::Kernel { append } => {
+                command.arg("-kernel").arg(&self.image.vmlinuz);
+                command.arg("-initrd").arg(&self.image.initrd);
+                command.args(["-append", append]);
+            }
+            Boot::Cdrom => {
+                command
+                    .arg("-cdrom")
+                    .arg(&self.image.iso)
+                    .args(["-boot", "d"]);
+            }
+        }
+        command.args(&self.extra);
+        Vm::spawn(command)
+    }
+}
+
+/// KVM if it really runs a guest here, else TCG. Decided once per test
+/// binary; `ROS_QEMU_ACCEL=kvm|tcg` skips the probe.
+pub fn accelerator(image: &Image) -> &'static str {
+    static CHOICE: OnceLock<&'static str> = OnceLock::new();
+    CHOICE.get_or_init(|| match std::env::var("ROS_QEMU_ACCEL").as_deref() {
+        Ok("kvm") => "kvm",
+        Ok("tcg") => "tcg",
+        _ => {
+            let choice = if kvm_runs_a_guest(&image.vmlinuz) {
+                "kvm"
+            } else {
+                "tcg"
+            };
+            eprintln!("qemu-tests: using {choice}");
+            choice
+        }
+    })
+}
+
+/// Where /dev/kvm opens but cannot run a guest (nested virtualisation),
+/// QEMU with KVM hangs silently: a kernel that prints nothing within a few
+/// seconds means TCG.
+fn kvm_runs_a_guest(vmlinuz: &Path) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args([
+            "-accel",
+            "kvm",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-serial", "stdio", "-kernel"])
+        .arg(vmlinuz)
+        .args(["-append", "console=ttyS0 panic=-1"]);
+    let mut vm = Vm::spawn(command);
+    let printed = vm
+        .wait_for("Linux version", Duration::from_secs(10))
+        .is_ok();
+    vm.kill();
+    printed
+}
+
+/// What the console has printed so far, and whether QEMU has exited.
+#[derive(Debug, Default)]
+struct Console {
+    output: String,
+    closed: bool,
+}
+
+/// A running virtual machine and its serial console.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    console: Arc<(Mutex<Console>, Condvar)>,
+    started: Instant,
+    commands: usize,
+}
+
+/// The output and exit status of one console command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub output: String,
+    pub status: i32,
+}
+
+impl Vm {
+    fn spawn(mut command: Command) -> Self {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .expect("qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ] {
+            let console = Arc::clone(&console);
+            std::thread::spawn(move || pump(stream, &console));
+        }
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            console,
+            started: Instant::now(),
+            commands: 0,
+        }
+    }
+
+    /// Everything the console printed so far (`\r` removed).
+    pub fn output(&self) -> String {
+        self.console
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .output
+            .clone()
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until `needle` appears (anywhere in the output so far);
+    /// returns the output up to and including it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for_after(0, needle, timeout)
+            .map(|end| self.output()[..end].to_string())
+    }
+
+    /// Waits until `needle` appears at or after byte `from`; returns the
+    /// byte offset just past it.
+    fn wait_for_after(
+        &self,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, changed) = &*self.console;
+        let mut console = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(at) = console
+                .output
+                .get(from..)
+                .and_then(|rest| rest.find(needle))
+            {
+                return Ok(from + at + needle.len());
+            }
+            let now = Instant::now();
+            if console.closed || now >= deadline {
+                let why = if console.closed {
+                    "QEMU exited"
+                } else {
+                    "timed out"
+                };
+                return Err(format!(
+                    "{why} after {:.1} s waiting for {needle:?}; console output:\n{}",
+                    self.started.elapsed().as_secs_f64(),
+                    tail(&console.output, 60)
+                ));
+            }
+            console = changed
+                .wait_timeout(console, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits for `ros: ready in X s`; returns X as the guest measured it.
+    pub fn wait_ready(&self) -> Duration {
+        let marker = "ros: ready in ";
+        let out = self
+            .wait_for(marker, READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let end = self
+            .wait_for_after(out.len(), " s", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let seconds = &self.output()[out.len()..end - 2];
+        Duration::from_secs_f64(
+            seconds
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad ready line: {seconds:?}")),
+        )
+    }
+
+    /// Types a line on the console.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("console input is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("writing to the console");
+        stdin.flush().expect("writing to the console");
+    }
+
+    /// Waits until a shell answers on the console: getty discards what is
+    /// typed before it runs, so this asks until there is an answer.
+    pub fn wait_for_shell(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let from = self.output().len();
+            // Quoted apart, so the echo of the typed line does not match.
+            self.send_line("echo '@@SHELL''-UP@@'");
+            if self
+                .wait_for_after(from, "@@SHELL-UP@@", Duration::from_secs(3))
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no shell on the console:\n{}",
+                tail(&self.output(), 40)
+            );
+        }
+    }
+
+    /// Runs `command` in the console shell; returns its output and status.
+    pub fn run(&mut self, command: &str) -> CommandOutput {
+        self.commands += 1;
+        let id = self.commands;
+        let from = self.output().len();
+        // Markers are quoted apart so the terminal's echo of the typed line
+        // never matches them.
+        self.send_line(&format!(
+            "echo '@@BEGIN''-{id}@@'; {command}; echo \"@@END\"\"-{id}@@ $?\""
+        ));
+        let begin = format!("@@BEGIN-{id}@@\n");
+        let end = format!("@@END-{id}@@ ");
+        let start = self
+            .wait_for_after(from, &begin, COMMAND_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+        let stop = self
+            .wait_for_after(start, &end, COMMAND_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+        let after = self
+            .wait_for_after(stop, "\n", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = self.output();
+        CommandOutput {
+            output: text[start..stop - end.len()].to_string(),
+            status: text[stop..after].trim().parse().unwrap_or(-1),
+        }
+    }
+
+    /// Runs `command` and returns its output, failing the test unless it
+    /// exits with 0.
+    pub fn check(&mut self, command: &str) -> String {
+        let result = self.run(command);
+        assert_eq!(result.status, 0, "`{command}` failed: {}", result.output);
+        result.output
+    }
+
+    /// Waits for QEMU to exit by itself (power off with `-no-reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "QEMU did not exit within {timeout:?}; console output:\n{}",
+                tail(&self.output(), 60)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn pump(mut stream: Box<dyn Read + Send>, console: &(Mutex<Console>, Condvar)) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let (lock, changed) = console;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if n == 0 {
+            state.closed = true;
+            changed.notify_all();
+            return;
+        }
+        state
+            .output
+            .push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+        changed.notify_all();
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The median of some durations.
+pub fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+
+    #[test]
+    fn median_of_three() {
+        let s = Duration::from_secs;
+        assert_eq!(median(vec![s(9), s(3), s(5)]), s(5));
+    }
+
+    /// The console protocol against a local shell standing in for QEMU.
+    #[test]
+    fn commands_return_output_and_status() {
+        let mut command = Command::new("sh");
+        command.arg("-s");
+        let mut vm = Vm::spawn(command);
+        vm.wait_for_shell(Duration::from_secs(10));
+        assert_eq!(
+            vm.run("echo hello; echo world"),
+            CommandOutput {
+                output: "hello\nworld\n".into(),
+                status: 0
+            }
+        );
+        assert_eq!(vm.run("false").status, 1);
+        assert_eq!(vm.run("(exit 7)").status, 7);
+        assert_eq!(vm.check("printf 'no newline'"), "no newline");
+        vm.send_line("exit 3");
+        assert_eq!(vm.wait_exit(Duration::from_secs(10)).code(), Some(3));
+    }
+}

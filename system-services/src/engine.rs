@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use oci_spec::OciSpecError;
+use tokio::sync::watch;
 
 use crate::restart::Backoff;
 use crate::runtime::ContainerRuntime;
@@ -62,6 +63,14 @@ impl<R: ContainerRuntime> Engine<R> {
             .iter()
             .map(|(name, s)| (name.clone(), s.status().borrow().clone()))
             .collect()
+    }
+
+    /// The live status of one service, if it is supervised.
+    pub fn status_of(&self, name: &str) -> Option<watch::Receiver<ServiceStatus>> {
+        self.running
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, s)| s.status())
     }
 
     /// Stops every service, the last started first.

@@ -131,8 +131,3 @@ async fn stop(daemon: super::reaper::Spawned) {
     }
     tracing::info!("containerd stopped");
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
