@@ -2,6 +2,8 @@
 
 pub mod boot;
 pub mod cli;
+pub mod config;
+pub mod console;
 pub mod host;
 pub mod log;
 pub mod network;

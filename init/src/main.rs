@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use os_config::ConfigPaths;
 use ros::boot::{self, mounts::mount_early, switch_root};
+use ros::config::{self, Phase};
 use ros::host::{Host, RealHost, Shutdown};
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
-use ros::{log, network, services};
+use ros::{console, log, network, services};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
@@ -46,7 +48,7 @@ fn boot() -> ! {
         Ok(how) => how,
         Err(err) => {
             tracing::error!("boot failed: {err:#}");
-            console(&format!(
+            console::line(&format!(
                 "ros: boot failed: {err:#}\nros: powering off in 10 s"
             ));
             std::thread::sleep(Duration::from_secs(10));
@@ -83,17 +85,26 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_system())
+    runtime.block_on(run_system(&cmdline))
 }
 
 /// From here on, everything is asynchronous: children, signals, services.
-async fn run_system() -> anyhow::Result<Shutdown> {
+async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
     // Signals and children are watched before anything is spawned, so no
     // request and no exit is missed.
     let mut shutdown_requests = shutdown::listen().context("installing signal handlers")?;
     let reaper = Reaper::start().context("installing SIGCHLD handler")?;
     // containerd and the services expect a working loopback.
     network::loopback::up().context("bringing up lo")?;
+
+    // The configuration says what runs; user-data from a disk or the
+    // command line joins it before anything is started.
+    let paths = ConfigPaths::system();
+    let mut config = config::load(&paths, cmdline);
+    if config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await {
+        config = config::load(&paths, cmdline);
+    }
+    tracing::debug!(?config, "configuration");
 
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
@@ -137,7 +148,7 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     }
 
     let how = shutdown::requested(&mut shutdown_requests).await;
-    console(&format!("ros: shutting down ({how})"));
+    console::line(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
@@ -156,15 +167,7 @@ fn announce_ready() {
         .unwrap_or_default();
     let seconds = uptime.as_secs_f64();
     tracing::info!("ready in {seconds:.2} s");
-    console(&format!("ros: ready in {seconds:.2} s"));
-}
-
-/// Writes a line straight to the console, bypassing the log.
-fn console(line: &str) {
-    use std::io::Write;
-    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
-        let _ = writeln!(console, "{line}");
-    }
+    console::line(&format!("ros: ready in {seconds:.2} s"));
 }
 
 /// A panic in PID 1 would panic the kernel: log it, sync, and reboot.
@@ -174,7 +177,7 @@ fn install_panic_hook() {
         if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
             let _ = write!(kmsg, "<0>ros: PID 1 panicked: {info}");
         }
-        console(&format!("ros: PID 1 panicked: {info}"));
+        console::line(&format!("ros: PID 1 panicked: {info}"));
         nix::unistd::sync();
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     }));
