@@ -32,14 +32,22 @@ fn boots_from_kernel_and_initrd_to_a_console_in_a_container() {
     let containerd = vm.check("pidof containerd");
     assert!(!containerd.trim().is_empty());
     vm.check("test -S /run/system-containerd/containerd.sock");
+
+    // This shell is in the console container: its own cgroup namespace
+    // rooted at /ros/console, so PID 1 and containerd (in the host's root
+    // cgroup) are seen two levels up; its own mount namespace and root.
+    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/");
+    assert_eq!(vm.check("cat /proc/1/cgroup").trim(), "0::/../..");
     assert_eq!(
         vm.check("cat /proc/$(pidof containerd)/cgroup").trim(),
-        "0::/"
+        "0::/../.."
     );
-
-    // This shell is in the console container: its cgroup, its own mount
-    // namespace and root.
-    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
+    let own_cgroups =
+        vm.run(r#"[ "$(readlink /proc/self/ns/cgroup)" != "$(readlink /proc/1/ns/cgroup)" ]"#);
+    assert_eq!(
+        own_cgroups.status, 0,
+        "the console shares PID 1's cgroup namespace"
+    );
     let own_mounts =
         vm.run(r#"[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ]"#);
     assert_eq!(
@@ -77,7 +85,7 @@ fn boots_from_the_iso() {
     );
     vm.wait_for_shell(SHELL_TIMEOUT);
     vm.check("cmp /proc/1/exe /usr/bin/ros");
-    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
+    assert_eq!(vm.check("cat /proc/1/cgroup").trim(), "0::/../..");
     // Booted from the ISO: the kernel command line is ISOLINUX's.
     assert!(vm.check("cat /proc/cmdline").contains("console=ttyS0"));
     vm.send_line("ros poweroff");
