@@ -86,6 +86,29 @@ impl VmBuilder {
         Self::new(image, Boot::Kernel { append })
     }
 
+    /// Boots the built kernel with an initrd of the test's own (no ISO
+    /// needed) and exactly this command line.
+    pub fn own_initrd(initrd: &Path, append: &str) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image");
+        let vmlinuz = dir.join("vmlinuz");
+        assert!(
+            vmlinuz.is_file(),
+            "{} is missing: build the kernel first (`cargo run -p image-build -- kernel`)",
+            vmlinuz.display()
+        );
+        let image = Image {
+            vmlinuz,
+            initrd: initrd.to_path_buf(),
+            iso: PathBuf::new(),
+        };
+        Self::new(
+            image,
+            Boot::Kernel {
+                append: append.to_string(),
+            },
+        )
+    }
+
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self
@@ -94,6 +117,11 @@ impl VmBuilder {
     /// More QEMU arguments (drives, network devices).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra.push(arg.into());
+        self
+    }
+
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.extra.extend(args.map(str::to_string));
         self
     }
 
