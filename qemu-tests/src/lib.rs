@@ -53,6 +53,8 @@ pub enum Boot {
     Kernel { append: String },
     /// From the ISO as a CD-ROM, through ISOLINUX.
     Cdrom,
+    /// From the first disk; the test attaches it with `-drive`.
+    Disk,
 }
 
 /// The kernel command line of the tests: the serial console, and only
@@ -170,6 +172,9 @@ impl VmBuilder {
                     .arg("-cdrom")
                     .arg(&self.image.iso)
                     .args(["-boot", "d"]);
+            }
+            Boot::Disk => {
+                command.args(["-boot", "c"]);
             }
         }
         command.args(&self.extra);

@@ -179,3 +179,19 @@ fn a_killed_containerd_is_restarted_and_the_console_lives_on() {
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
 }
+
+#[test]
+fn the_iso_boots_as_a_disk_too() {
+    // A hybrid ISO written to a USB stick or a disk boots through its MBR.
+    let image = Image::built();
+    let drive = format!("file={},format=raw,if=ide,snapshot=on", image.iso.display());
+    let mut vm = VmBuilder::new(image, Boot::Disk)
+        .arg("-drive")
+        .arg(drive)
+        .start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    vm.check("cmp /proc/1/exe /usr/bin/ros");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+}
