@@ -67,8 +67,8 @@ fn user_data_from_a_config_drive_and_the_cmdline_are_layers() {
     );
     assert_eq!(vm.check("ros config get rancher.state.wait").trim(), "true");
     assert_eq!(
-        vm.check("ros config get ssh_authorized_keys").trim(),
-        "- from-cmdline"
+        vm.check("ros config get rancher.modules").trim(),
+        "- br_netfilter\n- overlay"
     );
     // Saved as a layer of its own, below cloud-config.yml.
     vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");
