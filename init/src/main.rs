@@ -78,6 +78,9 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
         switch_root::switch_root(host, Path::new(switch_root::ROOT_IMAGE))
             .context("switching to the root image")?;
     }
+    // containerd is most of the boot's reading: start decompressing it
+    // on the other CPUs now.
+    boot::prefetch::start(boot::prefetch::BOOT_PROGRAMS);
     // Orphans are ours to reap, also when ros runs below another init.
     host.set_child_subreaper()?;
     // ctrl-alt-del becomes a SIGINT, an orderly reboot, not an instant one.
