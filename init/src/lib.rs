@@ -1,5 +1,6 @@
 //! `ros`: PID 1 of the machine and the `ros` command line, one binary.
 
+pub mod apply;
 pub mod boot;
 pub mod cli;
 pub mod config;

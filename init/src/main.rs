@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use os_config::CloudConfig;
 use os_config::ConfigPaths;
 use ros::boot::{self, mounts::mount_early, switch_root};
 use ros::config::{self, Phase};
@@ -12,7 +13,7 @@ use ros::host::{Host, RealHost, Shutdown};
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
-use ros::{console, log, network, services};
+use ros::{apply, console, log, network, services};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
@@ -88,11 +89,11 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_system(&cmdline))
+    runtime.block_on(run_system(host, &cmdline))
 }
 
 /// From here on, everything is asynchronous: children, signals, services.
-async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
+async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> {
     // Signals and children are watched before anything is spawned, so no
     // request and no exit is missed.
     let mut shutdown_requests = shutdown::listen().context("installing signal handlers")?;
@@ -108,6 +109,9 @@ async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
         config = config::load(&paths, cmdline);
     }
     tracing::debug!(?config, "configuration");
+    // What the configuration asks of the machine itself comes before any
+    // service sees it: kernel settings, files, mounts, then bootcmd.
+    apply_early(host, &reaper, &config).await;
 
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
@@ -116,7 +120,7 @@ async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
     let (up_tx, mut up) = watch::channel(0);
     let (stop_containerd, containerd_stop) = watch::channel(None);
     let containerd = tokio::spawn(containerd::supervise(
-        reaper,
+        Arc::clone(&reaper),
         daemon,
         up_tx,
         containerd_stop,
@@ -150,12 +154,50 @@ async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
         });
     }
 
+    // runcmd and the user-data script come last, with the machine up.
+    tokio::spawn(run_late(reaper, late_commands(&config, &paths)));
+
     let how = shutdown::requested(&mut shutdown_requests).await;
     console::line(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
     Ok(how)
+}
+
+/// Where the output of bootcmd, runcmd and the user-data script goes.
+const CLOUD_INIT_LOG: &str = "/var/log/ros/cloud-init.log";
+
+/// sysctl, write_files, mounts and bootcmd, each failure on the console.
+async fn apply_early(host: &dyn Host, reaper: &Reaper, config: &CloudConfig) {
+    let mut errors = apply::sysctl(Path::new("/proc/sys"), &config.rancher.sysctl);
+    errors.extend(apply::write_files(Path::new("/"), &config.write_files));
+    errors.extend(apply::mounts(host, &config.mounts));
+    let bootcmd: Vec<Vec<String>> = config.bootcmd.iter().map(apply::argv).collect();
+    errors
+        .extend(apply::run_commands(reaper, "bootcmd", &bootcmd, Path::new(CLOUD_INIT_LOG)).await);
+    report(&errors);
+}
+
+/// runcmd, then the user-data script if user-data was one.
+fn late_commands(config: &CloudConfig, paths: &ConfigPaths) -> Vec<Vec<String>> {
+    let mut commands: Vec<Vec<String>> = config.runcmd.iter().map(apply::argv).collect();
+    let script = paths.user_script_file();
+    if script.is_file() {
+        commands.push(vec![script.display().to_string()]);
+    }
+    commands
+}
+
+async fn run_late(reaper: Arc<Reaper>, commands: Vec<Vec<String>>) {
+    report(&apply::run_commands(&reaper, "runcmd", &commands, Path::new(CLOUD_INIT_LOG)).await);
+}
+
+fn report(errors: &[apply::ApplyError]) {
+    for error in errors {
+        tracing::error!("{error}");
+        console::line(&format!("ros: {error}"));
+    }
 }
 
 /// One line on the console for people and tests: the machine is usable.

@@ -46,7 +46,21 @@ fn user_data_from_a_config_drive_and_the_cmdline_are_layers() {
     let dir = tempfile::tempdir().unwrap();
     let drive = config_drive(
         dir.path(),
-        "#cloud-config\nhostname: from-config-drive\nrancher:\n  sysctl:\n    vm.swappiness: 7\n",
+        r#"#cloud-config
+hostname: from-config-drive
+write_files:
+  - path: /etc/ros-test/motd
+    content: d3JpdHRlbiBieSB3cml0ZV9maWxlcwo=
+    encoding: b64
+    permissions: "0600"
+bootcmd:
+  - echo bootcmd ran > /var/log/ros/bootcmd.out
+runcmd:
+  - [sh, -c, "cat /proc/sys/vm/swappiness > /var/log/ros/runcmd.out"]
+rancher:
+  sysctl:
+    vm.swappiness: 7
+"#,
     );
     let mut vm = VmBuilder::kernel(
         Image::built(),
@@ -70,6 +84,23 @@ fn user_data_from_a_config_drive_and_the_cmdline_are_layers() {
         vm.check("ros config get rancher.modules").trim(),
         "- br_netfilter\n- overlay"
     );
+    // Applied: the file in the host's root (PID 1's), the sysctl, bootcmd
+    // early and runcmd late (it saw the sysctl).
+    assert_eq!(
+        vm.check("cat /proc/1/root/etc/ros-test/motd"),
+        "written by write_files\n"
+    );
+    assert_eq!(
+        vm.check("stat -c %a /proc/1/root/etc/ros-test/motd").trim(),
+        "600"
+    );
+    assert_eq!(vm.check("cat /proc/sys/vm/swappiness").trim(), "7");
+    assert_eq!(
+        vm.check("cat /var/log/ros/bootcmd.out").trim(),
+        "bootcmd ran"
+    );
+    vm.check("for i in $(seq 30); do [ -s /var/log/ros/runcmd.out ] && break; sleep 1; done");
+    assert_eq!(vm.check("cat /var/log/ros/runcmd.out").trim(), "7");
     // Saved as a layer of its own, below cloud-config.yml.
     vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");
     vm.send_line("ros poweroff");
