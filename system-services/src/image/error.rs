@@ -55,6 +55,20 @@ impl ImageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self.failure, Failure::NotFound(_))
     }
+
+    /// A gRPC code for callers that speak in them (the runtime trait):
+    /// containerd's own, or the nearest one.
+    pub fn code(&self) -> Code {
+        match &self.failure {
+            Failure::Containerd { code, .. } => *code,
+            Failure::NotFound(_) => Code::NotFound,
+            Failure::NotPulled => Code::FailedPrecondition,
+            Failure::Unauthorized(_) => Code::PermissionDenied,
+            Failure::Reference(_) => Code::InvalidArgument,
+            Failure::Registry(_) | Failure::Transfer(_) => Code::Unavailable,
+            Failure::Manifest(_) | Failure::DiffId { .. } => Code::DataLoss,
+        }
+    }
 }
 
 impl From<tonic::Status> for Failure {
@@ -169,6 +183,7 @@ mod tests {
             Failure::from(envelope("MANIFEST_UNKNOWN")),
         );
         assert!(error.is_not_found());
+        assert_eq!(error.code(), Code::NotFound);
         assert_eq!(
             error.to_string(),
             "image 127.0.0.1:5000/test/busybox:nope: fetching the manifest: \
@@ -178,6 +193,11 @@ mod tests {
             "docker.io/library/busybox:latest",
             "recording the image",
             tonic::Status::unavailable("connection refused").into(),
+        );
+        assert_eq!(
+            containerd.code(),
+            Code::Unavailable,
+            "containerd's code is kept"
         );
         assert_eq!(
             containerd.to_string(),
