@@ -34,6 +34,11 @@ use tonic::Request;
 
 const NAMESPACE: &str = "ros-test";
 
+/// `docker-registry`'s htpasswd line for `ros:pull-test-secret` (bcrypt,
+/// cost 4 to keep each request fast).
+const HTPASSWD: &str = "ros:$2b$04$NIr4jpZf.m7i1gLKstbU0ulT4Od7EKK0aBakbxmuaqBjKr48QoENe";
+const PASSWORD: &str = "pull-test-secret";
+
 /// Debian's `docker-registry` (distribution 2.8), storing in a temp dir.
 struct LocalRegistry {
     _dir: tempfile::TempDir,
@@ -192,6 +197,16 @@ async fn push(
     layers: &[&Layer],
     config: Vec<u8>,
 ) -> (String, i64) {
+    push_as(registry, &RegistryAuth::Anonymous, tag, layers, config).await
+}
+
+async fn push_as(
+    registry: &LocalRegistry,
+    auth: &RegistryAuth,
+    tag: &str,
+    layers: &[&Layer],
+    config: Vec<u8>,
+) -> (String, i64) {
     let client = push_client(registry);
     let reference: oci_client::Reference = format!("{}/test/busybox:{tag}", registry.address)
         .parse()
@@ -202,15 +217,11 @@ async fn push(
         .collect();
     let config = oci_client::client::Config::oci_v1(config, None);
     client
-        .push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
+        .push(&reference, &layers, config, auth, None)
         .await
         .unwrap();
     let (bytes, digest) = client
-        .pull_manifest_raw(
-            &reference,
-            &RegistryAuth::Anonymous,
-            &[OCI_IMAGE_MEDIA_TYPE],
-        )
+        .pull_manifest_raw(&reference, auth, &[OCI_IMAGE_MEDIA_TYPE])
         .await
         .unwrap();
     (digest, bytes.len() as i64)
@@ -218,17 +229,33 @@ async fn push(
 
 /// The two-layer test image as `test/busybox:<tag>`; returns its reference.
 async fn push_test_image(registry: &LocalRegistry, scratch: &Path, tag: &str) -> String {
+    push_test_image_as(registry, &RegistryAuth::Anonymous, scratch, tag)
+        .await
+        .0
+}
+
+/// Also returns the layers pushed.
+async fn push_test_image_as(
+    registry: &LocalRegistry,
+    auth: &RegistryAuth,
+    scratch: &Path,
+    tag: &str,
+) -> (String, [Layer; 2]) {
     let busybox = busybox_layer(scratch);
     let motd = motd_layer(scratch, "hello from layer two\n");
     let cmd = ["/bin/sh", "-c", "cat /etc/motd; echo \"$GREETING in $PWD\""];
-    push(
+    push_as(
         registry,
+        auth,
         tag,
         &[&busybox, &motd],
         config("amd64", &[&busybox, &motd], &cmd),
     )
     .await;
-    format!("{}/test/busybox:{tag}", registry.address)
+    (
+        format!("{}/test/busybox:{tag}", registry.address),
+        [busybox, motd],
+    )
 }
 
 /// Every event of a pull, kept for checks afterwards.
@@ -553,4 +580,115 @@ async fn an_index_resolves_to_this_machines_manifest() {
     collect_garbage(&daemon).await;
     let config = image::image_config(&runtime, &reference).await.unwrap();
     assert_eq!(config.cmd, ["echo", "right platform"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_is_sent_and_a_refusal_is_clear() {
+    require_root!();
+    let registry = LocalRegistry::start(Some(HTPASSWD));
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let auth = RegistryAuth::Basic("ros".into(), PASSWORD.into());
+    let (reference, _) = push_test_image_as(&registry, &auth, scratch.path(), "private").await;
+
+    let anonymous = image::pull(&runtime, &reference, &registry.options(), &mut |_| {})
+        .await
+        .unwrap_err();
+    eprintln!("{anonymous}");
+    assert!(
+        matches!(anonymous.failure, image::Failure::Unauthorized(_)),
+        "{anonymous:?}"
+    );
+    assert!(anonymous.to_string().contains(&reference), "{anonymous}");
+
+    let mut options = registry.options();
+    options.registry.credentials = Credentials::Basic {
+        username: "ros".into(),
+        password: PASSWORD.into(),
+    };
+    let pulled = image::pull(&runtime, &reference, &options, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.fetched_blobs, 3);
+}
+
+/// Leaves the first `len` bytes of `data` in containerd as the ingest a
+/// pull killed mid-layer would leave.
+async fn leave_partial_ingest(daemon: &PrivateContainerd, data: &[u8], len: usize) {
+    use containerd_client::services::v1::content_client::ContentClient;
+    use containerd_client::services::v1::{WriteAction, WriteContentRequest};
+    let digest = sha256_digest(data);
+    let channel = containerd_client::connect(&daemon.config.socket)
+        .await
+        .unwrap();
+    let (requests, stream) = futures::channel::mpsc::unbounded();
+    requests
+        .unbounded_send(WriteContentRequest {
+            action: WriteAction::Write as i32,
+            r#ref: format!("layer-{digest}"),
+            total: data.len() as i64,
+            expected: digest,
+            offset: 0,
+            data: data[..len].to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut responses = ContentClient::new(channel)
+        .write(with_namespace!(stream, NAMESPACE))
+        .await
+        .unwrap()
+        .into_inner();
+    let written = responses.message().await.unwrap().unwrap();
+    assert_eq!(written.offset, len as i64);
+    drop(requests);
+    while responses.message().await.unwrap().is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_layer_resumes_where_it_stopped() {
+    require_root!();
+    let registry = LocalRegistry::start(None);
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (reference, [busybox, _]) = push_test_image_as(
+        &registry,
+        &RegistryAuth::Anonymous,
+        scratch.path(),
+        "resume",
+    )
+    .await;
+    let half = busybox.gzip.len() / 2;
+    leave_partial_ingest(&daemon, &busybox.gzip, half).await;
+
+    let recorded = Recorded::default();
+    let pulled = image::pull(
+        &runtime,
+        &reference,
+        &registry.options(),
+        &mut recorded.callback(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
+    let first_layer_start = recorded.events().into_iter().find_map(|e| match e {
+        PullEvent::Layer {
+            index: 1,
+            done,
+            status: LayerStatus::Downloading,
+            ..
+        } => Some(done),
+        _ => None,
+    });
+    assert_eq!(first_layer_start, Some(half as u64), "resumed at the half");
+    let whole = busybox.gzip.len() as u64;
+    assert!(
+        pulled.downloaded < whole,
+        "fetched {} bytes of an image whose first layer alone is {whole}",
+        pulled.downloaded
+    );
+    // containerd checked the digest of the joined halves on commit; the
+    // unpacked layer runs.
+    let output = run_image(&daemon, &runtime, &reference).await;
+    assert!(output.starts_with("hello from layer two"), "{output}");
 }
