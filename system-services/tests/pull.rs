@@ -44,11 +44,97 @@ struct LocalRegistry {
     _dir: tempfile::TempDir,
     child: Child,
     address: String,
+    /// The CA of its certificate when it serves HTTPS.
+    ca: Option<String>,
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, made with openssl.
+struct TestPki {
+    ca: String,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl from Debian's openssl package");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn test_pki(dir: &Path) -> TestPki {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ];
+    openssl(
+        dir,
+        &[ca.concat(), vec!["-days", "1", "-subj", "/CN=ros test CA"]].concat(),
+    );
+    let csr = [
+        &["req"][..],
+        &ec,
+        &["-keyout", "leaf.key", "-out", "leaf.csr"],
+    ];
+    openssl(
+        dir,
+        &[csr.concat(), vec!["-subj", "/CN=127.0.0.1"]].concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    TestPki {
+        ca: std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+        cert: dir.join("leaf.pem"),
+        key: dir.join("leaf.key"),
+    }
 }
 
 impl LocalRegistry {
     /// `htpasswd`: one `user:bcrypt-hash` line to require basic auth.
     fn start(htpasswd: Option<&str>) -> Self {
+        Self::start_with(htpasswd, None)
+    }
+
+    /// `tls`: serve HTTPS with this certificate.
+    fn start_with(htpasswd: Option<&str>, tls: Option<&TestPki>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -67,9 +153,18 @@ impl LocalRegistry {
             }
             None => String::new(),
         };
+        let ca = tls.map(|pki| pki.ca.clone());
+        let tls = match tls {
+            Some(pki) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                pki.cert.display(),
+                pki.key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: {address}\n{auth}",
+             http:\n  addr: {address}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -92,14 +187,21 @@ impl LocalRegistry {
             _dir: dir,
             child,
             address,
+            ca,
         }
     }
 
     fn options(&self) -> PullOptions {
         PullOptions {
-            registry: RegistryOptions {
-                credentials: Credentials::Anonymous,
-                plain_http: vec![self.address.clone()],
+            registry: match &self.ca {
+                Some(ca) => RegistryOptions {
+                    ca_certificates: vec![ca.clone()],
+                    ..RegistryOptions::default()
+                },
+                None => RegistryOptions {
+                    plain_http: vec![self.address.clone()],
+                    ..RegistryOptions::default()
+                },
             },
             platform: None,
         }
@@ -184,10 +286,20 @@ fn config(architecture: &str, layers: &[&Layer], cmd: &[&str]) -> Vec<u8> {
 
 fn push_client(registry: &LocalRegistry) -> oci_client::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(vec![registry.address.clone()]),
-        ..ClientConfig::default()
-    })
+    let config = match &registry.ca {
+        Some(ca) => ClientConfig {
+            extra_root_certificates: vec![oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: ca.clone().into_bytes(),
+            }],
+            ..ClientConfig::default()
+        },
+        None => ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(vec![registry.address.clone()]),
+            ..ClientConfig::default()
+        },
+    };
+    oci_client::Client::try_from(config).unwrap()
 }
 
 /// Pushes an image; returns its manifest's digest and size.
@@ -691,4 +803,33 @@ async fn an_interrupted_layer_resumes_where_it_stopped() {
     // unpacked layer runs.
     let output = run_image(&daemon, &runtime, &reference).await;
     assert!(output.starts_with("hello from layer two"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_registry_with_a_private_ca_is_trusted_when_told() {
+    require_root!();
+    let scratch = tempfile::tempdir().unwrap();
+    let pki = test_pki(scratch.path());
+    let registry = LocalRegistry::start_with(None, Some(&pki));
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let reference = push_test_image(&registry, scratch.path(), "tls").await;
+
+    let mut untrusting = registry.options();
+    untrusting.registry.ca_certificates.clear();
+    let refused = image::pull(&runtime, &reference, &untrusting, &mut |_| {})
+        .await
+        .unwrap_err();
+    eprintln!("{refused}");
+    assert!(
+        matches!(refused.failure, image::Failure::Registry(_)),
+        "{refused:?}"
+    );
+
+    let started = Instant::now();
+    let pulled = image::pull(&runtime, &reference, &registry.options(), &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("pulled {reference} over HTTPS in {:?}", started.elapsed());
+    assert_eq!(pulled.fetched_blobs, 3);
 }

@@ -41,6 +41,9 @@ pub struct PullArgs {
     /// A registry (HOST:PORT) reached over plain HTTP; may be repeated.
     #[arg(long, value_name = "HOST:PORT")]
     pub plain_http: Vec<String>,
+    /// A CA certificate (PEM) to trust besides the system's; may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
     /// The containerd socket [default: the system containerd's].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
@@ -62,10 +65,18 @@ pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
             None => bail!("--user wants USER:PASSWORD"),
         },
     };
+    let ca_certificates = args
+        .ca_cert
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
     let options = PullOptions {
         registry: RegistryOptions {
             credentials,
             plain_http: args.plain_http,
+            ca_certificates,
         },
         platform: None,
     };

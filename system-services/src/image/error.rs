@@ -28,9 +28,9 @@ pub enum Failure {
     NotFound(String),
     #[error("the registry refused access ({0})")]
     Unauthorized(String),
-    #[error("registry: {0}")]
+    #[error("registry: {}", chain(.0))]
     Registry(OciDistributionError),
-    #[error("reading from the registry: {0}")]
+    #[error("reading from the registry: {}", chain(.0))]
     Transfer(std::io::Error),
     #[error("{0}")]
     Manifest(ManifestError),
@@ -69,6 +69,22 @@ impl ImageError {
             Failure::Manifest(_) | Failure::DiffId { .. } => Code::DataLoss,
         }
     }
+}
+
+/// The error and its sources, `: `-separated: reqwest says only "error
+/// sending request"; the certificate or connection problem is a source.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl From<tonic::Status> for Failure {
@@ -173,6 +189,20 @@ mod tests {
             message: String::new(),
         };
         assert!(matches!(Failure::from(gone), Failure::NotFound(_)));
+    }
+
+    #[test]
+    fn a_transfer_error_shows_its_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let failure = Failure::Transfer(std::io::Error::other(Outer(inner)));
+        assert_eq!(
+            failure.to_string(),
+            "reading from the registry: error sending request: \
+             invalid peer certificate: UnknownIssuer"
+        );
     }
 
     #[test]

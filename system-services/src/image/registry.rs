@@ -6,7 +6,7 @@
 use std::fmt;
 
 use futures::stream::BoxStream;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -40,6 +40,9 @@ pub struct RegistryOptions {
     /// Registries (`host:port`, as written in references) spoken to over
     /// plain HTTP, such as a local or lab registry without TLS.
     pub plain_http: Vec<String>,
+    /// CA certificates (PEM) trusted besides the system's, for registries
+    /// with a private CA.
+    pub ca_certificates: Vec<String>,
 }
 
 /// A byte stream of one blob.
@@ -68,6 +71,14 @@ impl Registry {
             } else {
                 ClientProtocol::HttpsExcept(options.plain_http.clone())
             },
+            extra_root_certificates: options
+                .ca_certificates
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.as_bytes().to_vec(),
+                })
+                .collect(),
             // Indexes are resolved here, not by oci-client.
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
@@ -142,7 +153,7 @@ mod tests {
         };
         let options = RegistryOptions {
             credentials,
-            plain_http: vec![],
+            ..RegistryOptions::default()
         };
         let text = format!("{options:?}");
         assert!(text.contains("ros"), "{text}");
