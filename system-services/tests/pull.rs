@@ -633,6 +633,16 @@ async fn an_unknown_tag_is_a_clear_error_naming_the_reference() {
         matches!(unpulled.failure, image::Failure::NotPulled),
         "{unpulled}"
     );
+    let still_missing = image::prepare_rootfs_pulling(
+        &runtime,
+        &missing,
+        "never",
+        &registry.options(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(still_missing.is_not_found(), "{still_missing}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -832,4 +842,45 @@ async fn an_https_registry_with_a_private_ca_is_trusted_when_told() {
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("pulled {reference} over HTTPS in {:?}", started.elapsed());
     assert_eq!(pulled.fetched_blobs, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_pulled_for_its_first_container() {
+    require_root!();
+    let registry = LocalRegistry::start(None);
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let reference = push_test_image(&registry, scratch.path(), "lazy").await;
+    let recorded = Recorded::default();
+    let rootfs = image::prepare_rootfs_pulling(
+        &runtime,
+        &reference,
+        "lazy",
+        &registry.options(),
+        &mut recorded.callback(),
+    )
+    .await
+    .unwrap();
+    assert!(!rootfs.mounts.is_empty());
+    assert_eq!(rootfs.snapshot_key, "lazy");
+    assert!(matches!(
+        recorded.events().last(),
+        Some(PullEvent::Done { .. })
+    ));
+    // Prepared again (a restart): the same snapshot, no pull.
+    let again = Recorded::default();
+    let same = image::prepare_rootfs_pulling(
+        &runtime,
+        &reference,
+        "lazy",
+        &registry.options(),
+        &mut again.callback(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(same.mounts, rootfs.mounts);
+    assert!(again.events().is_empty(), "{:?}", again.events());
+    image::remove_rootfs(&runtime, "lazy").await.unwrap();
+    image::remove_rootfs(&runtime, "lazy").await.unwrap();
 }

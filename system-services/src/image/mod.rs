@@ -9,7 +9,9 @@
 //!   ones, and unpacks it into overlayfs snapshots named by chain ID;
 //!   progress arrives as [`PullEvent`]s.
 //! - [`prepare_rootfs`] gives a container a writable snapshot on the
-//!   image and the image's default process ([`ImageConfig`]).
+//!   image and the image's default process ([`ImageConfig`]);
+//!   [`prepare_rootfs_pulling`] pulls first when the image is missing.
+//!   [`remove_rootfs`] drops the snapshot with the container.
 
 mod chain;
 mod error;
@@ -29,5 +31,5 @@ pub use progress::{LayerStatus, PullEvent, REPORT_EVERY, Transfer};
 pub use pull::{PullOptions, PulledImage, pull};
 pub use reference::{DOCKER_HUB, ImageRef, ReferenceError};
 pub use registry::{Credentials, RegistryOptions};
-pub use rootfs::{Rootfs, image_config, prepare_rootfs, remove_rootfs};
+pub use rootfs::{Rootfs, image_config, prepare_rootfs, prepare_rootfs_pulling, remove_rootfs};
 pub use store::SNAPSHOTTER;

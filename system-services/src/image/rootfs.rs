@@ -11,6 +11,7 @@ use tonic::Code;
 use super::error::{Failure, ImageError};
 use super::manifest::{ImageConfig, ImageManifest, Manifest, Platform, select};
 use super::progress::PullEvent;
+use super::pull::{PullOptions, pull};
 use super::reference::ImageRef;
 use super::store::{SNAPSHOTTER, Store, labels, rfc3339};
 use super::unpack::unpack;
@@ -65,6 +66,25 @@ pub async fn prepare_rootfs(
         snapshot_key: container_id.to_string(),
         config,
     })
+}
+
+/// [`prepare_rootfs`], pulling `image` first when containerd does not
+/// have it (Docker's "pull if missing"): what starting a service with a
+/// registry image does.
+pub async fn prepare_rootfs_pulling(
+    containerd: &Containerd,
+    image: &str,
+    container_id: &str,
+    options: &PullOptions,
+    progress: &mut (dyn FnMut(PullEvent) + Send),
+) -> Result<Rootfs, ImageError> {
+    match prepare_rootfs(containerd, image, container_id).await {
+        Err(error) if matches!(error.failure, Failure::NotPulled) => {
+            pull(containerd, image, options, progress).await?;
+            prepare_rootfs(containerd, image, container_id).await
+        }
+        other => other,
+    }
 }
 
 /// The snapshot `key` on `parent`: the existing one when it has that
