@@ -884,3 +884,61 @@ async fn a_missing_image_is_pulled_for_its_first_container() {
     image::remove_rootfs(&runtime, "lazy").await.unwrap();
     image::remove_rootfs(&runtime, "lazy").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pulls_of_one_image_at_once_both_succeed() {
+    require_root!();
+    let registry = LocalRegistry::start(None);
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let reference = push_test_image(&registry, scratch.path(), "twice").await;
+    let options = registry.options();
+    let (mut quiet, mut silent) = (|_| {}, |_| {});
+    let (first, second) = tokio::join!(
+        image::pull(&runtime, &reference, &options, &mut quiet),
+        image::pull(&runtime, &reference, &options, &mut silent),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.chain_id, second.chain_id);
+    assert!(
+        first.fetched_blobs + second.fetched_blobs >= 3,
+        "each blob fetched at least once: {first:?} {second:?}"
+    );
+    let output = run_image(&daemon, &runtime, &reference).await;
+    assert!(output.starts_with("hello from layer two"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tag_moves_the_record() {
+    require_root!();
+    let registry = LocalRegistry::start(None);
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (reference, [busybox, _]) = push_test_image_as(
+        &registry,
+        &RegistryAuth::Anonymous,
+        scratch.path(),
+        "moving",
+    )
+    .await;
+    let options = registry.options();
+    let before = image::pull(&runtime, &reference, &options, &mut |_| {})
+        .await
+        .unwrap();
+    push(
+        &registry,
+        "moving",
+        &[&busybox],
+        config("amd64", &[&busybox], &["echo", "second version"]),
+    )
+    .await;
+    let after = image::pull(&runtime, &reference, &options, &mut |_| {})
+        .await
+        .unwrap();
+    assert_ne!(after.digest, before.digest);
+    assert_eq!(after.fetched_blobs, 1, "only the new config: {after:?}");
+    let config = image::image_config(&runtime, &reference).await.unwrap();
+    assert_eq!(config.argv(None), ["echo", "second version"]);
+}

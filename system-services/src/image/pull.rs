@@ -367,7 +367,10 @@ impl Pull<'_> {
             return Ok(());
         };
         let mut transfer = Transfer::new(total, writer.offset().min(total));
-        if writer.offset() < total {
+        // containerd may have every byte already: a finished ingest, or
+        // the blob stored for another namespace.
+        let fetch = writer.offset() < total;
+        if fetch {
             let (mut stream, partial) = self
                 .registry
                 .blob(self.image, layer, writer.offset())
@@ -409,8 +412,12 @@ impl Pull<'_> {
             let _ = self.store.abort(&ingest).await;
             return Err(self.error(&step)(status.into()));
         }
-        self.fetched_blobs += 1;
-        (self.progress)(event(&transfer, LayerStatus::Complete));
+        if fetch {
+            self.fetched_blobs += 1;
+            (self.progress)(event(&transfer, LayerStatus::Complete));
+        } else {
+            (self.progress)(event(&transfer, LayerStatus::Present));
+        }
         Ok(())
     }
 }

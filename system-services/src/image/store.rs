@@ -210,7 +210,29 @@ impl Store {
     /// Opens a write of the blob `expected` of `total` bytes, resuming an
     /// ingest of the same `reference` left by an interrupted pull. `None`
     /// when the store has the blob already.
+    ///
+    /// Another pull writing the same blob holds its ingest locked; this
+    /// waits for it, and then finds the blob present.
     pub async fn writer(
+        &self,
+        reference: &str,
+        total: u64,
+        expected: &str,
+    ) -> Result<Option<ContentWriter>, Status> {
+        let mut delay = Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + LOCKED_WAIT;
+        loop {
+            match self.open_writer(reference, total, expected).await {
+                Err(status) if is_locked(&status) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_writer(
         &self,
         reference: &str,
         total: u64,
@@ -404,6 +426,15 @@ fn send(
         .map_err(|_| Status::unavailable("the content write stream closed"))
 }
 
+/// How long to wait for another writer of the same blob.
+const LOCKED_WAIT: Duration = Duration::from_secs(600);
+
+/// containerd's answer while another writer holds an ingest:
+/// `ref … locked for …` (Unavailable).
+fn is_locked(status: &Status) -> bool {
+    status.code() == Code::Unavailable && status.message().contains("locked")
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -503,6 +534,16 @@ pub fn rfc3339(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_locked_ingest_is_waited_for() {
+        let locked = Status::unavailable(
+            "ref ros-test/1/layer-sha256:ab locked for 1.2s (since 2024-01-01): unavailable",
+        );
+        assert!(is_locked(&locked));
+        assert!(!is_locked(&Status::unavailable("connection refused")));
+        assert!(!is_locked(&Status::already_exists("locked")));
+    }
 
     #[test]
     fn rfc3339_matches_known_dates() {
