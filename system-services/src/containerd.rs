@@ -104,6 +104,16 @@ impl Containerd {
         })
     }
 
+    /// The daemon's channel, shared by every client of it.
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// The interceptor that sends this handle's namespace.
+    pub(crate) fn namespace(&self) -> &NamespaceInterceptor {
+        &self.namespace
+    }
+
     fn containers(&self) -> ContainersClient<Namespaced> {
         ContainersClient::with_interceptor(self.channel.clone(), self.namespace.clone())
     }

@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod engine;
 pub mod fake;
+pub mod image;
 pub mod restart;
 pub mod runtime;
 pub mod service;

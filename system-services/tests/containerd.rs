@@ -1,149 +1,20 @@
 //! The engine against a real, private containerd (own root, state and
 //! socket in a temp dir) with crun. Needs root; skipped loudly otherwise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::PrivateContainerd;
 use oci_spec::runtime::Capability;
 use system_services::containerd::Containerd;
-use system_services::daemon::DaemonConfig;
 use system_services::restart::Backoff;
 use system_services::runtime::ContainerRuntime;
 use system_services::service::{Service, ServiceName};
 use system_services::supervisor::{ServiceState, ServiceStatus, Supervised, supervise};
 use tokio::sync::watch;
-
-/// A containerd of our own, killed when dropped.
-struct PrivateContainerd {
-    dir: tempfile::TempDir,
-    config: DaemonConfig,
-    child: Option<Child>,
-}
-
-impl PrivateContainerd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = DaemonConfig::under(dir.path());
-        std::fs::write(&config.config_file, config.toml()).unwrap();
-        let mut daemon = Self {
-            dir,
-            config,
-            child: None,
-        };
-        daemon.spawn();
-        daemon
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.config.log)
-            .unwrap();
-        let child = Command::new(&self.config.binary)
-            .arg("--config")
-            .arg(&self.config.config_file)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd from Debian's containerd package");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&self.config.socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not answer: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.config.log).unwrap_or_default()
-    }
-
-    async fn client(&self) -> Containerd {
-        let runtime = oci_runtime();
-        eprintln!("OCI runtime for this host: {runtime}");
-        Containerd::connect(&self.config.socket, "ros-test", runtime)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for PrivateContainerd {
-    fn drop(&mut self) {
-        // Tasks and shims first: they outlive the daemon on purpose.
-        for pid_file in ["init.pid", "shim.pid"] {
-            for pid in pids_in(
-                &self.config.state.join("io.containerd.runtime.v2.task"),
-                pid_file,
-            ) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        self.kill();
-    }
-}
-
-/// The pids in every `<namespace>/<id>/<file>` below `dir`.
-fn pids_in(dir: &Path, file: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for namespace in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for task in std::fs::read_dir(namespace.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(text) = std::fs::read_to_string(task.path().join(file)) {
-                pids.extend(text.trim().parse::<i32>());
-            }
-        }
-    }
-    pids
-}
-
-/// crun needs a pure cgroup2 host (as our OS is); on a hybrid cgroup v1
-/// host (CI machines often are) the tests use runc instead.
-fn oci_runtime() -> &'static str {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "crun"
-    } else {
-        "runc"
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        if !is_root() {
-            eprintln!(
-                "\n*** SKIPPED: {} needs root (a private containerd and crun) ***\n",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
 
 /// A root file system with busybox: enough for sh, sleep, grep.
 fn busybox_root(dir: &Path) -> PathBuf {

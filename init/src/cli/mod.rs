@@ -3,6 +3,7 @@
 //! refused change, I/O), 2 bad usage.
 
 pub mod config;
+pub mod pull;
 
 use std::process::ExitCode;
 
@@ -28,12 +29,23 @@ pub struct Cli {
 enum Command {
     /// Read and change the machine's cloud-config.
     Config(config::ConfigArgs),
+    /// System services.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
     Reboot,
     /// Stop every service and halt the machine.
     Halt,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Pull a service's registry image (or any reference) into the system containerd.
+    Pull(pull::PullArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -56,6 +68,9 @@ where
     };
     let result = match cli.command {
         Command::Config(args) => config::run(args),
+        Command::Service {
+            command: ServiceCommand::Pull(args),
+        } => pull::run(args),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),
