@@ -126,16 +126,16 @@ async fn run_system(cmdline: &str) -> anyhow::Result<Shutdown> {
 
     // The services, in order; one that fails is retried by its supervisor
     // and does not hold up the rest.
-    let mut engine = Engine::new(Arc::new(runtime), "/var/log/ros");
+    let engine = Engine::new(Arc::new(runtime), "/var/log/ros");
     for service in [services::console()] {
-        match engine.start(&service).await {
-            Ok(status) => tracing::info!(service = %service.name, ?status, "service settled"),
-            Err(err) => tracing::error!("{err}"),
-        }
+        let name = service.name.clone();
+        let status = engine.start(service).await;
+        tracing::info!(service = %name, ?status, "service settled");
     }
     // The machine is usable once the console runs; a console that failed
     // is retried by its supervisor, and the line comes when it is up.
-    if let Some(mut console) = engine.status_of("console") {
+    let console_name = system_services::service::ServiceName::new("console")?;
+    if let Some(mut console) = engine.status_of(&console_name) {
         tokio::spawn(async move {
             if console
                 .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))

@@ -12,11 +12,14 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tonic::Code;
 
+use crate::root::{ImageDefaults, PreparedRoot, Root, RootfsMount};
 use crate::runtime::{ContainerRuntime, RuntimeError, TaskState, TaskStatus};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeCall {
+    PrepareRoot(String),
+    ReleaseRoot(String),
     CreateContainer(String),
     DeleteContainer(String),
     StartTask(String),
@@ -41,6 +44,10 @@ struct State {
     away_until: Option<Instant>,
     fail_next_start: Option<String>,
     ignore_sigterm: bool,
+    /// Registry images that "pull", by reference.
+    images: HashMap<String, ImageDefaults>,
+    /// The spec each container was created with.
+    specs: HashMap<String, Spec>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +103,21 @@ impl FakeRuntime {
         self.gone.notify_waiters();
     }
 
+    /// A registry image that prepares with these defaults.
+    pub fn add_image(&self, reference: &str, defaults: ImageDefaults) {
+        self.lock().images.insert(reference.to_string(), defaults);
+    }
+
+    /// The spec of the container `id` as last created.
+    pub fn spec(&self, id: &str) -> Option<Spec> {
+        self.lock().specs.get(id).cloned()
+    }
+
+    /// Whether `id` has a task (running or exited, not yet deleted).
+    pub fn has_task(&self, id: &str) -> bool {
+        matches!(self.lock().containers.get(id), Some(Some(_)))
+    }
+
     pub fn fail_next_start(&self, message: &str) {
         self.lock().fail_next_start = Some(message.to_string());
     }
@@ -126,7 +148,30 @@ fn not_found(operation: &'static str, id: &str) -> RuntimeError {
 }
 
 impl ContainerRuntime for FakeRuntime {
-    async fn create_container(&self, id: &str, _spec: &Spec) -> Result<(), RuntimeError> {
+    async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
+        let state = self.enter(FakeCall::PrepareRoot(id.into()), id)?;
+        match root {
+            Root::Dir(_) => Ok(PreparedRoot::dir()),
+            Root::Image(reference) => match state.images.get(reference) {
+                Some(defaults) => Ok(PreparedRoot {
+                    mounts: vec![RootfsMount {
+                        typ: "overlay".into(),
+                        source: "overlay".into(),
+                        options: vec![format!("lowerdir=/snapshots/{id}")],
+                    }],
+                    image: Some(defaults.clone()),
+                }),
+                None => Err(not_found("pull image", reference)),
+            },
+        }
+    }
+
+    async fn release_root(&self, id: &str, _root: &Root) -> Result<(), RuntimeError> {
+        drop(self.enter(FakeCall::ReleaseRoot(id.into()), id)?);
+        Ok(())
+    }
+
+    async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
         let mut state = self.enter(FakeCall::CreateContainer(id.into()), id)?;
         if state.containers.contains_key(id) {
             return Err(RuntimeError::new(
@@ -137,6 +182,7 @@ impl ContainerRuntime for FakeRuntime {
             ));
         }
         state.containers.insert(id.to_string(), None);
+        state.specs.insert(id.to_string(), spec.clone());
         Ok(())
     }
 
@@ -157,7 +203,12 @@ impl ContainerRuntime for FakeRuntime {
         }
     }
 
-    async fn start_task(&self, id: &str, _log: &Path) -> Result<u32, RuntimeError> {
+    async fn start_task(
+        &self,
+        id: &str,
+        _log: &Path,
+        _rootfs: &[RootfsMount],
+    ) -> Result<u32, RuntimeError> {
         let mut state = self.enter(FakeCall::StartTask(id.into()), id)?;
         if let Some(message) = state.fail_next_start.take() {
             return Err(RuntimeError::new(

@@ -174,9 +174,13 @@ fn service(name: &str, root: &Path, script: &str) -> Service {
 }
 
 fn run(runtime: &Arc<Containerd>, service: &Service, log_dir: &Path) -> Supervised {
-    let spec = system_services::spec::build(service).unwrap();
     let log = log_dir.join(format!("{}.log", service.name));
-    supervise(Arc::clone(runtime), service, spec, log, Backoff::default())
+    supervise(
+        Arc::clone(runtime),
+        service.clone(),
+        log,
+        Backoff::default(),
+    )
 }
 
 async fn until(
