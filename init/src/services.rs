@@ -35,6 +35,7 @@ pub fn console() -> Service {
             source: path.into(),
             destination: path.into(),
             read_only,
+            propagation: None,
         });
     }
     service

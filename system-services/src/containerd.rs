@@ -240,7 +240,13 @@ impl ContainerRuntime for Containerd {
         rootfs: &[RootfsMount],
     ) -> Result<u32, RuntimeError> {
         // The shim (or the program it runs) writes both streams, so
-        // output is kept while containerd restarts.
+        // output is kept while containerd restarts. It opens the file; the
+        // directory must be there.
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RuntimeError::new("create log directory", id, Code::Internal, e.to_string())
+            })?;
+        }
         let log_uri = self.log_uri(log);
         let request = CreateTaskRequest {
             container_id: id.to_string(),

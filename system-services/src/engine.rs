@@ -283,7 +283,7 @@ mod tests {
     }
 
     fn engine(runtime: &Arc<FakeRuntime>) -> Engine<FakeRuntime> {
-        Engine::new(Arc::clone(runtime), "/nonexistent/ros-test-logs")
+        Engine::new(Arc::clone(runtime), "/var/log/ros")
     }
 
     fn created(runtime: &FakeRuntime) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod containerd;
 pub mod daemon;
+pub mod definition;
 pub mod engine;
 pub mod fake;
 pub mod order;

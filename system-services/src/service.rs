@@ -109,6 +109,8 @@ pub struct BindMount {
     pub source: PathBuf,
     pub destination: PathBuf,
     pub read_only: bool,
+    /// Mount propagation (`shared`, `rslave`, …); `rprivate` when `None`.
+    pub propagation: Option<String>,
 }
 
 /// A host device made available inside the container.

@@ -193,7 +193,8 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
     Ok(spec)
 }
 
-fn all_capabilities() -> HashSet<Capability> {
+/// Every capability the kernel knows: what privileged services get.
+pub fn all_capabilities() -> HashSet<Capability> {
     use Capability::*;
     [
         AuditControl,
@@ -365,8 +366,16 @@ fn mount(
         .build()
 }
 
-fn bind(source: &Path, destination: &Path, read_only: bool) -> Result<Mount, OciSpecError> {
-    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+fn bind(
+    source: &Path,
+    destination: &Path,
+    read_only: bool,
+    propagation: Option<&str>,
+) -> Result<Mount, OciSpecError> {
+    let mut options = vec![
+        "rbind".to_string(),
+        propagation.unwrap_or("rprivate").to_string(),
+    ];
     if read_only {
         options.push("ro".to_string());
     }
@@ -387,7 +396,7 @@ fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
     )?];
     if service.privileged {
         // The machine's own devices, including those that appear later.
-        mounts.push(bind(Path::new("/dev"), Path::new("/dev"), false)?);
+        mounts.push(bind(Path::new("/dev"), Path::new("/dev"), false, None)?);
         mounts.push(mount(
             "/sys",
             "sysfs",
@@ -461,7 +470,12 @@ fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
         &["nosuid", "nodev", "mode=1777"],
     )?);
     for m in &service.mounts {
-        mounts.push(bind(&m.source, &m.destination, m.read_only)?);
+        mounts.push(bind(
+            &m.source,
+            &m.destination,
+            m.read_only,
+            m.propagation.as_deref(),
+        )?);
     }
     Ok(mounts)
 }
@@ -599,6 +613,7 @@ mod tests {
             source: "/var/log".into(),
             destination: "/log".into(),
             read_only: true,
+            propagation: None,
         });
         let spec = build(&s, &PreparedRoot::dir()).unwrap();
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));

@@ -306,10 +306,6 @@ impl<R: ContainerRuntime> Job<R> {
     /// Creates the container and starts its task.
     async fn start(&mut self) -> Result<u32, StepError> {
         let rootfs = self.create().await?;
-        if let Some(dir) = self.log.parent() {
-            // The shim opens the log; its directory must be there.
-            let _ = std::fs::create_dir_all(dir);
-        }
         let pid = self
             .runtime
             .start_task(&self.id, &self.log, &rootfs)
@@ -438,7 +434,7 @@ mod tests {
         supervise(
             Arc::clone(runtime),
             service,
-            "/nonexistent/ros-test-logs/svc.log".into(),
+            "/var/log/ros/svc.log".into(),
             Backoff::default(),
         )
     }

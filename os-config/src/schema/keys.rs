@@ -146,7 +146,7 @@ pub static KEYS: &[KeySpec] = &[
     unimplemented("rancher.services.<name>.env_file"),
     unimplemented("rancher.services.<name>.stop_signal"),
     unimplemented("rancher.services.<name>.cgroup_parent"),
-    unimplemented("rancher.services_include"),
+    free("rancher.services_include"),
     key("rancher.console"),
     free("rancher.environment"),
     key("rancher.state"),
