@@ -3,10 +3,12 @@
 //! the services running.
 
 pub mod containerd;
+pub mod control;
 pub mod daemon;
 pub mod definition;
 pub mod engine;
 pub mod fake;
+pub mod logs;
 pub mod order;
 pub mod restart;
 pub mod root;

@@ -3,7 +3,10 @@
 //! refused change, I/O), 2 bad usage.
 
 pub mod config;
+pub mod log_pipe;
+pub mod service;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +31,11 @@ pub struct Cli {
 enum Command {
     /// Read and change the machine's cloud-config.
     Config(config::ConfigArgs),
+    /// List, start, stop and follow the system services.
+    Service(service::ServiceArgs),
+    /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
+    #[command(name = "log-pipe", hide = true)]
+    LogPipe { file: PathBuf },
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
@@ -56,6 +64,8 @@ where
     };
     let result = match cli.command {
         Command::Config(args) => config::run(args),
+        Command::Service(args) => service::run(args),
+        Command::LogPipe { file } => log_pipe::run(&file),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),
