@@ -22,6 +22,22 @@ use crate::tree;
 pub static BUILT_IN: &[(&str, &str)] = &[
     ("base.yml", include_str!("defaults/base.yml")),
     (
+        "services/udev.yml",
+        include_str!("defaults/services/udev.yml"),
+    ),
+    (
+        "services/syslog.yml",
+        include_str!("defaults/services/syslog.yml"),
+    ),
+    (
+        "services/ntp.yml",
+        include_str!("defaults/services/ntp.yml"),
+    ),
+    (
+        "services/acpid.yml",
+        include_str!("defaults/services/acpid.yml"),
+    ),
+    (
         "services/console.yml",
         include_str!("defaults/services/console.yml"),
     ),

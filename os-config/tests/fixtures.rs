@@ -527,6 +527,10 @@ fn layers_merge_in_order_maps_deep_lists_replaced() {
         sources,
         [
             "built-in base.yml",
+            "built-in services/udev.yml",
+            "built-in services/syslog.yml",
+            "built-in services/ntp.yml",
+            "built-in services/acpid.yml",
             "built-in services/console.yml",
             "/usr/share/ros/oem/oem-config.yml",
             "/var/lib/rancher/conf/cloud-config.d/10-network.yml",

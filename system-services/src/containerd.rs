@@ -186,8 +186,36 @@ fn code_of(status: &GrpcStatus) -> Code {
     }
 }
 
+/// Makes the missing sources of bind mounts, as directories (as Docker
+/// does for `-v`): a service that keeps its state in `/var/lib/<name>`
+/// finds it there on the first boot.
+fn create_bind_sources(id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+    let binds = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("bind"));
+    for mount in binds {
+        let Some(source) = mount.source() else {
+            continue;
+        };
+        if source.symlink_metadata().is_err() {
+            std::fs::create_dir_all(source).map_err(|e| {
+                RuntimeError::new(
+                    "create bind source",
+                    id,
+                    Code::FailedPrecondition,
+                    format!("{}: {e}", source.display()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl ContainerRuntime for Containerd {
     async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+        create_bind_sources(id, spec)?;
         let spec_json = serde_json::to_vec(spec).map_err(|e| {
             RuntimeError::new("encode spec", id, Code::InvalidArgument, e.to_string())
         })?;

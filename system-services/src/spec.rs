@@ -104,11 +104,10 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
         .clone()
         .or_else(|| image.and_then(|i| i.working_dir.clone()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/"));
-    let devices = service
-        .devices
-        .iter()
-        .map(host_device)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut devices = Vec::new();
+    for device in &service.devices {
+        devices.extend(host_devices(device)?);
+    }
     let capabilities = if service.privileged {
         all_capabilities()
     } else {
@@ -271,24 +270,63 @@ fn numeric_user(text: &str) -> Option<User> {
     Some(User { uid, gid })
 }
 
-/// The device node to create in the container, from the host's, and the
-/// access its cgroup rule allows.
-fn host_device(device: &Device) -> Result<(LinuxDevice, String), SpecError> {
+/// The device nodes to create in the container, from the host's, each
+/// with the access its cgroup rule allows. A directory (`/dev/input`)
+/// gives every device below it, as Docker's `--device` does.
+fn host_devices(device: &Device) -> Result<Vec<(LinuxDevice, String)>, SpecError> {
     let path = &device.host;
     let meta = std::fs::metadata(path).map_err(|source| SpecError::Device {
         path: path.clone(),
         source,
     })?;
+    if !meta.is_dir() {
+        return Ok(vec![node(path, &device.container, &meta, &device.access)?]);
+    }
+    let mut nodes = Vec::new();
+    let mut pending = vec![path.clone()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| SpecError::Device {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for entry in entries {
+            let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+                continue;
+            };
+            let inside = device
+                .container
+                .join(entry.strip_prefix(path).unwrap_or(&entry));
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                pending.push(entry);
+            } else if kind.is_char_device() || kind.is_block_device() {
+                nodes.push(node(&entry, &inside, &meta, &device.access)?);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+fn node(
+    host: &Path,
+    container: &Path,
+    meta: &std::fs::Metadata,
+    access: &str,
+) -> Result<(LinuxDevice, String), SpecError> {
     let typ = if meta.file_type().is_char_device() {
         LinuxDeviceType::C
     } else if meta.file_type().is_block_device() {
         LinuxDeviceType::B
     } else {
-        return Err(SpecError::NotADevice { path: path.clone() });
+        return Err(SpecError::NotADevice {
+            path: host.to_path_buf(),
+        });
     };
     let (major, minor) = split_dev(meta.rdev());
     let node = LinuxDeviceBuilder::default()
-        .path(device.container.clone())
+        .path(container.to_path_buf())
         .typ(typ)
         .major(major)
         .minor(minor)
@@ -296,7 +334,7 @@ fn host_device(device: &Device) -> Result<(LinuxDevice, String), SpecError> {
         .uid(0u32)
         .gid(0u32)
         .build()?;
-    Ok((node, device.access.clone()))
+    Ok((node, access.to_string()))
 }
 
 /// The major and minor number of a Linux `dev_t` (glibc's encoding).
@@ -736,11 +774,47 @@ mod tests {
             matches!(&err, SpecError::Device { path, .. } if path == Path::new("/etc/hostname-that-is-not-there")),
             "{err}"
         );
-        s.devices[0].host = "/".into();
+        s.devices[0].host = "/etc/hostname".into();
         assert!(matches!(
             build(&s, &PreparedRoot::dir()),
             Err(SpecError::NotADevice { .. })
         ));
+    }
+
+    #[test]
+    fn a_device_directory_gives_every_device_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("input/by-path")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("input/event0")).unwrap();
+        std::fs::write(dir.path().join("input/README"), "not a device").unwrap();
+        // A real device node needs root to make; /dev/null reached through a
+        // bound directory stands in for one.
+        let mut s = service();
+        s.devices.push(Device {
+            host: dir.path().join("input"),
+            container: "/dev/input".into(),
+            access: "r".into(),
+        });
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        // Symlinks are not followed inside a directory, files are skipped.
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .devices()
+                .as_ref()
+                .map(Vec::len),
+            Some(0)
+        );
+        s.devices[0].host = "/dev".into();
+        s.devices[0].container = "/dev".into();
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        let nodes = spec.linux().as_ref().unwrap().devices().clone().unwrap();
+        assert!(
+            nodes
+                .iter()
+                .any(|n| n.path() == Path::new("/dev/null") && (n.major(), n.minor()) == (1, 3))
+        );
     }
 
     #[test]
