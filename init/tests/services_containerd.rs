@@ -310,7 +310,7 @@ async fn capabilities_inside_equal_those_asked() {
     let mut asked = service(
         "caps",
         &root,
-        "grep ^Cap /proc/self/status; trap 'exit 0' TERM; sleep 1000 & wait",
+        "grep -E '^(Cap|Seccomp:)' /proc/self/status; trap 'exit 0' TERM; sleep 1000 & wait",
     );
     asked.capabilities.insert(Capability::NetAdmin);
     let supervised = run(&runtime, &asked, daemon.path());
@@ -328,6 +328,8 @@ async fn capabilities_inside_equal_those_asked() {
     }
     assert_eq!(capability_line(&log, "CapInh"), "CapInh:\t0000000000000000");
     assert_eq!(capability_line(&log, "CapAmb"), "CapAmb:\t0000000000000000");
+    // Mode 2: a seccomp filter is on.
+    assert_eq!(capability_line(&log, "Seccomp:"), "Seccomp:\t2");
     supervised.stop().await;
     assert_eq!(runtime.task("caps").await.unwrap(), None);
 }

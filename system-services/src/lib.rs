@@ -13,6 +13,7 @@ pub mod order;
 pub mod restart;
 pub mod root;
 pub mod runtime;
+pub mod seccomp;
 pub mod service;
 pub mod spec;
 pub mod supervisor;

@@ -113,6 +113,7 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
     } else {
         service.capabilities.clone()
     };
+    let capabilities_held = capabilities.clone();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(capabilities.clone())
         .effective(capabilities.clone())
@@ -154,7 +155,11 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
     if let Some(shares) = service.limits.cpu_shares {
         resources = resources.cpu(LinuxCpuBuilder::default().shares(shares).build()?);
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if !service.privileged {
+        linux = linux.seccomp(crate::seccomp::profile(&capabilities_held)?);
+    }
+    let linux = linux
         .namespaces(namespaces(service)?)
         .cgroups_path(PathBuf::from(CGROUP_PARENT).join(service.name.as_str()))
         .resources(resources.build()?)
@@ -612,6 +617,18 @@ mod tests {
         assert!(devices[0].allow());
         assert!(spec.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/dev")
             && m.typ().as_deref() == Some("bind")));
+    }
+
+    #[test]
+    fn seccomp_filters_the_unprivileged_only() {
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
+        let seccomp = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        let denied = seccomp.syscalls().as_ref().unwrap()[0].names().clone();
+        assert!(denied.contains(&"mount".to_string()));
+        let mut s = service();
+        s.privileged = true;
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().seccomp(), &None);
     }
 
     #[test]
