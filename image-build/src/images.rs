@@ -117,7 +117,9 @@ pub const SERVICES: &[ImageDef] = &[
             "tmp",
             "etc",
             "host/etc",
-            "var/lib/openntpd",
+            "var/empty",
+            "var/lib/openntpd/db",
+            "var/lib/openntpd/run",
         ],
     },
     // systemd-udevd (udevadm) and its rules; a busybox shell runs the
