@@ -218,6 +218,7 @@ pub fn resolve(
     host.pid = definition.pid.is_some();
     host.ipc = definition.ipc.is_some();
     host.uts = definition.uts.is_some();
+    host.cgroup = definition.cgroup.is_some();
 
     let capabilities = capabilities(definition, &mut problems);
     let devices = devices(&definition.devices, &mut problems);
@@ -728,7 +729,8 @@ keys:
                 net: true,
                 pid: false,
                 ipc: false,
-                uts: true
+                uts: true,
+                cgroup: false,
             }
         );
         assert!(s.capabilities.contains(&Capability::SysTime));

@@ -101,6 +101,7 @@ pub struct HostNamespaces {
     pub pid: bool,
     pub ipc: bool,
     pub uts: bool,
+    pub cgroup: bool,
 }
 
 /// A host path bound into the container.

@@ -253,7 +253,7 @@ fn namespaces(service: &Service) -> Result<Vec<LinuxNamespace>, OciSpecError> {
     let host = service.host;
     [
         (LinuxNamespaceType::Mount, false),
-        (LinuxNamespaceType::Cgroup, false),
+        (LinuxNamespaceType::Cgroup, host.cgroup),
         (LinuxNamespaceType::Network, host.net),
         (LinuxNamespaceType::Pid, host.pid),
         (LinuxNamespaceType::Ipc, host.ipc),
@@ -569,6 +569,9 @@ mod tests {
         let spec = build(&s, &PreparedRoot::dir()).unwrap();
         use LinuxNamespaceType::*;
         assert_eq!(namespace_types(&spec), vec![Mount, Cgroup, Ipc]);
+        s.host.cgroup = true;
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(namespace_types(&spec), vec![Mount, Ipc]);
         assert_eq!(spec.hostname(), &None);
     }
 

@@ -119,6 +119,7 @@ pub static KEYS: &[KeySpec] = &[
     key("rancher.services.<name>.pid"),
     key("rancher.services.<name>.ipc"),
     key("rancher.services.<name>.uts"),
+    key("rancher.services.<name>.cgroup"),
     key("rancher.services.<name>.privileged"),
     free("rancher.services.<name>.cap_add"),
     free("rancher.services.<name>.cap_drop"),
