@@ -46,6 +46,8 @@ struct State {
     ignore_sigterm: bool,
     /// Registry images that "pull", by reference.
     images: HashMap<String, ImageDefaults>,
+    /// Every pull fails as a registry that does not answer.
+    images_unavailable: bool,
     /// The spec each container was created with.
     specs: HashMap<String, Spec>,
 }
@@ -103,6 +105,11 @@ impl FakeRuntime {
         self.gone.notify_waiters();
     }
 
+    /// Pulls fail with `Unavailable`, as a registry that does not answer.
+    pub fn fail_images_unavailable(&self) {
+        self.lock().images_unavailable = true;
+    }
+
     /// A registry image that prepares with these defaults.
     pub fn add_image(&self, reference: &str, defaults: ImageDefaults) {
         self.lock().images.insert(reference.to_string(), defaults);
@@ -152,6 +159,12 @@ impl ContainerRuntime for FakeRuntime {
         let state = self.enter(FakeCall::PrepareRoot(id.into()), id)?;
         match root {
             Root::Dir(_) => Ok(PreparedRoot::dir()),
+            Root::Image(reference) if state.images_unavailable => Err(RuntimeError::new(
+                "pull image",
+                reference,
+                Code::Unavailable,
+                "registry does not answer",
+            )),
             Root::Image(reference) => match state.images.get(reference) {
                 Some(defaults) => Ok(PreparedRoot {
                     mounts: vec![RootfsMount {

@@ -190,6 +190,11 @@ enum Found {
 enum StepError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Preparing the root (pulling a registry image) failed. Never taken
+    /// for containerd being away: a registry that does not answer is
+    /// retried with backoff and shown as failed meanwhile.
+    #[error(transparent)]
+    Root(RuntimeError),
     #[error(transparent)]
     Spec(#[from] SpecError),
 }
@@ -207,7 +212,7 @@ impl<R: ContainerRuntime> Job<R> {
                 }
                 Err(err) => {
                     let permanent = match &err {
-                        StepError::Runtime(err) => err.is_permanent(),
+                        StepError::Runtime(err) | StepError::Root(err) => err.is_permanent(),
                         StepError::Spec(_) => true,
                     };
                     tracing::error!(service = %self.id, %err, permanent, "service failed");
@@ -291,7 +296,8 @@ impl<R: ContainerRuntime> Job<R> {
         let prepared = self
             .runtime
             .prepare_root(&self.id, &self.service.root)
-            .await?;
+            .await
+            .map_err(StepError::Root)?;
         let spec = crate::spec::build(&self.service, &prepared)?;
         match self.runtime.create_container(&self.id, &spec).await {
             Err(err) if err.code == Code::AlreadyExists => {
@@ -732,6 +738,28 @@ mod tests {
             matches!(&status.state, ServiceState::Failed { error, permanent: false } if error.contains("registry.local/missing:1")),
             "{status:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_registry_that_does_not_answer_is_a_failure_retried_with_backoff() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.fail_images_unavailable();
+        let mut s = service(RestartPolicy::Always);
+        s.root = Root::Image("registry.local/app:1".into());
+        let supervised = start_service(&runtime, s);
+        let status = supervised.settled().await;
+        assert!(
+            matches!(&status.state, ServiceState::Failed { permanent: false, error } if error.contains("registry.local/app:1")),
+            "{status:?}"
+        );
+        // Backoff, not the fast re-attach polling: few attempts in 10 s.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let attempts = runtime
+            .calls()
+            .iter()
+            .filter(|c| **c == FakeCall::PrepareRoot("svc".into()))
+            .count();
+        assert!((2..=8).contains(&attempts), "{attempts}");
     }
 
     #[tokio::test(start_paused = true)]
