@@ -54,6 +54,19 @@ pub const HOST: ImageDef = ImageDef {
     ],
 };
 
+/// CA certificates for `ros` pulling from HTTPS registries: Debian's set,
+/// joined into the one PEM file rustls looks for first. About 215 kB, 120 kB
+/// xz-compressed; the console's copy is the same file, which mksquashfs
+/// stores once.
+pub const CA_PACKAGE: &str = "ca-certificates";
+/// Where the package keeps one certificate per file.
+pub const CA_CERTS_DIR: &str = "usr/share/ca-certificates/mozilla";
+/// The bundle, as Debian's update-ca-certificates would write it.
+pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+/// The roots that pull: the host (PID 1 pulls service images at boot) and
+/// the console (`ros service pull`).
+pub const CA_BUNDLE_IMAGES: &[&str] = &["host", "console"];
+
 /// Where service images go inside the host root.
 pub const SERVICE_IMAGES_DIR: &str = "usr/lib/ros/images";
 

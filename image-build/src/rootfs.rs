@@ -8,7 +8,10 @@ use anyhow::Context;
 
 use crate::BuildDirs;
 use crate::debian::{Packages, run};
-use crate::images::{HOST, ImageDef, SERVICE_IMAGES_DIR, SERVICES};
+use crate::images::{
+    CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, SERVICE_IMAGES_DIR,
+    SERVICES,
+};
 use crate::tree::{Pool, Tree};
 
 /// Assembles the host root with every service image inside it.
@@ -50,11 +53,38 @@ fn fill(
     if def.busybox_links {
         link_busybox_applets(tree)?;
     }
+    if CA_BUNDLE_IMAGES.contains(&def.name) {
+        let package = packages.unpacked(&packages.candidate(CA_PACKAGE)?)?;
+        let target = tree.root().join(CA_BUNDLE);
+        std::fs::create_dir_all(target.parent().unwrap_or(tree.root()))?;
+        std::fs::write(&target, ca_bundle(&package.join(CA_CERTS_DIR))?)
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
     let own_files = repo_files.join(def.name);
     if own_files.exists() {
         tree.overlay(&own_files)?;
     }
     Ok(())
+}
+
+/// Every `.crt` file of `dir` in name order, as one PEM bundle.
+fn ca_bundle(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut certs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "crt"))
+        .collect();
+    certs.sort();
+    anyhow::ensure!(!certs.is_empty(), "no certificates in {}", dir.display());
+    let mut bundle = Vec::new();
+    for cert in certs {
+        bundle.extend(std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?);
+        if !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+    }
+    Ok(bundle)
 }
 
 /// A link for every applet, as the busybox in the tree lists them.
@@ -91,4 +121,21 @@ pub fn squash(tree: &Tree, image: &Path) -> anyhow::Result<()> {
             "1M",
         ]))
     .context("mksquashfs (apt-get install squashfs-tools)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_bundle_joins_certificates_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.crt"), "B\n").unwrap();
+        std::fs::write(dir.path().join("a.crt"), "A").unwrap();
+        std::fs::write(dir.path().join("README"), "not a certificate").unwrap();
+        assert_eq!(ca_bundle(dir.path()).unwrap(), b"A\nB\n");
+        let empty = tempfile::tempdir().unwrap();
+        let error = ca_bundle(empty.path()).unwrap_err().to_string();
+        assert!(error.contains("no certificates"), "{error}");
+    }
 }

@@ -95,6 +95,8 @@ pub struct Containerd {
     /// [`Containerd::with_log_pipe`]); without one the shim appends to the
     /// file itself.
     log_pipe: Option<PathBuf>,
+    /// How registry images of services are pulled.
+    pull_options: crate::image::PullOptions,
 }
 
 impl Containerd {
@@ -123,7 +125,15 @@ impl Containerd {
             namespace: NamespaceInterceptor(header),
             oci_runtime: oci_runtime.to_string(),
             log_pipe: None,
+            pull_options: crate::image::PullOptions::default(),
         })
+    }
+
+    /// Registry images of services are pulled with `options` (plain-HTTP
+    /// registries, credentials, CAs).
+    pub fn with_pull_options(mut self, options: crate::image::PullOptions) -> Self {
+        self.pull_options = options;
+        self
     }
 
     /// Task output goes through `program` (containerd's `binary://` log
@@ -147,6 +157,16 @@ impl Containerd {
             ),
             None => format!("file://{}", log.display()),
         }
+    }
+
+    /// The daemon's channel, shared by every client of it.
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// The interceptor that sends this handle's namespace.
+    pub(crate) fn namespace(&self) -> &NamespaceInterceptor {
+        &self.namespace
     }
 
     fn containers(&self) -> ContainersClient<Namespaced> {
@@ -246,19 +266,47 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
-        match root {
-            Root::Dir(_) => Ok(PreparedRoot::dir()),
-            Root::Image(reference) => Err(RuntimeError::new(
-                "prepare image",
-                id,
-                Code::Unimplemented,
-                format!("registry images need the pull support ({reference})"),
-            )),
-        }
+        let Root::Image(reference) = root else {
+            return Ok(PreparedRoot::dir());
+        };
+        let mut quiet = |_: crate::image::PullEvent| {};
+        let rootfs = crate::image::prepare_rootfs_pulling(
+            self,
+            reference,
+            id,
+            &self.pull_options,
+            &mut quiet,
+        )
+        .await
+        .map_err(|e| RuntimeError::new("prepare image", id, e.code(), e.to_string()))?;
+        let config = rootfs.config;
+        Ok(PreparedRoot {
+            mounts: rootfs
+                .mounts
+                .into_iter()
+                .map(|m| RootfsMount {
+                    typ: m.r#type,
+                    source: m.source,
+                    options: m.options,
+                })
+                .collect(),
+            image: Some(crate::root::ImageDefaults {
+                entrypoint: config.entrypoint,
+                cmd: config.cmd,
+                env: config.env,
+                working_dir: config.working_dir,
+                user: config.user,
+            }),
+        })
     }
 
-    async fn release_root(&self, _id: &str, _root: &Root) -> Result<(), RuntimeError> {
-        Ok(())
+    async fn release_root(&self, id: &str, root: &Root) -> Result<(), RuntimeError> {
+        match root {
+            Root::Dir(_) => Ok(()),
+            Root::Image(_) => crate::image::remove_rootfs(self, id)
+                .await
+                .map_err(|e| RuntimeError::new("remove rootfs", id, e.code(), e.to_string())),
+        }
     }
 
     async fn start_task(
@@ -390,6 +438,7 @@ mod tests {
             namespace: NamespaceInterceptor("ros".parse().unwrap()),
             oci_runtime: "crun".into(),
             log_pipe: None,
+            pull_options: crate::image::PullOptions::default(),
         };
         let log = Path::new("/var/log/ros/my svc.log");
         assert_eq!(plain.log_uri(log), "file:///var/log/ros/my svc.log");

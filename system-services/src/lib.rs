@@ -38,6 +38,7 @@ pub mod daemon;
 pub mod definition;
 pub mod engine;
 pub mod fake;
+pub mod image;
 pub mod logs;
 pub mod order;
 pub mod restart;

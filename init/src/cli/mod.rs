@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod log_pipe;
+pub mod pull;
 pub mod service;
 
 use std::path::PathBuf;

@@ -29,7 +29,7 @@ pub const LOG_DIR_ENV: &str = "ROS_LOG_DIR";
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
     /// PID 1's control socket [env: ROS_CONTROL_SOCKET] [default: /run/ros/control.sock].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long = "control-socket", global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Directory the configuration paths are under [env: ROS_CONFIG_ROOT] [default: /].
     #[arg(long, global = true, value_name = "DIR")]
@@ -73,6 +73,8 @@ enum ServiceCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Pull a service's registry image (or any reference) into the system containerd.
+    Pull(super::pull::PullArgs),
     /// Print a service's output (stdout and stderr).
     Logs {
         /// Keep printing what it writes.
@@ -107,6 +109,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
         ServiceCommand::Restart { names } => act(&socket, Request::Restart { names }),
         ServiceCommand::Rm { names } => act(&socket, Request::Remove { names }),
         ServiceCommand::Logs { follow, tail, name } => logs(&socket, &name, tail, follow),
+        ServiceCommand::Pull(args) => super::pull::run(args, &paths),
     }
 }
 

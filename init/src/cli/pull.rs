@@ -1,0 +1,339 @@
+//! `ros service pull NAME|REFERENCE`: pulls a registry image into the
+//! system containerd, printing a line per step:
+//!
+//! ```text
+//! resolving docker.io/library/busybox:latest
+//! manifest sha256:3fbc63216742… 1 layer 2.2 MB
+//! layer 1/1 sha256:a46fbb00284b… 1.0/2.2 MB
+//! layer 1/1 sha256:a46fbb00284b… 2.2/2.2 MB done
+//! unpacking layer 1/1 sha256:a46fbb00284b…
+//! pulled docker.io/library/busybox:latest sha256:3fbc63216742… 2.2 MB in 1.4s
+//! ```
+//!
+//! NAME is a service of the configuration whose `image` is a registry
+//! reference; anything else is taken as a reference.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use os_config::{ConfigPaths, Layers};
+use system_services::containerd::Containerd;
+use system_services::daemon::DaemonConfig;
+use system_services::definition::SHIPPED_PREFIX;
+use system_services::image::{
+    self, Credentials, LayerStatus, PullEvent, PullOptions, PulledImage, RegistryOptions,
+};
+
+/// The containerd namespace of the system services.
+pub const NAMESPACE: &str = "ros";
+
+/// `ros service pull …`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// A service whose `image` is a registry reference, or a reference
+    /// (`busybox`, `registry.example.com/team/app:1.2`).
+    pub image: String,
+    /// Credentials for the registry, as USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+    /// A registry (HOST:PORT) reached over plain HTTP; may be repeated.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub plain_http: Vec<String>,
+    /// A CA certificate (PEM) to trust besides the system's; may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// The containerd socket [default: the system containerd's].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The containerd namespace.
+    #[arg(long, default_value = NAMESPACE)]
+    pub namespace: String,
+}
+
+/// Runs `ros service pull`.
+pub fn run(args: PullArgs, paths: &ConfigPaths) -> anyhow::Result<ExitCode> {
+    let reference = resolve_name(&args.image, paths)?;
+    let credentials = match args.user.as_deref() {
+        None => Credentials::Anonymous,
+        Some(pair) => match pair.split_once(':') {
+            Some((username, password)) => Credentials::Basic {
+                username: username.to_string(),
+                password: password.to_string(),
+            },
+            None => bail!("--user wants USER:PASSWORD"),
+        },
+    };
+    let ca_certificates = args
+        .ca_cert
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let options = PullOptions {
+        registry: RegistryOptions {
+            credentials,
+            plain_http: args.plain_http,
+            ca_certificates,
+        },
+        platform: None,
+    };
+    let socket = args.socket.unwrap_or_else(|| DaemonConfig::system().socket);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let containerd = Containerd::connect(&socket, &args.namespace, "crun").await?;
+        pull_printing(&containerd, &reference, &options, std::io::stdout()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Pulls `reference`, writing a progress line per event to `out`. For any
+/// command that pulls (`ros service pull`, `ros service up`).
+pub async fn pull_printing(
+    containerd: &Containerd,
+    reference: &str,
+    options: &PullOptions,
+    out: impl Write + Send,
+) -> Result<PulledImage, image::ImageError> {
+    let mut printer = ProgressPrinter::new(out);
+    image::pull(containerd, reference, options, &mut |event| {
+        printer.print(&event)
+    })
+    .await
+}
+
+/// NAME when it is a configured service with an image, else the argument.
+fn resolve_name(argument: &str, paths: &ConfigPaths) -> anyhow::Result<String> {
+    let Ok(checked) = Layers::load(paths).merged() else {
+        // A broken configuration does not stop a pull by reference.
+        return Ok(argument.to_string());
+    };
+    let service = checked
+        .config
+        .rancher
+        .services
+        .iter()
+        .find(|(name, _)| name.as_str() == argument);
+    match service {
+        None => Ok(argument.to_string()),
+        Some((_, service)) => match &service.image {
+            Some(image) if image.starts_with(SHIPPED_PREFIX) => bail!(
+                "service {argument} runs from {image}, a directory shipped in the system: \
+                 there is nothing to pull"
+            ),
+            Some(image) => Ok(image.clone()),
+            None => bail!("service {argument} names no image"),
+        },
+    }
+}
+
+/// Writes pull events as lines: `layer 2/3 sha256:abcd… 1.2/3.4 MB`.
+#[derive(Debug)]
+pub struct ProgressPrinter<W> {
+    out: W,
+}
+
+impl<W: Write> ProgressPrinter<W> {
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    /// Prints one event; a closed output (a pipe to `head`) is ignored.
+    pub fn print(&mut self, event: &PullEvent) {
+        let _ = writeln!(self.out, "{}", line(event));
+        let _ = self.out.flush();
+    }
+}
+
+/// The line for one event.
+pub fn line(event: &PullEvent) -> String {
+    match event {
+        PullEvent::Resolving { reference } => format!("resolving {reference}"),
+        PullEvent::Resolved {
+            digest,
+            layers,
+            bytes,
+        } => format!(
+            "manifest {} {layers} layer{} {}",
+            short(digest),
+            if *layers == 1 { "" } else { "s" },
+            size(*bytes)
+        ),
+        PullEvent::Layer {
+            index,
+            count,
+            digest,
+            done,
+            total,
+            status,
+        } => {
+            let head = format!("layer {index}/{count} {}", short(digest));
+            match status {
+                LayerStatus::Present => format!("{head} already present"),
+                LayerStatus::Downloading => format!("{head} {}", fraction(*done, *total)),
+                LayerStatus::Complete => format!("{head} {} done", fraction(*done, *total)),
+            }
+        }
+        PullEvent::Unpacking {
+            index,
+            count,
+            digest,
+        } => format!("unpacking layer {index}/{count} {}", short(digest)),
+        PullEvent::Done {
+            reference,
+            digest,
+            downloaded,
+            elapsed,
+        } => format!(
+            "pulled {reference} {} {} in {:.1}s",
+            short(digest),
+            size(*downloaded),
+            elapsed.as_secs_f64()
+        ),
+    }
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(digest: &str) -> String {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("", digest));
+    match hex.get(..12) {
+        Some(head) if head.len() < hex.len() => format!("{algorithm}:{head}…"),
+        _ => digest.to_string(),
+    }
+}
+
+/// Decimal units, one decimal place: `3.4 MB`, `812.0 kB`.
+fn size(bytes: u64) -> String {
+    let (value, unit) = unit_of(bytes);
+    format!("{:.1} {unit}", bytes as f64 / value)
+}
+
+/// `1.2/3.4 MB`: both in the total's unit.
+fn fraction(done: u64, total: u64) -> String {
+    let (value, unit) = unit_of(total);
+    format!(
+        "{:.1}/{:.1} {unit}",
+        done as f64 / value,
+        total as f64 / value
+    )
+}
+
+fn unit_of(bytes: u64) -> (f64, &'static str) {
+    match bytes {
+        0..1_000_000 => (1e3, "kB"),
+        1_000_000..1_000_000_000 => (1e6, "MB"),
+        _ => (1e9, "GB"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const DIGEST: &str = "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+
+    fn layer(done: u64, total: u64, status: LayerStatus) -> PullEvent {
+        PullEvent::Layer {
+            index: 2,
+            count: 3,
+            digest: DIGEST.into(),
+            done,
+            total,
+            status,
+        }
+    }
+
+    #[test]
+    fn lines_read_as_progress() {
+        assert_eq!(
+            line(&layer(1_200_000, 3_400_000, LayerStatus::Downloading)),
+            "layer 2/3 sha256:abcdef012345… 1.2/3.4 MB"
+        );
+        assert_eq!(
+            line(&layer(3_400_000, 3_400_000, LayerStatus::Complete)),
+            "layer 2/3 sha256:abcdef012345… 3.4/3.4 MB done"
+        );
+        assert_eq!(
+            line(&layer(812_000, 812_000, LayerStatus::Present)),
+            "layer 2/3 sha256:abcdef012345… already present"
+        );
+        assert_eq!(
+            line(&PullEvent::Resolved {
+                digest: DIGEST.into(),
+                layers: 1,
+                bytes: 2_200_000
+            }),
+            "manifest sha256:abcdef012345… 1 layer 2.2 MB"
+        );
+        assert_eq!(
+            line(&PullEvent::Unpacking {
+                index: 1,
+                count: 3,
+                digest: DIGEST.into()
+            }),
+            "unpacking layer 1/3 sha256:abcdef012345…"
+        );
+        assert_eq!(
+            line(&PullEvent::Done {
+                reference: "docker.io/library/busybox:latest".into(),
+                digest: DIGEST.into(),
+                downloaded: 40_500,
+                elapsed: Duration::from_millis(1430),
+            }),
+            "pulled docker.io/library/busybox:latest sha256:abcdef012345… 40.5 kB in 1.4s"
+        );
+    }
+
+    #[test]
+    fn sizes_pick_the_totals_unit() {
+        assert_eq!(fraction(0, 999_999), "0.0/1000.0 kB");
+        assert_eq!(fraction(500_000_000, 2_000_000_000), "0.5/2.0 GB");
+        assert_eq!(short("sha256:abc"), "sha256:abc");
+    }
+
+    #[test]
+    fn the_printer_writes_one_line_per_event() {
+        let mut out = Vec::new();
+        let mut printer = ProgressPrinter::new(&mut out);
+        printer.print(&PullEvent::Resolving {
+            reference: "docker.io/library/busybox:latest".into(),
+        });
+        printer.print(&layer(1, 2, LayerStatus::Downloading));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("resolving docker.io/library/busybox:latest\n"));
+    }
+
+    #[test]
+    fn a_configured_service_name_resolves_to_its_image() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(root.path());
+        let file = paths.cloud_config_file();
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(
+            file,
+            "rancher:\n  services:\n    tools:\n      image: registry.example.com/tools:1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_name("tools", &paths).unwrap(),
+            "registry.example.com/tools:1"
+        );
+        assert_eq!(
+            resolve_name("busybox:1.36", &paths).unwrap(),
+            "busybox:1.36"
+        );
+        // Built-in services run from directories of the system: never
+        // taken for docker.io/ros/<name>.
+        let error = resolve_name("syslog", &paths).unwrap_err().to_string();
+        assert!(error.contains("nothing to pull"), "{error}");
+    }
+}

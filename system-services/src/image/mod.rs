@@ -1,0 +1,35 @@
+//! Registry images for services that name one (`image: registry/...`).
+//! containerd 1.6 has no Transfer service, so the pull happens here:
+//! oci-client talks to the registry; containerd's content, images,
+//! snapshots, diff and leases services store and unpack what it fetches.
+//!
+//! - [`pull`] fetches a reference (normalised like Docker's:
+//!   `busybox` is `docker.io/library/busybox:latest`) for this machine's
+//!   platform, skipping blobs containerd has and resuming interrupted
+//!   ones, and unpacks it into overlayfs snapshots named by chain ID;
+//!   progress arrives as [`PullEvent`]s.
+//! - [`prepare_rootfs`] gives a container a writable snapshot on the
+//!   image and the image's default process ([`ImageConfig`]);
+//!   [`prepare_rootfs_pulling`] pulls first when the image is missing.
+//!   [`remove_rootfs`] drops the snapshot with the container.
+
+mod chain;
+mod error;
+mod manifest;
+mod progress;
+mod pull;
+mod reference;
+mod registry;
+mod rootfs;
+mod store;
+mod unpack;
+
+pub use chain::{chain_ids, sha256_digest};
+pub use error::{Failure, ImageError};
+pub use manifest::{ImageConfig, ManifestError, Platform};
+pub use progress::{LayerStatus, PullEvent, REPORT_EVERY, Transfer};
+pub use pull::{PullOptions, PulledImage, pull};
+pub use reference::{DOCKER_HUB, ImageRef, ReferenceError};
+pub use registry::{Credentials, RegistryOptions};
+pub use rootfs::{Rootfs, image_config, prepare_rootfs, prepare_rootfs_pulling, remove_rootfs};
+pub use store::SNAPSHOTTER;
