@@ -11,6 +11,9 @@ pub struct ImageDef {
     pub packages: &'static [&'static str],
     /// The programs taken from them, each with the libraries it needs.
     pub programs: &'static [&'static str],
+    /// Data files or whole directories taken from the packages as they
+    /// are (udev rules); ELF files among them bring their libraries.
+    pub files: &'static [&'static str],
     /// Links for every busybox applet.
     pub busybox_links: bool,
     /// Directories every instance has (mount points, writable places).
@@ -32,6 +35,7 @@ pub const HOST: ImageDef = ImageDef {
         OCI_RUNTIME,
         "/bin/busybox",
     ],
+    files: &[],
     busybox_links: true,
     dirs: &[
         "proc",
@@ -69,22 +73,108 @@ pub const CA_BUNDLE_IMAGES: &[&str] = &["host", "console"];
 /// Where service images go inside the host root.
 pub const SERVICE_IMAGES_DIR: &str = "usr/lib/ros/images";
 
-pub const SERVICES: &[ImageDef] = &[ImageDef {
-    name: "console",
-    packages: &["busybox-static"],
-    programs: &["/bin/busybox"],
-    busybox_links: true,
-    dirs: &[
-        "proc",
-        "sys",
-        "dev",
-        "run",
-        "tmp",
-        "etc",
-        "root",
-        "home",
-        "var/log",
-        "var/lib/rancher",
-        "usr/bin",
-    ],
-}];
+/// The directories every service image has: mount points, and writable
+/// places when the root is read-only.
+const SERVICE_DIRS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "etc", "var/log"];
+
+/// One image per built-in service. Those built on busybox share its one
+/// copy in the squashfs (mksquashfs stores identical files once).
+pub const SERVICES: &[ImageDef] = &[
+    ImageDef {
+        name: "console",
+        packages: &["busybox-static"],
+        programs: &["/bin/busybox"],
+        files: &[],
+        busybox_links: true,
+        dirs: &[
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "etc",
+            "root",
+            "home",
+            "var/log",
+            "var/lib/rancher",
+            "usr/bin",
+        ],
+    },
+    // busybox syslogd, writing /var/log/syslog (rotated by size).
+    ImageDef {
+        name: "syslog",
+        packages: &["busybox-static"],
+        programs: &["/bin/busybox"],
+        files: &[],
+        busybox_links: true,
+        dirs: SERVICE_DIRS,
+    },
+    // busybox acpid: the power button powers the machine off.
+    ImageDef {
+        name: "acpid",
+        packages: &["busybox-static"],
+        programs: &["/bin/busybox"],
+        files: &[],
+        busybox_links: true,
+        dirs: SERVICE_DIRS,
+    },
+    // OpenNTPD: Debian builds it against libc alone (no TLS library).
+    ImageDef {
+        name: "ntp",
+        packages: &["openntpd"],
+        programs: &["/usr/sbin/ntpd"],
+        files: &[],
+        busybox_links: false,
+        dirs: &[
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "etc",
+            "host/etc",
+            "var/empty",
+            "var/lib/openntpd/db",
+            "var/lib/openntpd/run",
+        ],
+    },
+    // systemd-udevd (udevadm) and its rules; a busybox shell runs the
+    // start script (udevd, trigger, settle).
+    ImageDef {
+        name: "udev",
+        packages: &["udev", "busybox-static"],
+        programs: &["/bin/udevadm", "/bin/busybox"],
+        files: &[
+            "/lib/systemd/systemd-udevd",
+            "/lib/udev/rules.d",
+            "/lib/udev/ata_id",
+            "/lib/udev/cdrom_id",
+            "/lib/udev/scsi_id",
+            "/etc/udev/udev.conf",
+        ],
+        busybox_links: true,
+        dirs: SERVICE_DIRS,
+    },
+    // Mount points only: the optional user containerd runs the host's
+    // containerd, shim and crun, bound in read-only.
+    ImageDef {
+        name: "user-containerd",
+        packages: &[],
+        programs: &[],
+        files: &[],
+        busybox_links: false,
+        dirs: &[
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "etc/containerd",
+            "lib",
+            "lib64",
+            "usr/bin",
+            "var/lib/containerd",
+            "var/log",
+        ],
+    },
+];

@@ -46,6 +46,10 @@ fn fill(
         tree.program(&pool, program)
             .with_context(|| format!("image {}", def.name))?;
     }
+    for path in def.files {
+        tree.data(&pool, path)
+            .with_context(|| format!("image {}", def.name))?;
+    }
     if def.busybox_links {
         link_busybox_applets(tree)?;
     }

@@ -112,6 +112,27 @@ impl Tree {
         self.copy(pool, &relative(Path::new(path)), true)
     }
 
+    /// Copies a file, or a directory with everything in it, from the pool;
+    /// ELF files bring their libraries.
+    pub fn data(&mut self, pool: &Pool, path: &str) -> anyhow::Result<()> {
+        let rel = relative(Path::new(path));
+        let Some(source) = pool.find(&rel) else {
+            bail!("{path} is in none of the unpacked packages");
+        };
+        if !source.symlink_metadata()?.is_dir() {
+            return self.copy(pool, &rel, true);
+        }
+        for entry in walk(&source)? {
+            let inner = rel.join(entry.strip_prefix(&source)?);
+            if entry.symlink_metadata()?.is_dir() {
+                std::fs::create_dir_all(self.root.join(&inner))?;
+            } else {
+                self.copy(pool, &inner, true)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Copies every file of a repository directory into the tree, keeping
     /// modes; ELF files among them get their libraries from the pool.
     pub fn overlay(&mut self, source: &Path) -> anyhow::Result<()> {
@@ -318,6 +339,38 @@ mod tests {
         assert!(
             err.ends_with("needed by /usr/bin/ls, is in none of the unpacked packages"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn data_copies_files_and_whole_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkg");
+        std::fs::create_dir_all(pkg.join("lib/udev/rules.d/sub")).unwrap();
+        std::fs::write(pkg.join("lib/udev/rules.d/50-a.rules"), "a").unwrap();
+        std::fs::write(pkg.join("lib/udev/rules.d/sub/b"), "b").unwrap();
+        std::fs::write(pkg.join("lib/udev/udev.conf"), "c").unwrap();
+        let pool = Pool::new(vec![pkg]);
+        let mut tree = Tree::create(&dir.path().join("tree")).unwrap();
+        tree.data(&pool, "/lib/udev/rules.d").unwrap();
+        tree.data(&pool, "/lib/udev/udev.conf").unwrap();
+        let root = tree.root();
+        assert_eq!(
+            std::fs::read_to_string(root.join("lib/udev/rules.d/50-a.rules")).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("lib/udev/rules.d/sub/b")).unwrap(),
+            "b"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("lib/udev/udev.conf")).unwrap(),
+            "c"
+        );
+        let missing = tree.data(&pool, "/lib/udev/hwdb.bin").unwrap_err();
+        assert!(
+            missing.to_string().contains("/lib/udev/hwdb.bin"),
+            "{missing}"
         );
     }
 

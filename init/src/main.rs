@@ -24,6 +24,8 @@ use tokio::sync::watch;
 const NAMESPACE: &str = "ros";
 /// The OCI runtime the shims run.
 const OCI_RUNTIME: &str = "crun";
+/// This binary in the root image: the shims run it to write service logs.
+const ROS_BINARY: &str = "/usr/bin/ros";
 
 fn main() -> std::process::ExitCode {
     if runs_as_init() {
@@ -129,29 +131,43 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         up = up.wait_for(|generation| *generation > 0) => { up.context("containerd supervisor ended")?; }
         how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
     }
-    let runtime = Containerd::connect(&socket, NAMESPACE, OCI_RUNTIME).await?;
+    // Task output goes through `ros log-pipe`, which rotates the logs.
+    let runtime = Containerd::connect(&socket, NAMESPACE, OCI_RUNTIME)
+        .await?
+        .with_log_pipe(ROS_BINARY);
 
-    // The services, in order; one that fails is retried by its supervisor
-    // and does not hold up the rest.
-    let mut engine = Engine::new(Arc::new(runtime), "/var/log/ros");
-    for service in [services::console()] {
-        match engine.start(&service).await {
-            Ok(status) => tracing::info!(service = %service.name, ?status, "service settled"),
-            Err(err) => tracing::error!("{err}"),
-        }
+    // The services, in dependency order, each as soon as those it comes
+    // after have settled; one that fails is retried by its supervisor and
+    // does not hold up the rest. `ros service` reaches them through the
+    // control socket, served before they start so it answers meanwhile.
+    let engine = Arc::new(Engine::new(Arc::new(runtime), services::LOG_DIR));
+    let control = services::control(&engine, paths.clone(), cmdline.to_string());
+    if let Err(err) = system_services::control::serve(
+        Path::new(system_services::control::SOCKET),
+        Arc::clone(&control),
+    ) {
+        console::line(&format!(
+            "ros: no control socket, ros service will not work: {err}"
+        ));
     }
+    services::start_all(&engine, &control, &config).await;
     // The machine is usable once the console runs; a console that failed
     // is retried by its supervisor, and the line comes when it is up.
-    if let Some(mut console) = engine.status_of("console") {
-        tokio::spawn(async move {
-            if console
-                .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
-                .await
-                .is_ok()
-            {
-                announce_ready();
-            }
-        });
+    let console_name = system_services::service::ServiceName::new("console")?;
+    match engine.status_of(&console_name) {
+        Some(mut console) => {
+            tokio::spawn(async move {
+                if console
+                    .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
+                    .await
+                    .is_ok()
+                {
+                    announce_ready();
+                }
+            });
+        }
+        // Disabled (or not startable): the services are up, that is all.
+        None => announce_ready(),
     }
 
     // runcmd and the user-data script come last, with the machine up.

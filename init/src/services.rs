@@ -1,43 +1,124 @@
-//! The built-in system services.
+//! The system services, as PID 1 runs them: the definitions of the
+//! configuration (built-in defaults, optional services included by
+//! `rancher.services_include`, the user's own), resolved, ordered and
+//! started; and the control socket `ros service` talks to.
 
-use system_services::service::{BindMount, HostNamespaces, RestartPolicy, Service, ServiceName};
+use std::sync::Arc;
 
-/// Where service root file systems live in the image (`image: ros/<name>`).
-pub const IMAGES_DIR: &str = "/usr/lib/ros/images";
+/// Where the services' logs go: `<dir>/<service>.log`.
+pub const LOG_DIR: &str = "/var/log/ros";
 
-/// The console: a shell on the serial console and on tty1, with the `ros`
-/// command. It administers the machine, so it sees the host's processes,
-/// network and devices, as the RancherOS console did.
-pub fn console() -> Service {
-    let name = ServiceName::new("console").expect("a valid literal name");
-    let mut service = Service::new(
-        name,
-        format!("{IMAGES_DIR}/console"),
-        vec!["/usr/libexec/ros/console".into()],
-    );
-    service.host = HostNamespaces {
-        net: true,
-        pid: true,
-        ipc: true,
-        uts: true,
-    };
-    service.privileged = true;
-    service.restart = RestartPolicy::Always;
-    service.env.push("TERM=linux".into());
-    for (path, read_only) in [
-        ("/usr/bin/ros", true),
-        ("/run/system-containerd", false),
-        ("/var/log", false),
-        ("/var/lib/rancher", false),
-        ("/home", false),
-    ] {
-        service.mounts.push(BindMount {
-            source: path.into(),
-            destination: path.into(),
-            read_only,
-        });
+use os_config::layers::{OPTIONAL, optional_services};
+use os_config::{CloudConfig, ConfigPaths, Layers};
+use system_services::control::Control;
+use system_services::definition::{Context, Definitions};
+use system_services::engine::Engine;
+use system_services::order;
+use system_services::runtime::ContainerRuntime;
+use system_services::supervisor::{ServiceState, ServiceStatus};
+
+/// Every service of `config`, enabled or not, resolved.
+pub fn definitions(config: &CloudConfig) -> Definitions {
+    Definitions::from_config(
+        &config.rancher,
+        &optional_services(),
+        &Context::system(&config.rancher),
+    )
+}
+
+/// The configuration as it is on disk now, for `ros service` requests:
+/// like the boot's, but quiet (problems were reported at boot; the
+/// console is no place for them on every `ros service list`).
+pub fn current_config(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
+    let mut layers = Layers::load_with_cmdline(paths, Some(cmdline));
+    loop {
+        match layers.merged() {
+            Ok(checked) => return checked.config,
+            Err(errors) => {
+                tracing::warn!(%errors, "configuration does not check; leaving out the top layer");
+                if layers.layers.pop().is_none() {
+                    return CloudConfig::default();
+                }
+            }
+        }
     }
-    service
+}
+
+/// `services_include` entries that name no optional service: a RancherOS
+/// catalog service this system does not ship, or a typo.
+pub fn unknown_includes(config: &CloudConfig) -> Vec<String> {
+    let available: Vec<&str> = OPTIONAL.iter().map(|(name, _)| *name).collect();
+    config
+        .rancher
+        .services_include
+        .iter()
+        .filter(|(name, on)| on.0 && !available.contains(&name.as_str()))
+        .map(|(name, _)| {
+            format!(
+                "rancher.services_include.{name}: no optional service {name} in this system (available: {})",
+                available.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Starts every enabled service in dependency order; returns when all
+/// have settled. What cannot start is reported on the console and
+/// recorded for `ros service list`; the rest starts.
+pub async fn start_all<R: ContainerRuntime>(
+    engine: &Engine<R>,
+    control: &Control<R>,
+    config: &CloudConfig,
+) {
+    for problem in unknown_includes(config) {
+        report(&problem);
+    }
+    let definitions = definitions(config);
+    for errors in definitions.problems() {
+        for error in &errors.0 {
+            report(&error.to_string());
+        }
+    }
+    let services = definitions.enabled();
+    let plan = order::plan(&services, |name| definitions.is_defined(name.as_str()));
+    for problem in &plan.problems {
+        report(&problem.to_string());
+        for name in problem.services() {
+            control.set_blocked(name.as_str(), problem.to_string());
+        }
+    }
+    for (name, status) in engine.start_plan(&services, &plan).await {
+        log_settled(name.as_str(), &status);
+    }
+}
+
+fn log_settled(name: &str, status: &ServiceStatus) {
+    match &status.state {
+        ServiceState::Failed { error, .. } => {
+            report(&format!("service {name} failed to start: {error}"));
+        }
+        state => tracing::info!(service = name, ?state, "service settled"),
+    }
+}
+
+/// A problem goes to the log and to the console.
+fn report(message: &str) {
+    tracing::error!("{message}");
+    crate::console::line(&format!("ros: {message}"));
+}
+
+/// The control server's view of the configuration: re-read per request.
+pub fn loader(paths: ConfigPaths, cmdline: String) -> system_services::control::Loader {
+    Box::new(move || definitions(&current_config(&paths, &cmdline)))
+}
+
+/// The engine and control socket PID 1 serves.
+pub fn control<R: ContainerRuntime>(
+    engine: &Arc<Engine<R>>,
+    paths: ConfigPaths,
+    cmdline: String,
+) -> Arc<Control<R>> {
+    Arc::new(Control::new(Arc::clone(engine), loader(paths, cmdline)))
 }
 
 #[cfg(test)]
@@ -45,25 +126,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_console_is_privileged_on_host_namespaces_and_restarts() {
-        let console = console();
-        assert_eq!(console.name.as_str(), "console");
-        assert!(console.privileged);
+    fn the_built_in_console_resolves_to_the_image_entrypoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = current_config(&ConfigPaths::under(dir.path()), "");
+        let definitions = definitions(&config);
+        let console = definitions.get("console").unwrap();
+        assert!(console.enabled);
+        // Resolving checks that ros/console is shipped; not on this host.
+        let errors = console.service.as_ref().unwrap_err();
+        assert_eq!(errors.0[0].key, "image");
+        let optional = definitions.get("user-containerd").unwrap();
+        assert!(!optional.enabled);
+    }
+
+    #[test]
+    fn includes_of_services_not_shipped_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = current_config(
+            &ConfigPaths::under(dir.path()),
+            "rancher.services_include.open-vm-tools=true rancher.services_include.user-containerd=true",
+        );
         assert_eq!(
-            console.host,
-            HostNamespaces {
-                net: true,
-                pid: true,
-                ipc: true,
-                uts: true
-            }
+            unknown_includes(&config),
+            [
+                "rancher.services_include.open-vm-tools: no optional service open-vm-tools in this system (available: user-containerd)"
+            ]
         );
-        assert_eq!(console.restart, RestartPolicy::Always);
-        assert!(
-            console
-                .mounts
-                .iter()
-                .any(|m| m.source.as_os_str() == "/usr/bin/ros" && m.read_only)
-        );
+        assert!(definitions(&config).get("user-containerd").unwrap().enabled);
+    }
+
+    #[test]
+    fn a_broken_top_layer_is_left_out_quietly() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(dir.path());
+        std::fs::create_dir_all(paths.conf_dir()).unwrap();
+        std::fs::write(
+            paths.cloud_config_file(),
+            "rancher:\n  disable: [console]\n",
+        )
+        .unwrap();
+        let config = current_config(&paths, "rancher.services.console.restart=sometimes");
+        assert_eq!(config.rancher.disable.len(), 1);
     }
 }

@@ -5,6 +5,7 @@
 //! A layer that does not check is reported and left out, so one bad file
 //! never stops the boot.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde_norway::Value;
 
 use crate::check::{Checked, ConfigErrors, Warning, check_document, check_value};
 use crate::parse::cmdline::{CmdlineProblem, config_from_cmdline};
+use crate::schema::{Service, ServiceName};
 use crate::tree;
 
 /// The built-in layer, in merge order. To add a built-in service, add a
@@ -20,10 +22,69 @@ use crate::tree;
 pub static BUILT_IN: &[(&str, &str)] = &[
     ("base.yml", include_str!("defaults/base.yml")),
     (
+        "services/udev.yml",
+        include_str!("defaults/services/udev.yml"),
+    ),
+    (
+        "services/syslog.yml",
+        include_str!("defaults/services/syslog.yml"),
+    ),
+    (
+        "services/ntp.yml",
+        include_str!("defaults/services/ntp.yml"),
+    ),
+    (
+        "services/acpid.yml",
+        include_str!("defaults/services/acpid.yml"),
+    ),
+    (
         "services/console.yml",
         include_str!("defaults/services/console.yml"),
     ),
 ];
+
+/// Optional services shipped in the image, off unless
+/// `rancher.services_include.<name>` is true; then the file is merged just
+/// above the built-in layer, so every other layer can still change it. To
+/// add one, add a file under `src/defaults/optional/` and a line here.
+pub static OPTIONAL: &[(&str, &str)] = &[(
+    "user-containerd",
+    include_str!("defaults/optional/user-containerd.yml"),
+)];
+
+/// The definitions of the optional services, by name: what `ros service
+/// list` shows as available and `ros service enable` turns on.
+pub fn optional_services() -> BTreeMap<ServiceName, Service> {
+    let mut services = BTreeMap::new();
+    for (_, text) in OPTIONAL {
+        if let Ok(checked) = check_document(text) {
+            services.extend(checked.config.rancher.services);
+        }
+    }
+    services
+}
+
+/// The optional services `merged` includes (`services_include.<name>: true`).
+fn included_optional(merged: &Value) -> Vec<&'static str> {
+    let include = merged
+        .get("rancher")
+        .and_then(|r| r.get("services_include"))
+        .and_then(Value::as_mapping);
+    let Some(include) = include else {
+        return Vec::new();
+    };
+    OPTIONAL
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            include.get(*name).is_some_and(|on| match on {
+                Value::Bool(on) => *on,
+                Value::String(text) => crate::schema::scalar::parse_bool_word(text) == Some(true),
+                _ => false,
+            })
+        })
+        .collect()
+}
 
 /// Where the configuration files live, under a root that tests move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,11 +314,36 @@ impl Layers {
         });
     }
 
-    /// All layers merged into one tree.
+    /// All layers merged into one tree, with the optional services they
+    /// include merged just above the built-in layer.
     pub fn merged_value(&self) -> Value {
         let mut merged = Value::Mapping(Default::default());
         for layer in &self.layers {
             tree::merge(&mut merged, layer.value.clone());
+        }
+        let included = included_optional(&merged);
+        if included.is_empty() {
+            return merged;
+        }
+        let mut merged = Value::Mapping(Default::default());
+        let built_in = self
+            .layers
+            .iter()
+            .take_while(|layer| matches!(layer.source, LayerSource::BuiltIn(_)));
+        for layer in built_in {
+            tree::merge(&mut merged, layer.value.clone());
+        }
+        for (name, text) in OPTIONAL {
+            if included.contains(name)
+                && let Ok(value) = serde_norway::from_str::<Value>(text)
+            {
+                tree::merge(&mut merged, value);
+            }
+        }
+        for layer in &self.layers {
+            if !matches!(layer.source, LayerSource::BuiltIn(_)) {
+                tree::merge(&mut merged, layer.value.clone());
+            }
         }
         merged
     }
@@ -318,6 +404,52 @@ pub fn built_in_value() -> Value {
 mod tests {
     use super::*;
     use crate::schema::{NetworkMode, RestartPolicy, ServiceName};
+
+    #[test]
+    fn optional_services_check_and_come_in_only_when_included() {
+        for (name, text) in OPTIONAL {
+            let checked = check_document(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(checked.warnings, vec![], "{name}");
+            let names: Vec<&str> = checked
+                .config
+                .rancher
+                .services
+                .keys()
+                .map(ServiceName::as_str)
+                .collect();
+            assert_eq!(names, [*name], "each optional file defines its own service");
+        }
+        assert!(optional_services().contains_key(&"user-containerd".parse().unwrap()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(dir.path());
+        let without = Layers::load_with_cmdline(&paths, Some(""));
+        let config = without.merged().unwrap().config;
+        assert!(
+            !config
+                .rancher
+                .services
+                .contains_key(&"user-containerd".parse().unwrap())
+        );
+
+        // Included from the command line, changed by cloud-config.yml: the
+        // optional file sits below both.
+        std::fs::create_dir_all(paths.conf_dir()).unwrap();
+        std::fs::write(
+            paths.cloud_config_file(),
+            "rancher:\n  services:\n    user-containerd:\n      environment: {EXTRA: '1'}\n",
+        )
+        .unwrap();
+        let with = Layers::load_with_cmdline(
+            &paths,
+            Some("rancher.services_include.user-containerd=true"),
+        );
+        let config = with.merged().unwrap().config;
+        let user = &config.rancher.services[&"user-containerd".parse::<ServiceName>().unwrap()];
+        assert_eq!(user.image.as_deref(), Some("ros/user-containerd"));
+        assert_eq!(user.environment.get("EXTRA"), Some("1"));
+        assert!(user.privileged);
+    }
 
     #[test]
     fn built_in_defaults_check_and_define_the_console() {

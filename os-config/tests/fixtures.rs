@@ -261,13 +261,7 @@ fn yaml_1_1_booleans_are_read_as_rancheros_did() {
     assert!(rancher.state.wait && !rancher.state.required);
     assert!(rancher.network.config_for("eth0", None).unwrap().dhcp);
     assert!(!rancher.services_include["open-iscsi"].0);
-    assert_eq!(
-        checked.warnings,
-        vec![Warning::Unimplemented {
-            path: "rancher.services_include".parse().unwrap(),
-            line: Some(15)
-        }]
-    );
+    assert_eq!(checked.warnings, vec![]);
 }
 
 #[test]
@@ -287,7 +281,6 @@ fn a_full_rancheros_config_loads_with_warnings_for_what_is_not_applied() {
             "rancher.docker@27",
             "rancher.system_docker@32",
             "rancher.upgrade@34",
-            "rancher.services_include@36",
         ]
     );
     let config = checked.config;
@@ -534,6 +527,10 @@ fn layers_merge_in_order_maps_deep_lists_replaced() {
         sources,
         [
             "built-in base.yml",
+            "built-in services/udev.yml",
+            "built-in services/syslog.yml",
+            "built-in services/ntp.yml",
+            "built-in services/acpid.yml",
             "built-in services/console.yml",
             "/usr/share/ros/oem/oem-config.yml",
             "/var/lib/rancher/conf/cloud-config.d/10-network.yml",

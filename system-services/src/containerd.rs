@@ -1,7 +1,7 @@
 //! The containerd driver: one gRPC channel per daemon, the namespace fixed
 //! at construction and sent on every call by an interceptor.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -10,6 +10,7 @@ use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
     DeleteTaskRequest, GetRequest, KillRequest, StartRequest, WaitRequest,
 };
+use containerd_client::types::Mount as ContainerdMount;
 use containerd_client::types::v1::Status;
 use oci_spec::runtime::Spec;
 use prost_types::Any;
@@ -19,12 +20,28 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status as GrpcStatus};
 
+use crate::root::{PreparedRoot, Root, RootfsMount};
 use crate::runtime::{ContainerRuntime, RuntimeError, TaskState, TaskStatus};
 
 /// The runc shim; the OCI runtime binary it calls is an option.
 const SHIM: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+/// The first argument of the log pipe program: `ros log-pipe FILE`.
+pub const LOG_PIPE_ARG: &str = "log-pipe";
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
 
 /// The runc shim's options (containerd's runc/options/oci.proto); only the
 /// field we set.
@@ -74,6 +91,12 @@ pub struct Containerd {
     namespace: NamespaceInterceptor,
     /// The OCI runtime binary, e.g. `crun` or `runc`.
     oci_runtime: String,
+    /// The program the shim runs to write a task's output (see
+    /// [`Containerd::with_log_pipe`]); without one the shim appends to the
+    /// file itself.
+    log_pipe: Option<PathBuf>,
+    /// How registry images of services are pulled.
+    pull_options: crate::image::PullOptions,
 }
 
 impl Containerd {
@@ -101,7 +124,39 @@ impl Containerd {
             channel,
             namespace: NamespaceInterceptor(header),
             oci_runtime: oci_runtime.to_string(),
+            log_pipe: None,
+            pull_options: crate::image::PullOptions::default(),
         })
+    }
+
+    /// Registry images of services are pulled with `options` (plain-HTTP
+    /// registries, credentials, CAs).
+    pub fn with_pull_options(mut self, options: crate::image::PullOptions) -> Self {
+        self.pull_options = options;
+        self
+    }
+
+    /// Task output goes through `program` (containerd's `binary://` log
+    /// URI): the shim runs `program log-pipe FILE` with the task's stdout
+    /// and stderr on fds 3 and 4, and waits for fd 5 to close. The program
+    /// owns the file, so it can rotate it; a file the shim appends to
+    /// cannot be renamed under it.
+    pub fn with_log_pipe(mut self, program: impl Into<PathBuf>) -> Self {
+        self.log_pipe = Some(program.into());
+        self
+    }
+
+    /// The stdout/stderr URI of a task whose output goes to `log`.
+    fn log_uri(&self, log: &Path) -> String {
+        match &self.log_pipe {
+            // containerd 1.6 turns each query pair into two arguments.
+            Some(program) => format!(
+                "binary://{}?{LOG_PIPE_ARG}={}",
+                program.display(),
+                query_escape(&log.display().to_string())
+            ),
+            None => format!("file://{}", log.display()),
+        }
     }
 
     /// The daemon's channel, shared by every client of it.
@@ -151,8 +206,36 @@ fn code_of(status: &GrpcStatus) -> Code {
     }
 }
 
+/// Makes the missing sources of bind mounts, as directories (as Docker
+/// does for `-v`): a service that keeps its state in `/var/lib/<name>`
+/// finds it there on the first boot.
+fn create_bind_sources(id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+    let binds = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("bind"));
+    for mount in binds {
+        let Some(source) = mount.source() else {
+            continue;
+        };
+        if source.symlink_metadata().is_err() {
+            std::fs::create_dir_all(source).map_err(|e| {
+                RuntimeError::new(
+                    "create bind source",
+                    id,
+                    Code::FailedPrecondition,
+                    format!("{}: {e}", source.display()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl ContainerRuntime for Containerd {
     async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
+        create_bind_sources(id, spec)?;
         let spec_json = serde_json::to_vec(spec).map_err(|e| {
             RuntimeError::new("encode spec", id, Code::InvalidArgument, e.to_string())
         })?;
@@ -182,14 +265,78 @@ impl ContainerRuntime for Containerd {
         Ok(())
     }
 
-    async fn start_task(&self, id: &str, log: &Path) -> Result<u32, RuntimeError> {
-        // The shim appends both streams to the file itself, so output is
-        // kept while containerd restarts.
-        let log_uri = format!("file://{}", log.display());
+    async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
+        let Root::Image(reference) = root else {
+            return Ok(PreparedRoot::dir());
+        };
+        let mut quiet = |_: crate::image::PullEvent| {};
+        let rootfs = crate::image::prepare_rootfs_pulling(
+            self,
+            reference,
+            id,
+            &self.pull_options,
+            &mut quiet,
+        )
+        .await
+        .map_err(|e| RuntimeError::new("prepare image", id, e.code(), e.to_string()))?;
+        let config = rootfs.config;
+        Ok(PreparedRoot {
+            mounts: rootfs
+                .mounts
+                .into_iter()
+                .map(|m| RootfsMount {
+                    typ: m.r#type,
+                    source: m.source,
+                    options: m.options,
+                })
+                .collect(),
+            image: Some(crate::root::ImageDefaults {
+                entrypoint: config.entrypoint,
+                cmd: config.cmd,
+                env: config.env,
+                working_dir: config.working_dir,
+                user: config.user,
+            }),
+        })
+    }
+
+    async fn release_root(&self, id: &str, root: &Root) -> Result<(), RuntimeError> {
+        match root {
+            Root::Dir(_) => Ok(()),
+            Root::Image(_) => crate::image::remove_rootfs(self, id)
+                .await
+                .map_err(|e| RuntimeError::new("remove rootfs", id, e.code(), e.to_string())),
+        }
+    }
+
+    async fn start_task(
+        &self,
+        id: &str,
+        log: &Path,
+        rootfs: &[RootfsMount],
+    ) -> Result<u32, RuntimeError> {
+        // The shim (or the program it runs) writes both streams, so
+        // output is kept while containerd restarts. It opens the file; the
+        // directory must be there.
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RuntimeError::new("create log directory", id, Code::Internal, e.to_string())
+            })?;
+        }
+        let log_uri = self.log_uri(log);
         let request = CreateTaskRequest {
             container_id: id.to_string(),
             stdout: log_uri.clone(),
             stderr: log_uri,
+            rootfs: rootfs
+                .iter()
+                .map(|m| ContainerdMount {
+                    r#type: m.typ.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
         self.tasks()
@@ -280,6 +427,26 @@ mod tests {
         assert_eq!(broken.code(), Code::Unknown);
         assert_eq!(code_of(&broken), Code::Unavailable);
         assert_eq!(code_of(&GrpcStatus::not_found("no task")), Code::NotFound);
+    }
+
+    #[tokio::test]
+    async fn the_log_uri_names_the_pipe_program_and_the_file() {
+        // A lazy channel: nothing is dialled until a call is made.
+        let channel = tonic::transport::Endpoint::from_static("http://[::1]:1").connect_lazy();
+        let plain = Containerd {
+            channel,
+            namespace: NamespaceInterceptor("ros".parse().unwrap()),
+            oci_runtime: "crun".into(),
+            log_pipe: None,
+            pull_options: crate::image::PullOptions::default(),
+        };
+        let log = Path::new("/var/log/ros/my svc.log");
+        assert_eq!(plain.log_uri(log), "file:///var/log/ros/my svc.log");
+        let piped = plain.with_log_pipe("/usr/bin/ros");
+        assert_eq!(
+            piped.log_uri(log),
+            "binary:///usr/bin/ros?log-pipe=/var/log/ros/my%20svc.log"
+        );
     }
 
     #[test]

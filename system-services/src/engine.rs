@@ -1,31 +1,51 @@
-//! The running set of services: started one after another, each waiting
-//! for the one before to settle, stopped in reverse.
+//! The running set of services. At boot each service starts as soon as
+//! the services it waits for have settled (running, or for a one-shot job
+//! finished); afterwards a person starts, stops, restarts and removes them
+//! one by one. Everything stops in the reverse of the order it started.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use oci_spec::OciSpecError;
 use tokio::sync::watch;
 
+use crate::order::Plan;
 use crate::restart::Backoff;
 use crate::runtime::ContainerRuntime;
 use crate::service::{Service, ServiceName};
-use crate::supervisor::{ServiceStatus, Supervised, supervise};
+use crate::supervisor::{ServiceStatus, Supervised, finished, settled, supervise};
 
-/// A service whose definition could not become a container spec.
-#[derive(Debug, thiserror::Error)]
-#[error("service {service}: {source}")]
-pub struct StartError {
-    pub service: ServiceName,
-    #[source]
-    pub source: OciSpecError,
+/// A request about a service the engine does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("service {0} is not running and has not run since boot")]
+pub struct NotSupervised(pub ServiceName);
+
+/// One service the engine knows: its definition as last started and its
+/// status, which outlives the supervisor so a stopped service still shows.
+#[derive(Debug)]
+struct Slot {
+    service: Service,
+    status: watch::Receiver<ServiceStatus>,
+    supervised: Option<Supervised>,
+}
+
+/// What the engine knows of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub service: Service,
+    pub status: ServiceStatus,
+    /// Whether a supervisor runs it (false after stop).
+    pub supervised: bool,
 }
 
 #[derive(Debug)]
 pub struct Engine<R> {
     runtime: Arc<R>,
     log_dir: PathBuf,
-    running: Vec<(ServiceName, Supervised)>,
+    backoff: Backoff,
+    slots: Mutex<BTreeMap<ServiceName, Slot>>,
+    /// Names in the order they were (last) started, for stopping in reverse.
+    started: Mutex<Vec<ServiceName>>,
 }
 
 impl<R: ContainerRuntime> Engine<R> {
@@ -34,90 +54,362 @@ impl<R: ContainerRuntime> Engine<R> {
         Self {
             runtime,
             log_dir: log_dir.into(),
-            running: Vec::new(),
+            backoff: Backoff::default(),
+            slots: Mutex::new(BTreeMap::new()),
+            started: Mutex::new(Vec::new()),
         }
     }
 
-    /// Starts supervising `service` and waits until it runs (or failed).
-    pub async fn start(&mut self, service: &Service) -> Result<ServiceStatus, StartError> {
-        let spec = crate::spec::build(service).map_err(|source| StartError {
-            service: service.name.clone(),
-            source,
-        })?;
-        let log = self.log_dir.join(format!("{}.log", service.name));
-        let supervised = supervise(
-            Arc::clone(&self.runtime),
-            service,
-            spec,
-            log,
-            Backoff::default(),
-        );
-        let status = supervised.settled().await;
-        self.running.push((service.name.clone(), supervised));
-        Ok(status)
+    /// Restarts back off like this (tests shorten it).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
-    /// The status of every supervised service, in start order.
-    pub fn statuses(&self) -> Vec<(ServiceName, ServiceStatus)> {
-        self.running
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// The log file of `name`.
+    pub fn log_file(&self, name: &ServiceName) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+
+    fn slots(&self) -> MutexGuard<'_, BTreeMap<ServiceName, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn started(&self) -> MutexGuard<'_, Vec<ServiceName>> {
+        self.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts every service of `plan` (their definitions in `services`),
+    /// each once those it waits for have settled; returns when all have
+    /// settled, with their statuses in plan order.
+    pub async fn start_plan(
+        &self,
+        services: &[Service],
+        plan: &Plan,
+    ) -> Vec<(ServiceName, ServiceStatus)> {
+        let by_name: BTreeMap<&ServiceName, &Service> =
+            services.iter().map(|s| (&s.name, s)).collect();
+        let mut settled_tx = BTreeMap::new();
+        let mut settled_rx = BTreeMap::new();
+        for name in &plan.order {
+            let (tx, rx) = watch::channel(false);
+            settled_tx.insert(name.clone(), tx);
+            settled_rx.insert(name.clone(), rx);
+        }
+        let starts = plan.order.iter().filter_map(|name| {
+            let service = (*by_name.get(name)?).clone();
+            let waits: Vec<watch::Receiver<bool>> = plan
+                .waits_for
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter_map(|dep| settled_rx.get(dep).cloned())
+                .collect();
+            let done = settled_tx.remove(name)?;
+            Some(async move {
+                for mut wait in waits {
+                    // An error means that service's start was dropped: go on.
+                    let _ = wait.wait_for(|settled| *settled).await;
+                }
+                let name = service.name.clone();
+                let detach = service.detach;
+                let mut status = self.start(service).await;
+                if !detach {
+                    // A one-shot job: the services after it wait for it to finish.
+                    if let Some(supervised) = self.status_of(&name) {
+                        status = finished(supervised).await;
+                    }
+                }
+                done.send_replace(true);
+                (name, status)
+            })
+        });
+        let mut results = futures::future::join_all(starts).await;
+        let position = |name: &ServiceName| plan.order.iter().position(|n| n == name);
+        results.sort_by_key(|(name, _)| position(name));
+        results
+    }
+
+    /// Starts `service` and waits until it runs (or failed). A service
+    /// already running with the same definition is left alone; one with
+    /// another definition is replaced (stopped, then started anew).
+    pub async fn start(&self, service: Service) -> ServiceStatus {
+        let previous = {
+            let mut slots = self.slots();
+            match slots.get_mut(&service.name) {
+                Some(slot) if slot.supervised.is_some() && slot.service == service => {
+                    return slot.status.borrow().clone();
+                }
+                Some(slot) => slot.supervised.take(),
+                None => None,
+            }
+        };
+        if let Some(previous) = previous {
+            tracing::info!(service = %service.name, "definition changed; replacing");
+            previous.stop().await;
+        }
+        let name = service.name.clone();
+        let log = self.log_file(&name);
+        let supervised = supervise(
+            Arc::clone(&self.runtime),
+            service.clone(),
+            log,
+            self.backoff.clone(),
+        );
+        let status = supervised.status();
+        {
+            let mut slots = self.slots();
+            slots.insert(
+                name.clone(),
+                Slot {
+                    service,
+                    status: status.clone(),
+                    supervised: Some(supervised),
+                },
+            );
+            let mut started = self.started();
+            started.retain(|n| *n != name);
+            started.push(name.clone());
+        }
+        settled(status).await
+    }
+
+    /// Stops `name`: SIGTERM, a grace period, SIGKILL; the container is
+    /// removed. The engine still knows its definition and last status.
+    pub async fn stop(&self, name: &ServiceName) -> Result<ServiceStatus, NotSupervised> {
+        let (supervised, status) = {
+            let mut slots = self.slots();
+            let slot = slots
+                .get_mut(name)
+                .ok_or_else(|| NotSupervised(name.clone()))?;
+            (slot.supervised.take(), slot.status.clone())
+        };
+        if let Some(supervised) = supervised {
+            tracing::info!(service = %name, "stopping");
+            supervised.stop().await;
+        }
+        let last = status.borrow().clone();
+        Ok(last)
+    }
+
+    /// Stops `name` and starts it again with `service` (its definition
+    /// now), or with the definition it last ran with.
+    pub async fn restart(
+        &self,
+        name: &ServiceName,
+        service: Option<Service>,
+    ) -> Result<ServiceStatus, NotSupervised> {
+        let known = self.slots().get(name).map(|slot| slot.service.clone());
+        let service = service
+            .or(known)
+            .ok_or_else(|| NotSupervised(name.clone()))?;
+        if self.slots().contains_key(name) {
+            self.stop(name).await?;
+        }
+        Ok(self.start(service).await)
+    }
+
+    /// Stops `name` and forgets it.
+    pub async fn remove(&self, name: &ServiceName) -> Result<(), NotSupervised> {
+        self.stop(name).await?;
+        self.slots().remove(name);
+        self.started().retain(|n| n != name);
+        Ok(())
+    }
+
+    /// Every service the engine knows, by name.
+    pub fn snapshot(&self) -> BTreeMap<ServiceName, Snapshot> {
+        self.slots()
             .iter()
-            .map(|(name, s)| (name.clone(), s.status().borrow().clone()))
+            .map(|(name, slot)| {
+                (
+                    name.clone(),
+                    Snapshot {
+                        service: slot.service.clone(),
+                        status: slot.status.borrow().clone(),
+                        supervised: slot.supervised.is_some(),
+                    },
+                )
+            })
             .collect()
     }
 
-    /// The live status of one service, if it is supervised.
-    pub fn status_of(&self, name: &str) -> Option<watch::Receiver<ServiceStatus>> {
-        self.running
+    /// The status of every service the engine knows, in start order.
+    pub fn statuses(&self) -> Vec<(ServiceName, ServiceStatus)> {
+        let slots = self.slots();
+        self.started()
             .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, s)| s.status())
+            .filter_map(|name| Some((name.clone(), slots.get(name)?.status.borrow().clone())))
+            .collect()
+    }
+
+    /// The live status of one service, if the engine knows it.
+    pub fn status_of(&self, name: &ServiceName) -> Option<watch::Receiver<ServiceStatus>> {
+        self.slots().get(name).map(|slot| slot.status.clone())
     }
 
     /// Stops every service, the last started first.
-    pub async fn stop_all(self) {
-        for (name, supervised) in self.running.into_iter().rev() {
-            tracing::info!(service = %name, "stopping");
-            supervised.stop().await;
+    pub async fn stop_all(&self) {
+        let order: Vec<ServiceName> = self.started().iter().rev().cloned().collect();
+        for name in order {
+            let _ = self.stop(&name).await;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::fake::{FakeCall, FakeRuntime};
+    use crate::order::plan;
+    use crate::service::RestartPolicy;
     use crate::supervisor::ServiceState;
 
-    fn service(name: &str) -> Service {
-        Service::new(ServiceName::new(name).unwrap(), "/root", vec!["run".into()])
+    fn name(text: &str) -> ServiceName {
+        ServiceName::new(text).unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn starts_in_order_and_stops_in_reverse() {
-        let runtime = Arc::new(FakeRuntime::default());
-        let mut engine = Engine::new(Arc::clone(&runtime), "/var/log/ros");
-        for name in ["udev", "syslog", "console"] {
-            let status = engine.start(&service(name)).await.unwrap();
-            assert!(
-                matches!(status.state, ServiceState::Running { .. }),
-                "{name}: {status:?}"
-            );
-        }
-        let names: Vec<String> = engine
-            .statuses()
+    fn service(text: &str, after: &[&str]) -> Service {
+        let mut s = Service::new(name(text), "/root", vec!["run".into()]);
+        s.after = after.iter().map(|n| name(n)).collect();
+        s.restart = RestartPolicy::Always;
+        s
+    }
+
+    fn engine(runtime: &Arc<FakeRuntime>) -> Engine<FakeRuntime> {
+        Engine::new(Arc::clone(runtime), "/var/log/ros")
+    }
+
+    fn created(runtime: &FakeRuntime) -> Vec<String> {
+        runtime
+            .calls()
             .into_iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
-        assert_eq!(names, ["udev", "syslog", "console"]);
-        engine.stop_all().await;
-        let removed: Vec<String> = runtime
+            .filter_map(|c| match c {
+                FakeCall::CreateContainer(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn removed(runtime: &FakeRuntime) -> Vec<String> {
+        runtime
             .calls()
             .into_iter()
             .filter_map(|c| match c {
                 FakeCall::DeleteContainer(id) => Some(id),
                 _ => None,
             })
-            .collect();
-        assert_eq!(removed, ["console", "syslog", "udev"]);
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_in_dependency_order_and_stops_in_reverse() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let engine = engine(&runtime);
+        let services = [
+            service("console", &["syslog"]),
+            service("syslog", &["udev"]),
+            service("udev", &[]),
+        ];
+        let plan = plan(&services, |_| false);
+        let statuses = engine.start_plan(&services, &plan).await;
+        let names: Vec<&str> = statuses.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["udev", "syslog", "console"]);
+        assert!(
+            statuses
+                .iter()
+                .all(|(_, s)| matches!(s.state, ServiceState::Running { .. }))
+        );
+        assert_eq!(created(&runtime), ["udev", "syslog", "console"]);
+        engine.stop_all().await;
+        assert_eq!(removed(&runtime), ["console", "syslog", "udev"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_after_a_one_shot_job_wait_for_it_to_finish() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let engine = engine(&runtime);
+        let mut setup = service("setup", &[]);
+        setup.detach = false;
+        setup.restart = RestartPolicy::No;
+        let services = [setup, service("app", &["setup"])];
+        let plan = plan(&services, |_| false);
+        let job = {
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                assert_eq!(created(&runtime), ["setup"], "app waits for setup");
+                runtime.exit("setup", 0);
+            })
+        };
+        let statuses = engine.start_plan(&services, &plan).await;
+        job.await.unwrap();
+        assert_eq!(statuses[0].1.state, ServiceState::Exited { code: 0 });
+        assert!(matches!(statuses[1].1.state, ServiceState::Running { .. }));
+        assert_eq!(created(&runtime), ["setup", "app"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_dependency_does_not_hold_up_the_rest() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.fail_next_start("exec format error");
+        let engine = engine(&runtime);
+        let services = [service("udev", &[]), service("console", &["udev"])];
+        let plan = plan(&services, |_| false);
+        let statuses = engine.start_plan(&services, &plan).await;
+        assert!(matches!(statuses[0].1.state, ServiceState::Failed { .. }));
+        assert!(matches!(statuses[1].1.state, ServiceState::Running { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_start_restart_and_remove_one_service() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let engine = engine(&runtime);
+        let ntp = service("ntp", &[]);
+        assert!(matches!(
+            engine.start(ntp.clone()).await.state,
+            ServiceState::Running { pid: 1000 }
+        ));
+        // Starting it again with the same definition changes nothing.
+        assert!(matches!(
+            engine.start(ntp.clone()).await.state,
+            ServiceState::Running { pid: 1000 }
+        ));
+        assert_eq!(runtime.started(), 1);
+
+        let stopped = engine.stop(&name("ntp")).await.unwrap();
+        assert_eq!(stopped.state, ServiceState::Stopped);
+        let snapshot = &engine.snapshot()[&name("ntp")];
+        assert!(!snapshot.supervised);
+        assert_eq!(snapshot.status.state, ServiceState::Stopped);
+
+        let again = engine.restart(&name("ntp"), None).await.unwrap();
+        assert_eq!(again.state, ServiceState::Running { pid: 1001 });
+
+        // A changed definition replaces the running container.
+        let mut changed = ntp.clone();
+        changed.env.push("DEBUG=1".into());
+        assert!(matches!(
+            engine.start(changed).await.state,
+            ServiceState::Running { pid: 1002 }
+        ));
+
+        engine.remove(&name("ntp")).await.unwrap();
+        assert!(engine.snapshot().is_empty());
+        assert!(!runtime.has_container("ntp"));
+        assert_eq!(
+            engine.stop(&name("ntp")).await,
+            Err(NotSupervised(name("ntp")))
+        );
+        assert_eq!(
+            engine.restart(&name("ntp"), None).await,
+            Err(NotSupervised(name("ntp")))
+        );
     }
 }

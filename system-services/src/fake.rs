@@ -12,11 +12,14 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tonic::Code;
 
+use crate::root::{ImageDefaults, PreparedRoot, Root, RootfsMount};
 use crate::runtime::{ContainerRuntime, RuntimeError, TaskState, TaskStatus};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeCall {
+    PrepareRoot(String),
+    ReleaseRoot(String),
     CreateContainer(String),
     DeleteContainer(String),
     StartTask(String),
@@ -41,6 +44,12 @@ struct State {
     away_until: Option<Instant>,
     fail_next_start: Option<String>,
     ignore_sigterm: bool,
+    /// Registry images that "pull", by reference.
+    images: HashMap<String, ImageDefaults>,
+    /// Every pull fails as a registry that does not answer.
+    images_unavailable: bool,
+    /// The spec each container was created with.
+    specs: HashMap<String, Spec>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +105,26 @@ impl FakeRuntime {
         self.gone.notify_waiters();
     }
 
+    /// Pulls fail with `Unavailable`, as a registry that does not answer.
+    pub fn fail_images_unavailable(&self) {
+        self.lock().images_unavailable = true;
+    }
+
+    /// A registry image that prepares with these defaults.
+    pub fn add_image(&self, reference: &str, defaults: ImageDefaults) {
+        self.lock().images.insert(reference.to_string(), defaults);
+    }
+
+    /// The spec of the container `id` as last created.
+    pub fn spec(&self, id: &str) -> Option<Spec> {
+        self.lock().specs.get(id).cloned()
+    }
+
+    /// Whether `id` has a task (running or exited, not yet deleted).
+    pub fn has_task(&self, id: &str) -> bool {
+        matches!(self.lock().containers.get(id), Some(Some(_)))
+    }
+
     pub fn fail_next_start(&self, message: &str) {
         self.lock().fail_next_start = Some(message.to_string());
     }
@@ -126,7 +155,36 @@ fn not_found(operation: &'static str, id: &str) -> RuntimeError {
 }
 
 impl ContainerRuntime for FakeRuntime {
-    async fn create_container(&self, id: &str, _spec: &Spec) -> Result<(), RuntimeError> {
+    async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
+        let state = self.enter(FakeCall::PrepareRoot(id.into()), id)?;
+        match root {
+            Root::Dir(_) => Ok(PreparedRoot::dir()),
+            Root::Image(reference) if state.images_unavailable => Err(RuntimeError::new(
+                "pull image",
+                reference,
+                Code::Unavailable,
+                "registry does not answer",
+            )),
+            Root::Image(reference) => match state.images.get(reference) {
+                Some(defaults) => Ok(PreparedRoot {
+                    mounts: vec![RootfsMount {
+                        typ: "overlay".into(),
+                        source: "overlay".into(),
+                        options: vec![format!("lowerdir=/snapshots/{id}")],
+                    }],
+                    image: Some(defaults.clone()),
+                }),
+                None => Err(not_found("pull image", reference)),
+            },
+        }
+    }
+
+    async fn release_root(&self, id: &str, _root: &Root) -> Result<(), RuntimeError> {
+        drop(self.enter(FakeCall::ReleaseRoot(id.into()), id)?);
+        Ok(())
+    }
+
+    async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
         let mut state = self.enter(FakeCall::CreateContainer(id.into()), id)?;
         if state.containers.contains_key(id) {
             return Err(RuntimeError::new(
@@ -137,6 +195,7 @@ impl ContainerRuntime for FakeRuntime {
             ));
         }
         state.containers.insert(id.to_string(), None);
+        state.specs.insert(id.to_string(), spec.clone());
         Ok(())
     }
 
@@ -157,7 +216,12 @@ impl ContainerRuntime for FakeRuntime {
         }
     }
 
-    async fn start_task(&self, id: &str, _log: &Path) -> Result<u32, RuntimeError> {
+    async fn start_task(
+        &self,
+        id: &str,
+        _log: &Path,
+        _rootfs: &[RootfsMount],
+    ) -> Result<u32, RuntimeError> {
         let mut state = self.enter(FakeCall::StartTask(id.into()), id)?;
         if let Some(message) = state.fail_next_start.take() {
             return Err(RuntimeError::new(

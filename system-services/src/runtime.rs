@@ -8,6 +8,8 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 use tonic::Code;
 
+use crate::root::{PreparedRoot, Root, RootfsMount};
+
 /// A runtime call that failed. The gRPC code is kept: create-or-reattach
 /// decides on `AlreadyExists` and `NotFound`, reconnects on `Unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +36,15 @@ impl RuntimeError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self.code, Code::Unavailable | Code::Cancelled)
     }
+
+    /// Trying again cannot help: the request itself is wrong or cannot be
+    /// served by this runtime.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.code,
+            Code::InvalidArgument | Code::Unimplemented | Code::PermissionDenied
+        )
+    }
 }
 
 /// The state of a container's task.
@@ -54,6 +65,21 @@ pub struct TaskState {
 
 /// The operations on one runtime namespace.
 pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Makes `root` ready for the container `id`: nothing for a shipped
+    /// directory; for a registry image, pulled if missing and unpacked
+    /// into a snapshot of the container's own.
+    fn prepare_root(
+        &self,
+        id: &str,
+        root: &Root,
+    ) -> impl Future<Output = Result<PreparedRoot, RuntimeError>> + Send;
+    /// Frees what `prepare_root` made for `id` (its snapshot); the image
+    /// stays.
+    fn release_root(
+        &self,
+        id: &str,
+        root: &Root,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Creates a container; `AlreadyExists` if the id is taken.
     fn create_container(
         &self,
@@ -61,12 +87,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         spec: &Spec,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn delete_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    /// Creates and starts the container's task, its output appended to
-    /// `log`; returns its pid.
+    /// Creates and starts the container's task on `rootfs` (empty when the
+    /// spec's root is a directory), its output appended to `log`; returns
+    /// its pid.
     fn start_task(
         &self,
         id: &str,
         log: &Path,
+        rootfs: &[RootfsMount],
     ) -> impl Future<Output = Result<u32, RuntimeError>> + Send;
     /// The task, or `None` when the container has none (or does not exist).
     fn task(

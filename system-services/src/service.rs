@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Capability;
 
+use crate::root::{ImageDefaults, Root};
+
 /// A service name: also the containerd container id and the cgroup name, so
 /// it is kept to what all three accept.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,19 +64,32 @@ pub enum RestartPolicy {
     No,
     /// Whatever the exit code.
     Always,
-    /// Only after a non-zero exit.
-    OnFailure,
+    /// Only after a non-zero exit; at most this many times in a row if given.
+    OnFailure(Option<u32>),
     /// Like `Always`, unless a person stopped it.
     UnlessStopped,
 }
 
 impl RestartPolicy {
-    /// Whether a task that exited with `code` (not stopped by a person) runs again.
-    pub fn restarts_after(self, code: u32) -> bool {
+    /// Whether a task that exited with `code` (not stopped by a person)
+    /// runs again, after `failures` non-zero exits in a row before this one.
+    pub fn restarts_after(self, code: u32, failures: u32) -> bool {
         match self {
             Self::No => false,
             Self::Always | Self::UnlessStopped => true,
-            Self::OnFailure => code != 0,
+            Self::OnFailure(max) => code != 0 && max.is_none_or(|max| failures < max),
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::No => f.write_str("no"),
+            Self::Always => f.write_str("always"),
+            Self::OnFailure(None) => f.write_str("on-failure"),
+            Self::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
+            Self::UnlessStopped => f.write_str("unless-stopped"),
         }
     }
 }
@@ -86,6 +101,7 @@ pub struct HostNamespaces {
     pub pid: bool,
     pub ipc: bool,
     pub uts: bool,
+    pub cgroup: bool,
 }
 
 /// A host path bound into the container.
@@ -94,22 +110,54 @@ pub struct BindMount {
     pub source: PathBuf,
     pub destination: PathBuf,
     pub read_only: bool,
+    /// Mount propagation (`shared`, `rslave`, …); `rprivate` when `None`.
+    pub propagation: Option<String>,
+}
+
+/// A host device made available inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    /// Some of `r`, `w`, `m` (read, write, mknod).
+    pub access: String,
+}
+
+/// The user the process runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// cgroup limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Relative CPU weight (Docker's shares, 2..262144; 1024 is the default).
+    pub cpu_shares: Option<u64>,
 }
 
 /// Everything needed to run one system service as a container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: ServiceName,
-    /// The root file system: a directory shipped in the image.
-    pub root: PathBuf,
+    /// The image as the definition names it (`ros/console`), for people.
+    pub image: String,
+    /// The root file system.
+    pub root: Root,
     pub read_only_root: bool,
-    /// The process: program and arguments.
-    pub args: Vec<String>,
-    /// `KEY=value` pairs.
+    /// Replaces the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's command.
+    pub command: Option<Vec<String>>,
+    /// `KEY=value` pairs, over the image's.
     pub env: Vec<String>,
-    pub working_dir: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
+    /// Else the image's, else `/`.
+    pub working_dir: Option<PathBuf>,
+    /// Else the image's, else root.
+    pub user: Option<User>,
     pub host: HostNamespaces,
     /// All capabilities, every device, no masked paths: for the few
     /// services that manage the machine itself.
@@ -117,9 +165,19 @@ pub struct Service {
     /// The capabilities kept when not privileged.
     pub capabilities: HashSet<Capability>,
     pub mounts: Vec<BindMount>,
+    pub devices: Vec<Device>,
+    pub limits: Limits,
     pub restart: RestartPolicy,
-    /// Services that must be running before this one starts.
+    /// Services this one starts after (`io.rancher.os.after`).
     pub after: Vec<ServiceName>,
+    /// Services this one starts before (`io.rancher.os.before`).
+    pub before: Vec<ServiceName>,
+    /// False for one-shot jobs that services after them wait for
+    /// (`io.rancher.os.detach: false`).
+    pub detach: bool,
+    /// The container is created and never started
+    /// (`io.rancher.os.createonly`).
+    pub create_only: bool,
 }
 
 /// What a service gets unless it asks for more: enough to run as root in
@@ -141,28 +199,73 @@ pub fn default_capabilities() -> HashSet<Capability> {
     .collect()
 }
 
+/// The `PATH` a service gets unless its image or definition sets one.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 impl Service {
-    /// A service with the least privilege: own namespaces, default
-    /// capabilities, no restarts. Callers fill in the rest.
+    /// A service in the directory `root` running `args`, with the least
+    /// privilege: own namespaces, default capabilities, no restarts.
+    /// Callers fill in the rest.
     pub fn new(name: ServiceName, root: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        let root = root.into();
         Self {
             name,
-            root: root.into(),
+            image: root.display().to_string(),
+            root: Root::Dir(root),
             read_only_root: false,
-            args,
-            env: vec![
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            ],
-            working_dir: PathBuf::from("/"),
-            uid: 0,
-            gid: 0,
+            entrypoint: None,
+            command: Some(args),
+            env: Vec::new(),
+            working_dir: None,
+            user: None,
             host: HostNamespaces::default(),
             privileged: false,
             capabilities: default_capabilities(),
             mounts: Vec::new(),
+            devices: Vec::new(),
+            limits: Limits::default(),
             restart: RestartPolicy::No,
             after: Vec::new(),
+            before: Vec::new(),
+            detach: true,
+            create_only: false,
         }
+    }
+
+    /// The program and its arguments, as Docker picks them: the
+    /// service's entrypoint, else the image's; then the service's command,
+    /// else (unless the service replaced the entrypoint) the image's.
+    pub fn argv(&self, image: Option<&ImageDefaults>) -> Vec<String> {
+        let entrypoint = match (&self.entrypoint, image) {
+            (Some(own), _) => own.clone(),
+            (None, Some(image)) => image.entrypoint.clone(),
+            (None, None) => Vec::new(),
+        };
+        let command = match (&self.command, &self.entrypoint, image) {
+            (Some(own), _, _) => own.clone(),
+            (None, None, Some(image)) => image.cmd.clone(),
+            _ => Vec::new(),
+        };
+        let mut argv = entrypoint;
+        argv.extend(command);
+        argv
+    }
+
+    /// The environment: the image's, then `PATH` if neither sets it, then
+    /// the service's; a later `KEY=` replaces an earlier one.
+    pub fn environment(&self, image: Option<&ImageDefaults>) -> Vec<String> {
+        let image_env = image.map(|i| i.env.as_slice()).unwrap_or_default();
+        let mut env: Vec<String> = Vec::new();
+        let has_path = |list: &[String]| list.iter().any(|e| e.starts_with("PATH="));
+        if !has_path(image_env) && !has_path(&self.env) {
+            env.push(DEFAULT_PATH.to_string());
+        }
+        for entry in image_env.iter().chain(&self.env) {
+            let key = entry.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(entry.clone());
+        }
+        env
     }
 }
 
@@ -207,9 +310,53 @@ mod tests {
     #[test]
     fn restart_policies() {
         use RestartPolicy::*;
-        assert!(!No.restarts_after(1));
-        assert!(Always.restarts_after(0) && Always.restarts_after(1));
-        assert!(UnlessStopped.restarts_after(0));
-        assert!(!OnFailure.restarts_after(0) && OnFailure.restarts_after(2));
+        assert!(!No.restarts_after(1, 0));
+        assert!(Always.restarts_after(0, 0) && Always.restarts_after(1, 99));
+        assert!(UnlessStopped.restarts_after(0, 0));
+        assert!(!OnFailure(None).restarts_after(0, 0) && OnFailure(None).restarts_after(2, 99));
+        assert!(OnFailure(Some(2)).restarts_after(1, 1));
+        assert!(!OnFailure(Some(2)).restarts_after(1, 2));
+        assert_eq!(OnFailure(Some(3)).to_string(), "on-failure:3");
+    }
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["serve".into(), "--port=80".into()],
+            env: vec!["PATH=/image/bin".into(), "MODE=image".into()],
+            working_dir: Some("/srv".into()),
+            user: None,
+        }
+    }
+
+    #[test]
+    fn argv_follows_dockers_rules() {
+        let name = ServiceName::new("web").unwrap();
+        let mut s = Service::new(name, "/root", vec![]);
+        s.command = None;
+        assert_eq!(s.argv(Some(&image())), ["/entry", "serve", "--port=80"]);
+        s.command = Some(vec!["debug".into()]);
+        assert_eq!(s.argv(Some(&image())), ["/entry", "debug"]);
+        // A new entrypoint drops the image's command.
+        s.command = None;
+        s.entrypoint = Some(vec!["/bin/sh".into()]);
+        assert_eq!(s.argv(Some(&image())), ["/bin/sh"]);
+        s.command = Some(vec!["-c".into(), "true".into()]);
+        assert_eq!(s.argv(None), ["/bin/sh", "-c", "true"]);
+        s.entrypoint = None;
+        s.command = None;
+        assert!(s.argv(None).is_empty());
+    }
+
+    #[test]
+    fn environment_layers_with_later_keys_winning() {
+        let name = ServiceName::new("web").unwrap();
+        let mut s = Service::new(name, "/root", vec!["x".into()]);
+        assert_eq!(s.environment(None), [DEFAULT_PATH]);
+        s.env = vec!["MODE=service".into(), "TERM=linux".into()];
+        assert_eq!(
+            s.environment(Some(&image())),
+            ["PATH=/image/bin", "MODE=service", "TERM=linux"]
+        );
     }
 }

@@ -3,17 +3,42 @@
 //! every mount is written here.
 
 use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
-use crate::service::Service;
+use crate::root::{PreparedRoot, Root};
+use crate::service::{Device, Service, User};
+
+/// Why a service could not become a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("nothing to run: no command or entrypoint in the definition or the image")]
+    NoCommand,
+    #[error("device {}: {source}", path.display())]
+    Device {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("device {}: not a character or block device", path.display())]
+    NotADevice { path: PathBuf },
+    #[error(
+        "the image's user {0:?} is a name; registry images need a numeric `user: UID[:GID]` in the definition"
+    )]
+    ImageUser(String),
+    #[error(transparent)]
+    Oci(#[from] OciSpecError),
+}
 
 /// The cgroup parent of every system service (relative to /sys/fs/cgroup).
 pub const CGROUP_PARENT: &str = "/ros";
@@ -56,13 +81,39 @@ const DEFAULT_DEVICES: &[(i64, Option<i64>)] = &[
     (136, None),
 ];
 
-/// Builds the spec containerd gets for `service`.
-pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
+/// Where the shim mounts a task's root file system, relative to its bundle.
+const BUNDLE_ROOTFS: &str = "rootfs";
+
+/// Builds the spec containerd gets for `service`, its root prepared as
+/// `prepared` (which carries the image's defaults for a registry image).
+pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecError> {
+    let image = prepared.image.as_ref();
+    let args = service.argv(image);
+    if args.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    let user = match (service.user, image.and_then(|i| i.user.as_deref())) {
+        (Some(user), _) => user,
+        (None, Some(text)) => {
+            numeric_user(text).ok_or_else(|| SpecError::ImageUser(text.into()))?
+        }
+        (None, None) => User::default(),
+    };
+    let cwd = service
+        .working_dir
+        .clone()
+        .or_else(|| image.and_then(|i| i.working_dir.clone()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let mut devices = Vec::new();
+    for device in &service.devices {
+        devices.extend(host_devices(device)?);
+    }
     let capabilities = if service.privileged {
         all_capabilities()
     } else {
         service.capabilities.clone()
     };
+    let capabilities_held = capabilities.clone();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(capabilities.clone())
         .effective(capabilities.clone())
@@ -74,15 +125,10 @@ pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
         .build()?;
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(
-            UserBuilder::default()
-                .uid(service.uid)
-                .gid(service.gid)
-                .build()?,
-        )
-        .args(service.args.clone())
-        .env(service.env.clone())
-        .cwd(service.working_dir.clone())
+        .user(UserBuilder::default().uid(user.uid).gid(user.gid).build()?)
+        .args(args)
+        .env(service.environment(image))
+        .cwd(cwd)
         .capabilities(capabilities)
         .no_new_privileges(!service.privileged)
         // None set: limits are inherited from PID 1 through containerd,
@@ -100,23 +146,43 @@ pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
             READONLY_PATHS.iter().map(|p| (*p).to_string()).collect(),
         )
     };
-    let linux = LinuxBuilder::default()
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(device_rules(service.privileged, &devices)?);
+    if let Some(limit) = service.limits.memory {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+    }
+    if let Some(shares) = service.limits.cpu_shares {
+        resources = resources.cpu(LinuxCpuBuilder::default().shares(shares).build()?);
+    }
+    let mut linux = LinuxBuilder::default();
+    if !service.privileged {
+        linux = linux.seccomp(crate::seccomp::profile(&capabilities_held)?);
+    }
+    let linux = linux
         .namespaces(namespaces(service)?)
         .cgroups_path(PathBuf::from(CGROUP_PARENT).join(service.name.as_str()))
-        .resources(
-            LinuxResourcesBuilder::default()
-                .devices(device_rules(service.privileged)?)
-                .build()?,
+        .resources(resources.build()?)
+        .devices(
+            devices
+                .into_iter()
+                .map(|(device, _)| device)
+                .collect::<Vec<_>>(),
         )
         .masked_paths(masked)
         .readonly_paths(readonly)
         .build()?;
 
+    let root_path = match &service.root {
+        Root::Dir(path) => path.clone(),
+        // The shim mounts the snapshot there from the task's rootfs mounts.
+        Root::Image(_) => PathBuf::from(BUNDLE_ROOTFS),
+    };
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
-                .path(service.root.clone())
+                .path(root_path)
                 .readonly(service.read_only_root)
                 .build()?,
         )
@@ -131,7 +197,8 @@ pub fn build(service: &Service) -> Result<Spec, OciSpecError> {
     Ok(spec)
 }
 
-fn all_capabilities() -> HashSet<Capability> {
+/// Every capability the kernel knows: what privileged services get.
+pub fn all_capabilities() -> HashSet<Capability> {
     use Capability::*;
     [
         AuditControl,
@@ -186,7 +253,7 @@ fn namespaces(service: &Service) -> Result<Vec<LinuxNamespace>, OciSpecError> {
     let host = service.host;
     [
         (LinuxNamespaceType::Mount, false),
-        (LinuxNamespaceType::Cgroup, false),
+        (LinuxNamespaceType::Cgroup, host.cgroup),
         (LinuxNamespaceType::Network, host.net),
         (LinuxNamespaceType::Pid, host.pid),
         (LinuxNamespaceType::Ipc, host.ipc),
@@ -198,7 +265,97 @@ fn namespaces(service: &Service) -> Result<Vec<LinuxNamespace>, OciSpecError> {
     .collect()
 }
 
-fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError> {
+/// `uid` or `uid:gid`; a name cannot be resolved without the image's
+/// /etc/passwd.
+fn numeric_user(text: &str) -> Option<User> {
+    let (uid, gid) = match text.split_once(':') {
+        Some((uid, gid)) => (uid.parse().ok()?, gid.parse().ok()?),
+        None => (text.parse().ok()?, 0),
+    };
+    Some(User { uid, gid })
+}
+
+/// The device nodes to create in the container, from the host's, each
+/// with the access its cgroup rule allows. A directory (`/dev/input`)
+/// gives every device below it, as Docker's `--device` does.
+fn host_devices(device: &Device) -> Result<Vec<(LinuxDevice, String)>, SpecError> {
+    let path = &device.host;
+    let meta = std::fs::metadata(path).map_err(|source| SpecError::Device {
+        path: path.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![node(path, &device.container, &meta, &device.access)?]);
+    }
+    let mut nodes = Vec::new();
+    let mut pending = vec![path.clone()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| SpecError::Device {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for entry in entries {
+            let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+                continue;
+            };
+            let inside = device
+                .container
+                .join(entry.strip_prefix(path).unwrap_or(&entry));
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                pending.push(entry);
+            } else if kind.is_char_device() || kind.is_block_device() {
+                nodes.push(node(&entry, &inside, &meta, &device.access)?);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+fn node(
+    host: &Path,
+    container: &Path,
+    meta: &std::fs::Metadata,
+    access: &str,
+) -> Result<(LinuxDevice, String), SpecError> {
+    let typ = if meta.file_type().is_char_device() {
+        LinuxDeviceType::C
+    } else if meta.file_type().is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Err(SpecError::NotADevice {
+            path: host.to_path_buf(),
+        });
+    };
+    let (major, minor) = split_dev(meta.rdev());
+    let node = LinuxDeviceBuilder::default()
+        .path(container.to_path_buf())
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .file_mode(meta.mode() & 0o777)
+        .uid(0u32)
+        .gid(0u32)
+        .build()?;
+    Ok((node, access.to_string()))
+}
+
+/// The major and minor number of a Linux `dev_t` (glibc's encoding).
+fn split_dev(dev: u64) -> (i64, i64) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (
+        i64::try_from(major).unwrap_or(i64::MAX),
+        i64::try_from(minor).unwrap_or(i64::MAX),
+    )
+}
+
+fn device_rules(
+    privileged: bool,
+    devices: &[(LinuxDevice, String)],
+) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError> {
     if privileged {
         return Ok(vec![
             LinuxDeviceCgroupBuilder::default()
@@ -224,6 +381,17 @@ fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError
         }
         rules.push(rule.build()?);
     }
+    for (device, access) in devices {
+        rules.push(
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(device.typ())
+                .major(device.major())
+                .minor(device.minor())
+                .access(access.clone())
+                .build()?,
+        );
+    }
     Ok(rules)
 }
 
@@ -241,8 +409,16 @@ fn mount(
         .build()
 }
 
-fn bind(source: &Path, destination: &Path, read_only: bool) -> Result<Mount, OciSpecError> {
-    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+fn bind(
+    source: &Path,
+    destination: &Path,
+    read_only: bool,
+    propagation: Option<&str>,
+) -> Result<Mount, OciSpecError> {
+    let mut options = vec![
+        "rbind".to_string(),
+        propagation.unwrap_or("rprivate").to_string(),
+    ];
     if read_only {
         options.push("ro".to_string());
     }
@@ -263,7 +439,7 @@ fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
     )?];
     if service.privileged {
         // The machine's own devices, including those that appear later.
-        mounts.push(bind(Path::new("/dev"), Path::new("/dev"), false)?);
+        mounts.push(bind(Path::new("/dev"), Path::new("/dev"), false, None)?);
         mounts.push(mount(
             "/sys",
             "sysfs",
@@ -337,7 +513,12 @@ fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
         &["nosuid", "nodev", "mode=1777"],
     )?);
     for m in &service.mounts {
-        mounts.push(bind(&m.source, &m.destination, m.read_only)?);
+        mounts.push(bind(
+            &m.source,
+            &m.destination,
+            m.read_only,
+            m.propagation.as_deref(),
+        )?);
     }
     Ok(mounts)
 }
@@ -345,7 +526,8 @@ fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{BindMount, ServiceName, default_capabilities};
+    use crate::root::ImageDefaults;
+    use crate::service::{BindMount, Limits, ServiceName, default_capabilities};
 
     fn service() -> Service {
         Service::new(
@@ -369,7 +551,7 @@ mod tests {
 
     #[test]
     fn an_ordinary_service_owns_every_namespace() {
-        let spec = build(&service()).unwrap();
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
         use LinuxNamespaceType::*;
         assert_eq!(
             namespace_types(&spec),
@@ -384,15 +566,18 @@ mod tests {
         s.host.net = true;
         s.host.pid = true;
         s.host.uts = true;
-        let spec = build(&s).unwrap();
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
         use LinuxNamespaceType::*;
         assert_eq!(namespace_types(&spec), vec![Mount, Cgroup, Ipc]);
+        s.host.cgroup = true;
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(namespace_types(&spec), vec![Mount, Ipc]);
         assert_eq!(spec.hostname(), &None);
     }
 
     #[test]
     fn all_five_capability_sets_are_explicit() {
-        let spec = build(&service()).unwrap();
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
         let process = spec.process().as_ref().unwrap();
         let caps = process.capabilities().as_ref().unwrap();
         let expected = default_capabilities();
@@ -409,7 +594,7 @@ mod tests {
     fn privileged_gets_everything_and_no_masks() {
         let mut s = service();
         s.privileged = true;
-        let spec = build(&s).unwrap();
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
         let process = spec.process().as_ref().unwrap();
         let bounding = process
             .capabilities()
@@ -438,8 +623,20 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_filters_the_unprivileged_only() {
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
+        let seccomp = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        let denied = seccomp.syscalls().as_ref().unwrap()[0].names().clone();
+        assert!(denied.contains(&"mount".to_string()));
+        let mut s = service();
+        s.privileged = true;
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().seccomp(), &None);
+    }
+
+    #[test]
     fn unprivileged_devices_are_deny_all_then_the_defaults() {
-        let spec = build(&service()).unwrap();
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         let devices = linux
             .resources()
@@ -474,8 +671,9 @@ mod tests {
             source: "/var/log".into(),
             destination: "/log".into(),
             read_only: true,
+            propagation: None,
         });
-        let spec = build(&s).unwrap();
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
         let last = spec.mounts().as_ref().unwrap().last().unwrap().clone();
         assert_eq!(last.source().as_deref(), Some(Path::new("/var/log")));
@@ -489,10 +687,173 @@ mod tests {
 
     #[test]
     fn the_spec_serializes_to_the_oci_json_shape() {
-        let json = serde_json::to_value(build(&service()).unwrap()).unwrap();
+        let json = serde_json::to_value(build(&service(), &PreparedRoot::dir()).unwrap()).unwrap();
         assert_eq!(json["ociVersion"], "1.0.2");
         assert_eq!(json["root"]["path"], "/usr/lib/ros/images/ntp");
         assert_eq!(json["process"]["args"][0], "ntpd");
         assert_eq!(json["linux"]["cgroupsPath"], "/ros/ntp");
+    }
+
+    #[test]
+    fn a_registry_image_roots_in_the_bundle_and_fills_in_from_its_config() {
+        let mut s = service();
+        s.root = Root::Image("registry.local/ntp:1".into());
+        s.command = None;
+        let prepared = PreparedRoot {
+            mounts: Vec::new(),
+            image: Some(ImageDefaults {
+                entrypoint: vec!["/usr/sbin/ntpd".into()],
+                cmd: vec!["-n".into()],
+                env: vec!["TZ=UTC".into()],
+                working_dir: Some("/var/lib/ntp".into()),
+                user: Some("123:456".into()),
+            }),
+        };
+        let json = serde_json::to_value(build(&s, &prepared).unwrap()).unwrap();
+        assert_eq!(json["root"]["path"], "rootfs");
+        assert_eq!(
+            json["process"]["args"],
+            serde_json::json!(["/usr/sbin/ntpd", "-n"])
+        );
+        assert_eq!(json["process"]["cwd"], "/var/lib/ntp");
+        assert_eq!(json["process"]["user"]["uid"], 123);
+        assert_eq!(json["process"]["user"]["gid"], 456);
+        assert!(
+            json["process"]["env"]
+                .as_array()
+                .unwrap()
+                .contains(&"TZ=UTC".into())
+        );
+    }
+
+    #[test]
+    fn an_image_user_name_is_refused_with_its_name() {
+        let mut s = service();
+        s.root = Root::Image("registry.local/ntp:1".into());
+        let prepared = PreparedRoot {
+            mounts: Vec::new(),
+            image: Some(ImageDefaults {
+                user: Some("ntp".into()),
+                ..ImageDefaults::default()
+            }),
+        };
+        let err = build(&s, &prepared).unwrap_err();
+        assert!(
+            matches!(&err, SpecError::ImageUser(name) if name == "ntp"),
+            "{err}"
+        );
+        // The definition's own user wins and needs no lookup.
+        s.user = Some(User { uid: 7, gid: 7 });
+        let spec = build(&s, &prepared).unwrap();
+        let user = spec.process().as_ref().unwrap().user();
+        assert_eq!((user.uid(), user.gid()), (7, 7));
+    }
+
+    #[test]
+    fn nothing_to_run_is_an_error() {
+        let mut s = service();
+        s.command = None;
+        assert!(matches!(
+            build(&s, &PreparedRoot::dir()),
+            Err(SpecError::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn devices_become_nodes_and_cgroup_rules() {
+        let mut s = service();
+        s.devices.push(Device {
+            host: "/dev/null".into(),
+            container: "/dev/sink".into(),
+            access: "rw".into(),
+        });
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let node = &linux.devices().as_ref().unwrap()[0];
+        assert_eq!(node.path(), Path::new("/dev/sink"));
+        assert_eq!(
+            (node.typ(), node.major(), node.minor()),
+            (LinuxDeviceType::C, 1, 3)
+        );
+        let rule = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!((rule.major(), rule.minor()), (Some(1), Some(3)));
+        assert_eq!(rule.access().as_deref(), Some("rw"));
+
+        s.devices[0].host = "/etc/hostname-that-is-not-there".into();
+        let err = build(&s, &PreparedRoot::dir()).unwrap_err();
+        assert!(
+            matches!(&err, SpecError::Device { path, .. } if path == Path::new("/etc/hostname-that-is-not-there")),
+            "{err}"
+        );
+        s.devices[0].host = "/etc/hostname".into();
+        assert!(matches!(
+            build(&s, &PreparedRoot::dir()),
+            Err(SpecError::NotADevice { .. })
+        ));
+    }
+
+    #[test]
+    fn a_device_directory_gives_every_device_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("input/by-path")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("input/event0")).unwrap();
+        std::fs::write(dir.path().join("input/README"), "not a device").unwrap();
+        // A real device node needs root to make; /dev/null reached through a
+        // bound directory stands in for one.
+        let mut s = service();
+        s.devices.push(Device {
+            host: dir.path().join("input"),
+            container: "/dev/input".into(),
+            access: "r".into(),
+        });
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        // Symlinks are not followed inside a directory, files are skipped.
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .devices()
+                .as_ref()
+                .map(Vec::len),
+            Some(0)
+        );
+        s.devices[0].host = "/dev".into();
+        s.devices[0].container = "/dev".into();
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        let nodes = spec.linux().as_ref().unwrap().devices().clone().unwrap();
+        assert!(
+            nodes
+                .iter()
+                .any(|n| n.path() == Path::new("/dev/null") && (n.major(), n.minor()) == (1, 3))
+        );
+    }
+
+    #[test]
+    fn limits_go_to_the_cgroup() {
+        let mut s = service();
+        s.limits = Limits {
+            memory: Some(64 << 20),
+            cpu_shares: Some(512),
+        };
+        let json = serde_json::to_value(build(&s, &PreparedRoot::dir()).unwrap()).unwrap();
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 512);
+    }
+
+    #[test]
+    fn dev_t_splits_like_glibc() {
+        // makedev(1, 3) and makedev(259, 65537).
+        assert_eq!(split_dev(0x103), (1, 3));
+        let dev = (259u64 & 0xfff) << 8 | (65537u64 & 0xff) | ((65537u64 & !0xff) << 12);
+        assert_eq!(split_dev(dev), (259, 65537));
     }
 }

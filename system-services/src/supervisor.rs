@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -14,7 +13,8 @@ use tonic::Code;
 
 use crate::restart::Backoff;
 use crate::runtime::{ContainerRuntime, RuntimeError, TaskStatus};
-use crate::service::{RestartPolicy, Service};
+use crate::service::Service;
+use crate::spec::SpecError;
 
 /// How often to look again while containerd itself is away.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
@@ -34,11 +34,30 @@ pub enum ServiceState {
     Exited {
         code: u32,
     },
-    /// Could not be started; retried with backoff.
+    /// Could not be started; retried with backoff unless `permanent`.
     Failed {
         error: String,
+        /// Trying again cannot help (a bad definition): it stays down
+        /// until a person starts it again.
+        permanent: bool,
     },
+    /// The container exists and is not started (`io.rancher.os.createonly`).
+    Created,
     Stopped,
+}
+
+impl ServiceState {
+    /// One word for tables: starting, running, exited, failed, created, stopped.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running { .. } => "running",
+            Self::Exited { .. } => "exited",
+            Self::Failed { .. } => "failed",
+            Self::Created => "created",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +85,12 @@ impl Supervised {
     /// Waits until the service is running (or has failed or exited):
     /// dependants start after it.
     pub async fn settled(&self) -> ServiceStatus {
-        let mut status = self.status.clone();
-        let settled = status
-            .wait_for(|s| !matches!(s.state, ServiceState::Starting))
-            .await;
-        match settled {
-            Ok(s) => s.clone(),
-            Err(_) => self.status.borrow().clone(),
-        }
+        settled(self.status()).await
+    }
+
+    /// Waits until a one-shot service has run.
+    pub async fn finished(&self) -> ServiceStatus {
+        finished(self.status()).await
     }
 
     /// Stops the task (SIGTERM, then SIGKILL after a grace period) and
@@ -86,11 +103,40 @@ impl Supervised {
     }
 }
 
-/// Starts supervising `service` with `spec`; its output goes to `log`.
+/// Waits until the service is no longer starting: running, or failed,
+/// or exited.
+pub async fn settled(status: watch::Receiver<ServiceStatus>) -> ServiceStatus {
+    wait_until(status, |s| !matches!(s.state, ServiceState::Starting)).await
+}
+
+/// Waits until a one-shot service has run (exited, or failed, or was
+/// created only): what services after a non-detached one wait for.
+pub async fn finished(status: watch::Receiver<ServiceStatus>) -> ServiceStatus {
+    wait_until(status, |s| {
+        matches!(
+            s.state,
+            ServiceState::Exited { .. }
+                | ServiceState::Failed { .. }
+                | ServiceState::Created
+                | ServiceState::Stopped
+        )
+    })
+    .await
+}
+
+async fn wait_until(
+    mut status: watch::Receiver<ServiceStatus>,
+    f: impl Fn(&ServiceStatus) -> bool,
+) -> ServiceStatus {
+    let found = status.wait_for(|s| f(s)).await.map(|s| s.clone());
+    // The supervisor is gone: its last word stands.
+    found.unwrap_or_else(|_| status.borrow().clone())
+}
+
+/// Starts supervising `service`; its output goes to `log`.
 pub fn supervise<R: ContainerRuntime>(
     runtime: Arc<R>,
-    service: &Service,
-    spec: Spec,
+    service: Service,
     log: PathBuf,
     backoff: Backoff,
 ) -> Supervised {
@@ -104,13 +150,13 @@ pub fn supervise<R: ContainerRuntime>(
     let job = Job {
         runtime,
         id: service.name.to_string(),
-        policy: service.restart,
-        spec,
+        service,
         log,
         backoff,
         status: status_tx,
         keep_running: keep_running_rx,
         starts: 0,
+        failures: 0,
     };
     Supervised {
         status,
@@ -122,13 +168,14 @@ pub fn supervise<R: ContainerRuntime>(
 struct Job<R> {
     runtime: Arc<R>,
     id: String,
-    policy: RestartPolicy,
-    spec: Spec,
+    service: Service,
     log: PathBuf,
     backoff: Backoff,
     status: watch::Sender<ServiceStatus>,
     keep_running: watch::Receiver<bool>,
     starts: u32,
+    /// Non-zero exits in a row (for `on-failure:N`).
+    failures: u32,
 }
 
 /// What one look at the runtime found.
@@ -138,27 +185,50 @@ enum Found {
     Absent,
 }
 
+/// Why a round failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Preparing the root (pulling a registry image) failed. Never taken
+    /// for containerd being away: a registry that does not answer is
+    /// retried with backoff and shown as failed meanwhile.
+    #[error(transparent)]
+    Root(RuntimeError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
 impl<R: ContainerRuntime> Job<R> {
     async fn run(mut self) {
         while self.wanted() {
             match self.step().await {
                 Ok(()) => {}
-                Err(err) if err.is_unavailable() => {
+                Err(StepError::Runtime(err)) if err.is_unavailable() => {
                     // containerd is restarting; its shims keep tasks alive,
                     // so look again rather than start anything new.
                     tracing::warn!(service = %self.id, %err, "runtime unavailable; will re-attach");
                     self.pause(RECONNECT_DELAY).await;
                 }
                 Err(err) => {
-                    tracing::error!(service = %self.id, %err, "service failed");
+                    let permanent = match &err {
+                        StepError::Runtime(err) | StepError::Root(err) => err.is_permanent(),
+                        StepError::Spec(_) => true,
+                    };
+                    tracing::error!(service = %self.id, %err, permanent, "service failed");
                     self.set_state(
                         ServiceState::Failed {
                             error: err.to_string(),
+                            permanent,
                         },
                         false,
                     );
-                    let delay = self.backoff.delay_after(Duration::ZERO);
-                    self.pause(delay).await;
+                    if permanent {
+                        self.until_stopped().await;
+                    } else {
+                        let delay = self.backoff.delay_after(Duration::ZERO);
+                        self.pause(delay).await;
+                    }
                 }
             }
         }
@@ -166,15 +236,27 @@ impl<R: ContainerRuntime> Job<R> {
         self.set_state(ServiceState::Stopped, false);
     }
 
+    /// Waits until a person stops the service.
+    async fn until_stopped(&self) {
+        let mut keep_running = self.keep_running.clone();
+        let _ = keep_running.wait_for(|wanted| !wanted).await;
+    }
+
     fn wanted(&self) -> bool {
         *self.keep_running.borrow()
     }
 
     /// One round: find or start the task, wait for it to exit, handle the exit.
-    async fn step(&mut self) -> Result<(), RuntimeError> {
+    async fn step(&mut self) -> Result<(), StepError> {
         let (pid, reattached) = match self.look().await? {
             Found::Running { pid } => (pid, true),
-            Found::Exited { code } => return self.exited(code, Duration::ZERO).await,
+            Found::Exited { code } => return Ok(self.exited(code, Duration::ZERO).await?),
+            Found::Absent if self.service.create_only => {
+                self.create().await?;
+                self.set_state(ServiceState::Created, false);
+                self.until_stopped().await;
+                return Ok(());
+            }
             Found::Absent => (self.start().await?, false),
         };
         self.set_state(ServiceState::Running { pid }, reattached);
@@ -187,7 +269,7 @@ impl<R: ContainerRuntime> Job<R> {
             code = self.runtime.wait_task(&self.id) => code?,
             _ = keep_running.wait_for(|wanted| !wanted) => return Ok(()),
         };
-        self.exited(code, since.elapsed()).await
+        Ok(self.exited(code, since.elapsed()).await?)
     }
 
     async fn look(&self) -> Result<Found, RuntimeError> {
@@ -206,18 +288,34 @@ impl<R: ContainerRuntime> Job<R> {
         })
     }
 
-    /// Creates the container (replacing a stale one: the spec may have
-    /// changed) and starts its task.
-    async fn start(&mut self) -> Result<u32, RuntimeError> {
+    /// Prepares the root, builds the spec and creates the container
+    /// (replacing a stale one: the spec may have changed); returns the
+    /// mounts its task needs.
+    async fn create(&mut self) -> Result<Vec<crate::root::RootfsMount>, StepError> {
         self.set_state(ServiceState::Starting, false);
-        match self.runtime.create_container(&self.id, &self.spec).await {
+        let prepared = self
+            .runtime
+            .prepare_root(&self.id, &self.service.root)
+            .await
+            .map_err(StepError::Root)?;
+        let spec = crate::spec::build(&self.service, &prepared)?;
+        match self.runtime.create_container(&self.id, &spec).await {
             Err(err) if err.code == Code::AlreadyExists => {
                 self.runtime.delete_container(&self.id).await?;
-                self.runtime.create_container(&self.id, &self.spec).await?;
+                self.runtime.create_container(&self.id, &spec).await?;
             }
             other => other?,
         }
-        let pid = self.runtime.start_task(&self.id, &self.log).await?;
+        Ok(prepared.mounts)
+    }
+
+    /// Creates the container and starts its task.
+    async fn start(&mut self) -> Result<u32, StepError> {
+        let rootfs = self.create().await?;
+        let pid = self
+            .runtime
+            .start_task(&self.id, &self.log, &rootfs)
+            .await?;
         self.starts += 1;
         tracing::info!(service = %self.id, pid, "started");
         Ok(pid)
@@ -226,16 +324,21 @@ impl<R: ContainerRuntime> Job<R> {
     /// The task exited after running for `ran_for`: clear it, and run it
     /// again after a backoff if the policy says so.
     async fn exited(&mut self, code: u32, ran_for: Duration) -> Result<(), RuntimeError> {
-        tracing::warn!(service = %self.id, code, "exited");
+        if code == 0 {
+            tracing::info!(service = %self.id, "exited");
+        } else {
+            tracing::warn!(service = %self.id, code, "exited");
+        }
         self.runtime
             .delete_task(&self.id)
             .await
             .or_else(ignore_not_found)?;
-        if !self.policy.restarts_after(code) {
+        let failures = self.failures;
+        self.failures = if code == 0 { 0 } else { failures + 1 };
+        if !self.service.restart.restarts_after(code, failures) {
             self.set_state(ServiceState::Exited { code }, false);
             // Stays down until stopped for good.
-            let mut keep_running = self.keep_running.clone();
-            let _ = keep_running.wait_for(|wanted| !wanted).await;
+            self.until_stopped().await;
             return Ok(());
         }
         let delay = self.backoff.delay_after(ran_for);
@@ -280,6 +383,9 @@ impl<R: ContainerRuntime> Job<R> {
         {
             tracing::warn!(service = %id, %err, "removing container");
         }
+        if let Err(err) = self.runtime.release_root(id, &self.service.root).await {
+            tracing::warn!(service = %id, %err, "releasing root");
+        }
     }
 
     /// Sleeps, unless a stop comes first.
@@ -313,7 +419,8 @@ fn ignore_not_found(err: RuntimeError) -> Result<(), RuntimeError> {
 mod tests {
     use super::*;
     use crate::fake::{FakeCall, FakeRuntime};
-    use crate::service::ServiceName;
+    use crate::root::{ImageDefaults, Root};
+    use crate::service::{RestartPolicy, ServiceName};
 
     fn service(policy: RestartPolicy) -> Service {
         let mut s = Service::new(
@@ -326,12 +433,13 @@ mod tests {
     }
 
     fn start(runtime: &Arc<FakeRuntime>, policy: RestartPolicy) -> Supervised {
-        let s = service(policy);
-        let spec = crate::spec::build(&s).unwrap();
+        start_service(runtime, service(policy))
+    }
+
+    fn start_service(runtime: &Arc<FakeRuntime>, service: Service) -> Supervised {
         supervise(
             Arc::clone(runtime),
-            &s,
-            spec,
+            service,
             "/var/log/ros/svc.log".into(),
             Backoff::default(),
         )
@@ -356,9 +464,10 @@ mod tests {
         assert_eq!(status.state, ServiceState::Running { pid: 1000 });
         assert!(!status.reattached);
         assert_eq!(
-            runtime.calls()[..3],
+            runtime.calls()[..4],
             [
                 FakeCall::Task("svc".into()),
+                FakeCall::PrepareRoot("svc".into()),
                 FakeCall::CreateContainer("svc".into()),
                 FakeCall::StartTask("svc".into())
             ]
@@ -391,7 +500,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn backoff_grows_while_it_keeps_crashing() {
         let runtime = Arc::new(FakeRuntime::default());
-        let supervised = start(&runtime, RestartPolicy::OnFailure);
+        let supervised = start(&runtime, RestartPolicy::OnFailure(None));
         let mut status = supervised.status();
         let mut gaps = Vec::new();
         for pid in 1000..1004 {
@@ -410,7 +519,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_clean_exit_is_final_under_on_failure() {
         let runtime = Arc::new(FakeRuntime::default());
-        let supervised = start(&runtime, RestartPolicy::OnFailure);
+        let supervised = start(&runtime, RestartPolicy::OnFailure(None));
         let mut status = supervised.status();
         until(&mut status, |s| {
             matches!(s.state, ServiceState::Running { .. })
@@ -477,10 +586,11 @@ mod tests {
             matches!(s.state, ServiceState::Failed { .. })
         })
         .await;
-        let ServiceState::Failed { error } = failed.state else {
+        let ServiceState::Failed { error, permanent } = failed.state else {
             unreachable!()
         };
         assert!(error.contains("no such binary"), "{error}");
+        assert!(!permanent);
         until(&mut status, |s| {
             s.state == ServiceState::Running { pid: 1000 }
         })
@@ -516,14 +626,15 @@ mod tests {
         supervised.stop().await;
         assert_eq!(status.borrow().state, ServiceState::Stopped);
         let calls = runtime.calls();
-        let tail: Vec<_> = calls.iter().rev().take(4).rev().cloned().collect();
+        let tail: Vec<_> = calls.iter().rev().take(5).rev().cloned().collect();
         assert_eq!(
             tail,
             vec![
                 FakeCall::Kill("svc".into(), SIGTERM),
                 FakeCall::Wait("svc".into()),
                 FakeCall::DeleteTask("svc".into()),
-                FakeCall::DeleteContainer("svc".into())
+                FakeCall::DeleteContainer("svc".into()),
+                FakeCall::ReleaseRoot("svc".into())
             ]
         );
         assert!(!runtime.has_container("svc"));
@@ -547,6 +658,121 @@ mod tests {
                 .calls()
                 .contains(&FakeCall::Kill("svc".into(), SIGKILL))
         );
+        assert!(!runtime.has_container("svc"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_failure_with_a_limit_gives_up_after_that_many_restarts() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let supervised = start(&runtime, RestartPolicy::OnFailure(Some(2)));
+        let mut status = supervised.status();
+        for pid in 1000..1003 {
+            until(&mut status, |s| s.state == ServiceState::Running { pid }).await;
+            runtime.exit("svc", 3);
+        }
+        let done = until(&mut status, |s| s.state == ServiceState::Exited { code: 3 }).await;
+        assert_eq!(done.restarts, 2);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(runtime.started(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_definition_that_cannot_become_a_spec_fails_for_good() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let mut s = service(RestartPolicy::Always);
+        s.command = None;
+        let supervised = start_service(&runtime, s);
+        let status = supervised.settled().await;
+        let ServiceState::Failed { error, permanent } = status.state else {
+            panic!("{status:?}")
+        };
+        assert!(error.contains("nothing to run"), "{error}");
+        assert!(permanent);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            !runtime
+                .calls()
+                .contains(&FakeCall::CreateContainer("svc".into()))
+        );
+        supervised.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_registry_image_is_prepared_and_its_defaults_used() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.add_image(
+            "registry.local/app:1",
+            ImageDefaults {
+                entrypoint: vec!["/app".into()],
+                cmd: vec!["--serve".into()],
+                ..ImageDefaults::default()
+            },
+        );
+        let mut s = service(RestartPolicy::Always);
+        s.root = Root::Image("registry.local/app:1".into());
+        s.command = None;
+        let supervised = start_service(&runtime, s);
+        assert!(matches!(
+            supervised.settled().await.state,
+            ServiceState::Running { .. }
+        ));
+        let spec = runtime.spec("svc").unwrap();
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert_eq!(args, ["/app", "--serve"]);
+        supervised.stop().await;
+        assert!(
+            runtime
+                .calls()
+                .contains(&FakeCall::ReleaseRoot("svc".into()))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_image_that_cannot_be_had_is_retried() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let mut s = service(RestartPolicy::Always);
+        s.root = Root::Image("registry.local/missing:1".into());
+        let supervised = start_service(&runtime, s);
+        let status = supervised.settled().await;
+        assert!(
+            matches!(&status.state, ServiceState::Failed { error, permanent: false } if error.contains("registry.local/missing:1")),
+            "{status:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_registry_that_does_not_answer_is_a_failure_retried_with_backoff() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.fail_images_unavailable();
+        let mut s = service(RestartPolicy::Always);
+        s.root = Root::Image("registry.local/app:1".into());
+        let supervised = start_service(&runtime, s);
+        let status = supervised.settled().await;
+        assert!(
+            matches!(&status.state, ServiceState::Failed { permanent: false, error } if error.contains("registry.local/app:1")),
+            "{status:?}"
+        );
+        // Backoff, not the fast re-attach polling: few attempts in 10 s.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let attempts = runtime
+            .calls()
+            .iter()
+            .filter(|c| **c == FakeCall::PrepareRoot("svc".into()))
+            .count();
+        assert!((2..=8).contains(&attempts), "{attempts}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn create_only_creates_and_does_not_start() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let mut s = service(RestartPolicy::Always);
+        s.create_only = true;
+        let supervised = start_service(&runtime, s);
+        assert_eq!(supervised.settled().await.state, ServiceState::Created);
+        assert_eq!(supervised.finished().await.state, ServiceState::Created);
+        assert!(runtime.has_container("svc"));
+        assert_eq!(runtime.started(), 0);
+        supervised.stop().await;
         assert!(!runtime.has_container("svc"));
     }
 }

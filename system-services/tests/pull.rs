@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::PrivateContainerd;
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteRequest as DeleteLeaseRequest,
-    DeleteTaskRequest, StartRequest, WaitRequest,
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
 };
 use containerd_client::with_namespace;
 use oci_client::client::{ClientConfig, ClientProtocol, ImageLayer};
@@ -28,6 +26,7 @@ use system_services::containerd::Containerd;
 use system_services::image::{
     self, Credentials, LayerStatus, PullEvent, PullOptions, RegistryOptions, sha256_digest,
 };
+use system_services::root::Root;
 use system_services::runtime::ContainerRuntime;
 use system_services::service::{Service, ServiceName};
 use tonic::Request;
@@ -422,89 +421,34 @@ async fn collect_garbage(daemon: &PrivateContainerd) {
         .unwrap();
 }
 
-/// Runs the image's default command in a container on the prepared
-/// root file system; returns what it printed.
+/// Runs the image's default command as the engine would: the driver
+/// prepares the root (a snapshot of the image), the spec takes the image's
+/// defaults, the task runs on the snapshot; returns what it printed.
 async fn run_image(daemon: &PrivateContainerd, runtime: &Containerd, image: &str) -> String {
     let id = "pulled";
-    let rootfs = image::prepare_rootfs(runtime, image, id).await.unwrap();
-    assert!(!rootfs.mounts.is_empty());
-    let mut service = Service::new(
-        ServiceName::new(id).unwrap(),
-        "rootfs",
-        rootfs.config.argv(None),
-    );
-    service.env = rootfs.config.env.clone();
-    if let Some(dir) = &rootfs.config.working_dir {
-        service.working_dir = dir.into();
-    }
-    let spec = system_services::spec::build(&service).unwrap();
+    let root = Root::Image(image.to_string());
+    let prepared = runtime.prepare_root(id, &root).await.unwrap();
+    assert!(!prepared.mounts.is_empty());
+    let mut service = Service::new(ServiceName::new(id).unwrap(), "unused", Vec::new());
+    service.command = None;
+    service.root = root.clone();
+    let spec = system_services::spec::build(&service, &prepared).unwrap();
     runtime.create_container(id, &spec).await.unwrap();
 
-    // The driver's start_task takes no root file system mounts yet; the
-    // Tasks API is called directly with them.
     let log = daemon.dir.path().join("pulled.log");
-    let log_uri = format!("file://{}", log.display());
-    let channel = containerd_client::connect(&daemon.config.socket)
+    runtime
+        .start_task(id, &log, &prepared.mounts)
         .await
-        .unwrap();
-    let mut tasks = TasksClient::new(channel);
-    tasks
-        .create(with_namespace!(
-            CreateTaskRequest {
-                container_id: id.to_string(),
-                rootfs: rootfs.mounts.clone(),
-                stdout: log_uri.clone(),
-                stderr: log_uri,
-                ..Default::default()
-            },
-            NAMESPACE
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("create task: {e}\n{}", daemon.log()));
-    let waiting = {
-        let mut tasks = tasks.clone();
-        tokio::spawn(async move {
-            tasks
-                .wait(with_namespace!(
-                    WaitRequest {
-                        container_id: id.to_string(),
-                        exec_id: String::new(),
-                    },
-                    NAMESPACE
-                ))
-                .await
-        })
-    };
-    tasks
-        .start(with_namespace!(
-            StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            },
-            NAMESPACE
-        ))
-        .await
-        .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .unwrap_or_else(|e| panic!("start task: {e}\n{}", daemon.log()));
+    let exit = tokio::time::timeout(Duration::from_secs(30), runtime.wait_task(id))
         .await
         .expect("the container exits")
-        .unwrap()
-        .unwrap()
-        .into_inner()
-        .exit_status;
+        .unwrap();
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(exit, 0, "exit status; output {output:?}");
-    tasks
-        .delete(with_namespace!(
-            DeleteTaskRequest {
-                container_id: id.to_string(),
-            },
-            NAMESPACE
-        ))
-        .await
-        .unwrap();
+    runtime.delete_task(id).await.unwrap();
     runtime.delete_container(id).await.unwrap();
-    image::remove_rootfs(runtime, id).await.unwrap();
+    runtime.release_root(id, &root).await.unwrap();
     output
 }
 

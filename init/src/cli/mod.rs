@@ -3,8 +3,11 @@
 //! refused change, I/O), 2 bad usage.
 
 pub mod config;
+pub mod log_pipe;
 pub mod pull;
+pub mod service;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -29,23 +32,17 @@ pub struct Cli {
 enum Command {
     /// Read and change the machine's cloud-config.
     Config(config::ConfigArgs),
-    /// System services.
-    Service {
-        #[command(subcommand)]
-        command: ServiceCommand,
-    },
+    /// List, start, stop and follow the system services.
+    Service(service::ServiceArgs),
+    /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
+    #[command(name = "log-pipe", hide = true)]
+    LogPipe { file: PathBuf },
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
     Reboot,
     /// Stop every service and halt the machine.
     Halt,
-}
-
-#[derive(Debug, Subcommand)]
-enum ServiceCommand {
-    /// Pull a service's registry image (or any reference) into the system containerd.
-    Pull(pull::PullArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -68,9 +65,8 @@ where
     };
     let result = match cli.command {
         Command::Config(args) => config::run(args),
-        Command::Service {
-            command: ServiceCommand::Pull(args),
-        } => pull::run(args),
+        Command::Service(args) => service::run(args),
+        Command::LogPipe { file } => log_pipe::run(&file),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),

@@ -22,6 +22,7 @@ use clap::Args;
 use os_config::{ConfigPaths, Layers};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
+use system_services::definition::SHIPPED_PREFIX;
 use system_services::image::{
     self, Credentials, LayerStatus, PullEvent, PullOptions, PulledImage, RegistryOptions,
 };
@@ -53,8 +54,8 @@ pub struct PullArgs {
 }
 
 /// Runs `ros service pull`.
-pub fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let reference = resolve_name(&args.image, &ConfigPaths::system())?;
+pub fn run(args: PullArgs, paths: &ConfigPaths) -> anyhow::Result<ExitCode> {
+    let reference = resolve_name(&args.image, paths)?;
     let credentials = match args.user.as_deref() {
         None => Credentials::Anonymous,
         Some(pair) => match pair.split_once(':') {
@@ -122,6 +123,10 @@ fn resolve_name(argument: &str, paths: &ConfigPaths) -> anyhow::Result<String> {
     match service {
         None => Ok(argument.to_string()),
         Some((_, service)) => match &service.image {
+            Some(image) if image.starts_with(SHIPPED_PREFIX) => bail!(
+                "service {argument} runs from {image}, a directory shipped in the system: \
+                 there is nothing to pull"
+            ),
             Some(image) => Ok(image.clone()),
             None => bail!("service {argument} names no image"),
         },
@@ -326,5 +331,9 @@ mod tests {
             resolve_name("busybox:1.36", &paths).unwrap(),
             "busybox:1.36"
         );
+        // Built-in services run from directories of the system: never
+        // taken for docker.io/ros/<name>.
+        let error = resolve_name("syslog", &paths).unwrap_err().to_string();
+        assert!(error.contains("nothing to pull"), "{error}");
     }
 }

@@ -62,7 +62,8 @@ pub struct Rancher {
     pub network: Network,
     /// System services, by name; merged over the built-in ones.
     pub services: BTreeMap<ServiceName, Service>,
-    /// RancherOS service catalog switches (not implemented).
+    /// Optional services shipped in the image, turned on by name
+    /// (see [`crate::layers::OPTIONAL`]).
     pub services_include: BTreeMap<String, Flag>,
     /// Console flavour; only `default` exists here.
     pub console: Option<String>,

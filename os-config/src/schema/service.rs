@@ -74,6 +74,9 @@ pub struct Service {
     pub ipc: Option<HostNamespace>,
     /// UTS namespace: `host` shares the host's.
     pub uts: Option<HostNamespace>,
+    /// cgroup namespace (compose's `cgroup`): `host` sees the host's
+    /// cgroup tree rather than only its own.
+    pub cgroup: Option<HostNamespace>,
     /// All capabilities and devices.
     #[serde(deserialize_with = "bool_word")]
     pub privileged: bool,

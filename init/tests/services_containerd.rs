@@ -1,0 +1,687 @@
+//! The services against a real, private containerd (own root, state and
+//! socket in a temp dir): the engine, the control socket and the `ros`
+//! binary as PID 1 and the console use them, with `ros log-pipe` writing
+//! the logs. Needs root (and containerd, runc or crun, busybox-static);
+//! skipped loudly otherwise.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate is all tests"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Capability;
+use system_services::containerd::Containerd;
+use system_services::control::{self, Control};
+use system_services::daemon::DaemonConfig;
+use system_services::definition::{Context, Definitions};
+use system_services::engine::Engine;
+use system_services::order;
+use system_services::restart::Backoff;
+use system_services::runtime::ContainerRuntime;
+use system_services::service::{RestartPolicy, Service, ServiceName};
+use system_services::supervisor::{ServiceState, ServiceStatus, Supervised, supervise};
+use tokio::sync::watch;
+
+/// A containerd of our own, killed when dropped.
+struct PrivateContainerd {
+    dir: tempfile::TempDir,
+    config: DaemonConfig,
+    child: Option<Child>,
+    /// Its own containerd namespace: the runc shim keeps its state under
+    /// /run/containerd/runc/<namespace> whatever the daemon's state dir,
+    /// so tests running side by side must not share one.
+    namespace: String,
+}
+
+static NEXT_NAMESPACE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl PrivateContainerd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DaemonConfig::under(dir.path());
+        std::fs::write(&config.config_file, config.toml()).unwrap();
+        let n = NEXT_NAMESPACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut daemon = Self {
+            dir,
+            config,
+            child: None,
+            namespace: format!("ros-test-{}-{n}", std::process::id()),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.config.log)
+            .unwrap();
+        let child = Command::new(&self.config.binary)
+            .arg("--config")
+            .arg(&self.config.config_file)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd from Debian's containerd package");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&self.config.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.config.log).unwrap_or_default()
+    }
+
+    /// A client whose tasks log through `ros log-pipe`, as PID 1's do.
+    async fn client(&self) -> Arc<Containerd> {
+        let runtime = oci_runtime();
+        eprintln!("OCI runtime for this host: {runtime}");
+        let client = Containerd::connect(&self.config.socket, &self.namespace, runtime)
+            .await
+            .unwrap()
+            .with_log_pipe(env!("CARGO_BIN_EXE_ros"));
+        Arc::new(client)
+    }
+
+    /// The pids of this daemon's shims, one per task: found by the
+    /// daemon socket on their command line.
+    fn shims(&self) -> Vec<i32> {
+        let address = self.config.socket.display().to_string();
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                let is_shim = args.first()?.ends_with(b"containerd-shim-runc-v2");
+                let ours = args
+                    .windows(2)
+                    .any(|w| w[0] == b"-address" && w[1] == address.as_bytes());
+                (is_shim && ours).then_some(pid)
+            })
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        // Tasks and shims first: they outlive the daemon on purpose.
+        let tasks = pids_in(
+            &self.config.state.join("io.containerd.runtime.v2.task"),
+            "init.pid",
+        );
+        for pid in tasks.into_iter().chain(self.shims()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        self.kill();
+        for runtime in ["runc", "crun"] {
+            let _ = std::fs::remove_dir_all(
+                Path::new("/run/containerd")
+                    .join(runtime)
+                    .join(&self.namespace),
+            );
+        }
+    }
+}
+
+/// The pids in every `<namespace>/<id>/<file>` below `dir`.
+fn pids_in(dir: &Path, file: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for namespace in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for task in std::fs::read_dir(namespace.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(text) = std::fs::read_to_string(task.path().join(file)) {
+                pids.extend(text.trim().parse::<i32>());
+            }
+        }
+    }
+    pids
+}
+
+/// crun needs a pure cgroup2 host (as our OS is); on a hybrid cgroup v1
+/// host (CI machines often are) the tests use runc instead.
+fn oci_runtime() -> &'static str {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "crun"
+    } else {
+        "runc"
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+macro_rules! require_root {
+    () => {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        if !is_root() {
+            eprintln!(
+                "\n*** SKIPPED: {} needs root (a private containerd and an OCI runtime) ***\n",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+/// A root file system with busybox: enough for sh, sleep, grep, yes.
+fn busybox_root(root: &Path) -> PathBuf {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("a static /bin/busybox (Debian's busybox-static)");
+    for applet in [
+        "sh", "sleep", "grep", "cat", "echo", "yes", "head", "seq", "true",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    for dir in ["proc", "sys", "dev", "run", "tmp", "etc", "shared"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    root.to_path_buf()
+}
+
+/// Runs until SIGTERM: as PID 1 of its namespace a plain `sleep` would
+/// ignore it and every stop would wait for the grace period.
+const LONG_RUNNING: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
+
+fn service(name: &str, root: &Path, script: &str) -> Service {
+    let mut s = Service::new(
+        ServiceName::new(name).unwrap(),
+        root,
+        vec!["/bin/sh".into(), "-c".into(), script.into()],
+    );
+    s.restart = RestartPolicy::Always;
+    s
+}
+
+fn run(runtime: &Arc<Containerd>, service: &Service, log_dir: &Path) -> Supervised {
+    let log = log_dir.join(format!("{}.log", service.name));
+    supervise(
+        Arc::clone(runtime),
+        service.clone(),
+        log,
+        Backoff::default(),
+    )
+}
+
+async fn until(
+    status: &mut watch::Receiver<ServiceStatus>,
+    what: &str,
+    f: impl Fn(&ServiceStatus) -> bool,
+) -> ServiceStatus {
+    let outcome = tokio::time::timeout(Duration::from_secs(30), status.wait_for(|s| f(s)))
+        .await
+        .map(|found| found.map(|s| s.clone()));
+    match outcome {
+        Ok(Ok(found)) => found,
+        _ => panic!(
+            "timed out waiting for {what}; last status {:?}",
+            *status.borrow()
+        ),
+    }
+}
+
+fn running_pid(status: &ServiceStatus) -> Option<u32> {
+    match status.state {
+        ServiceState::Running { pid } => Some(pid),
+        _ => None,
+    }
+}
+
+async fn wait_for_log(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {}: {text:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn capability_line(log: &str, name: &str) -> String {
+    log.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} missing in {log:?}"))
+        .to_string()
+}
+
+fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// When a process started, in clock ticks since boot (/proc/PID/stat field 22).
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command may hold spaces; the fields after it do not.
+    let after_command = &stat[stat.rfind(')').unwrap() + 2..];
+    after_command.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn capabilities_inside_equal_those_asked() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let root = busybox_root(&daemon.path().join("rootfs"));
+    let mut asked = service(
+        "caps",
+        &root,
+        "grep -E '^(Cap|Seccomp:)' /proc/self/status; trap 'exit 0' TERM; sleep 1000 & wait",
+    );
+    asked.capabilities.insert(Capability::NetAdmin);
+    let supervised = run(&runtime, &asked, daemon.path());
+    supervised.settled().await;
+    let log = wait_for_log(&daemon.path().join("caps.log"), "CapAmb").await;
+    // chown dac_override fowner fsetid kill setgid setuid setpcap
+    // net_bind_service net_admin: bits 0 1 3 4 5 6 7 8 10 12.
+    let expected = "00000000000015fb";
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(
+            capability_line(&log, set),
+            format!("{set}:\t{expected}"),
+            "{log}"
+        );
+    }
+    assert_eq!(capability_line(&log, "CapInh"), "CapInh:\t0000000000000000");
+    assert_eq!(capability_line(&log, "CapAmb"), "CapAmb:\t0000000000000000");
+    // Mode 2: a seccomp filter is on.
+    assert_eq!(capability_line(&log, "Seccomp:"), "Seccomp:\t2");
+    supervised.stop().await;
+    assert_eq!(runtime.task("caps").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_crash_is_restarted_within_two_seconds() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let root = busybox_root(&daemon.path().join("rootfs"));
+    let supervised = run(
+        &runtime,
+        &service("crashy", &root, LONG_RUNNING),
+        daemon.path(),
+    );
+    let mut status = supervised.status();
+    let first = until(&mut status, "first start", |s| running_pid(s).is_some()).await;
+    let pid = running_pid(&first).unwrap();
+    let crashed_at = Instant::now();
+    kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let again = until(&mut status, "restart", |s| {
+        running_pid(s).is_some_and(|p| p != pid)
+    })
+    .await;
+    let latency = crashed_at.elapsed();
+    eprintln!("MEASURED restart latency (crash to running again): {latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    assert_eq!(again.restarts, 1);
+    supervised.stop().await;
+}
+
+#[tokio::test]
+async fn containerd_killed_and_restarted_reattaches_without_duplicates() {
+    require_root!();
+    let mut daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let root = busybox_root(&daemon.path().join("rootfs"));
+    let supervised = run(
+        &runtime,
+        &service("steady", &root, LONG_RUNNING),
+        daemon.path(),
+    );
+    let mut status = supervised.status();
+    let before = until(&mut status, "start", |s| running_pid(s).is_some()).await;
+    let pid = running_pid(&before).unwrap();
+    let shims = daemon.shims();
+    assert_eq!(shims.len(), 1);
+
+    daemon.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted_at = Instant::now();
+    daemon.spawn();
+    let after = until(&mut status, "re-attach", |s| s.reattached).await;
+    eprintln!(
+        "MEASURED re-attach cost: {:?} from containerd answering again",
+        restarted_at.elapsed()
+    );
+    assert_eq!(
+        running_pid(&after),
+        Some(pid),
+        "the same task, not a new one"
+    );
+    assert_eq!(after.restarts, 0);
+    let task = runtime.task("steady").await.unwrap().unwrap();
+    assert_eq!(task.pid, pid);
+    assert_eq!(daemon.shims(), shims, "no second shim, no duplicate task");
+    supervised.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_service_is_gone_and_can_start_again() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let root = busybox_root(&daemon.path().join("rootfs"));
+    let definition = service("again", &root, LONG_RUNNING);
+    let first = run(&runtime, &definition, daemon.path());
+    let started = Instant::now();
+    let status = first.settled().await;
+    eprintln!(
+        "MEASURED one service created and started on containerd in {:?}",
+        started.elapsed()
+    );
+    assert!(running_pid(&status).is_some(), "{status:?}");
+    first.stop().await;
+    assert_eq!(runtime.task("again").await.unwrap(), None);
+    let second = run(&runtime, &definition, daemon.path());
+    assert!(running_pid(&second.settled().await).is_some());
+    second.stop().await;
+}
+
+/// An images directory (`image: ros/<name>` is `<dir>/<name>`) with one
+/// busybox image, `ros/busybox`.
+fn images(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    busybox_root(&images.join("busybox"));
+    images
+}
+
+/// The definitions of a cloud-config's `rancher:` section.
+fn definitions(rancher_yaml: &str, images: &Path) -> Definitions {
+    let rancher: os_config::schema::Rancher =
+        serde_norway::from_str(rancher_yaml).unwrap_or_else(|e| panic!("{rancher_yaml}: {e}"));
+    let context = Context {
+        images_dir: images.to_path_buf(),
+        environment: BTreeMap::new(),
+    };
+    Definitions::from_config(&rancher, &BTreeMap::new(), &context)
+}
+
+#[tokio::test]
+async fn services_from_a_cloud_config_start_in_dependency_order() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let images = images(daemon.path());
+    let yaml = r#"
+services:
+  console:
+    image: ros/busybox
+    command: sh -c "trap 'exit 0' TERM; sleep 1000 & wait"
+    labels: {io.rancher.os.after: "syslog, ntp"}
+    restart: always
+  syslog:
+    image: ros/busybox
+    command: sh -c "trap 'exit 0' TERM; sleep 1000 & wait"
+    labels: {io.rancher.os.after: udev}
+    restart: always
+  udev:
+    image: ros/busybox
+    command: sh -c "trap 'exit 0' TERM; sleep 1000 & wait"
+    restart: always
+  ntp:
+    image: ros/busybox
+    command: sh -c "trap 'exit 0' TERM; sleep 1000 & wait"
+    labels: {io.rancher.os.before: console, io.rancher.os.after: udev}
+    restart: always
+  loop-a:
+    image: ros/busybox
+    command: [true]
+    labels: {io.rancher.os.after: loop-b}
+  loop-b:
+    image: ros/busybox
+    command: [true]
+    labels: {io.rancher.os.after: loop-a}
+  typo:
+    image: ros/busybox
+    command: [true]
+    labels: {io.rancher.os.after: sylog}
+"#;
+    let definitions = definitions(yaml, &images);
+    let services = definitions.enabled();
+    let plan = order::plan(&services, |n| definitions.is_defined(n.as_str()));
+    let problems: Vec<String> = plan.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "service typo: io.rancher.os.after names sylog, which is not defined",
+            "services loop-a, loop-b wait for each other (a cycle in their after/before labels)",
+        ]
+    );
+    let engine = Engine::new(Arc::clone(&runtime), daemon.path().join("logs"));
+    let started = Instant::now();
+    let statuses = engine.start_plan(&services, &plan).await;
+    eprintln!(
+        "MEASURED four services started in dependency order in {:?}",
+        started.elapsed()
+    );
+    let pid = |name: &str| {
+        statuses
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, s)| running_pid(s))
+            .unwrap_or_else(|| panic!("{name} is not running: {statuses:?}"))
+    };
+    let time = |name: &str| start_time(pid(name));
+    assert!(time("udev") < time("syslog"), "udev before syslog");
+    assert!(time("udev") < time("ntp"), "udev before ntp");
+    assert!(time("syslog") < time("console"), "syslog before console");
+    assert!(time("ntp") < time("console"), "ntp before console");
+    for name in ["loop-a", "loop-b", "typo"] {
+        assert!(
+            engine.status_of(&ServiceName::new(name).unwrap()).is_none(),
+            "{name} must not start"
+        );
+    }
+    engine.stop_all().await;
+}
+
+/// Runs the built `ros` with `args` against PID 1's pieces in the test.
+async fn ros(socket: &Path, logs: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ros"));
+    command
+        .arg("service")
+        .args(args)
+        .env("ROS_CONTROL_SOCKET", socket)
+        .env("ROS_LOG_DIR", logs);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ros_service_lists_stops_starts_and_shows_logs() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let images = images(daemon.path());
+    let logs = daemon.path().join("logs");
+    let yaml = r#"
+services:
+  web:
+    image: ros/busybox
+    command: sh -c "echo hello from web; trap 'exit 0' TERM; sleep 1000 & wait"
+    restart: always
+  job:
+    image: ros/busybox
+    command: [sh, -c, "echo job done"]
+    labels: {io.rancher.os.detach: "false"}
+  off:
+    image: ros/busybox
+    command: [true]
+disable: [off]
+"#;
+    let loaded = definitions(yaml, &images);
+    let engine = Arc::new(Engine::new(Arc::clone(&runtime), &logs));
+    let control = Arc::new(Control::new(
+        Arc::clone(&engine),
+        Box::new({
+            let images = images.clone();
+            move || definitions(yaml, &images)
+        }),
+    ));
+    let socket = daemon.path().join("control.sock");
+    let server = control::serve(&socket, Arc::clone(&control)).unwrap();
+    let services = loaded.enabled();
+    let plan = order::plan(&services, |n| loaded.is_defined(n.as_str()));
+    engine.start_plan(&services, &plan).await;
+
+    let list = ros(&socket, &logs, &["list"]).await;
+    let listed = text(&list);
+    assert!(list.status.success(), "{listed}");
+    let row = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {listed}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("web")[1..3], ["enabled", "running"]);
+    assert_eq!(row("job")[1..3], ["enabled", "exited"]);
+    assert_eq!(row("off")[1..3], ["disabled", "disabled"]);
+    assert_eq!(row("web")[6], "ros/busybox");
+
+    let logs_out = ros(&socket, &logs, &["logs", "web"]).await;
+    assert_eq!(text(&logs_out), "hello from web\n");
+    assert_eq!(
+        text(&ros(&socket, &logs, &["logs", "--tail", "1", "job"]).await),
+        "job done\n"
+    );
+
+    let stop = ros(&socket, &logs, &["stop", "web"]).await;
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert_eq!(text(&stop), "web: stopped\n");
+    assert!(text(&ros(&socket, &logs, &["ps"]).await).lines().count() == 1);
+    let start = ros(&socket, &logs, &["start", "web"]).await;
+    assert!(
+        text(&start).starts_with("web: running (pid "),
+        "{}",
+        text(&start)
+    );
+    let ps = text(&ros(&socket, &logs, &["ps"]).await);
+    assert!(ps.contains("web") && ps.contains("sh -c"), "{ps}");
+
+    let unknown = ros(&socket, &logs, &["stop", "nope"]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        text(&unknown),
+        "ros: nope: unknown service nope (defined: job, off, web)\n"
+    );
+    let unknown_logs = ros(&socket, &logs, &["logs", "nope"]).await;
+    assert_eq!(unknown_logs.status.code(), Some(1));
+    assert!(
+        text(&unknown_logs).contains("unknown service nope"),
+        "{}",
+        text(&unknown_logs)
+    );
+
+    server.abort();
+    engine.stop_all().await;
+}
+
+#[tokio::test]
+async fn logs_go_through_ros_log_pipe_and_rotate_by_size() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    let root = busybox_root(&daemon.path().join("rootfs"));
+    // 2.5 MiB of output: more than two 1 MiB files.
+    let chatty = service(
+        "chatty",
+        &root,
+        "yes 'a line of output from the service, 64 bytes long.............' | head -c 2621440; echo; echo the end; echo to stderr >&2; trap 'exit 0' TERM; sleep 1000 & wait",
+    );
+    let supervised = run(&runtime, &chatty, daemon.path());
+    supervised.settled().await;
+    let log = daemon.path().join("chatty.log");
+    let all = || {
+        let files = system_services::logs::tail(&log, 2, None).unwrap_or_default();
+        String::from_utf8_lossy(&files).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // stdout and stderr are two pipes: their lines interleave in any order.
+    while !(all().contains("\nthe end\n") && all().contains("\nto stderr\n")) {
+        assert!(Instant::now() < deadline, "output incomplete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let rotated = daemon.path().join("chatty.log.1");
+    let oldest = daemon.path().join("chatty.log.2");
+    assert!(size(&rotated) > 900_000 && size(&rotated) <= 1 << 20);
+    assert!(size(&oldest) > 900_000 && size(&oldest) <= 1 << 20);
+    assert!(size(&log) < 1 << 20);
+    assert!(!daemon.path().join("chatty.log.3").exists());
+    // Whole lines only: rotation never cuts one.
+    for file in [&oldest, &rotated] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.ends_with('\n'), "{}", file.display());
+    }
+    supervised.stop().await;
+}
+
+#[tokio::test]
+async fn a_registry_that_does_not_answer_fails_naming_the_image_and_is_retried() {
+    require_root!();
+    let daemon = PrivateContainerd::start();
+    let runtime = daemon.client().await;
+    // Nothing listens on port 1: the pull's connection is refused.
+    let mut remote = service("remote", Path::new("/unused"), LONG_RUNNING);
+    remote.root = system_services::root::Root::Image("127.0.0.1:1/app:1".into());
+    let supervised = run(&runtime, &remote, daemon.path());
+    let status = supervised.settled().await;
+    let ServiceState::Failed { error, permanent } = status.state else {
+        panic!("{status:?}")
+    };
+    assert!(!permanent, "a registry may come back: {error}");
+    assert!(error.contains("127.0.0.1:1/app:1"), "{error}");
+    supervised.stop().await;
+}

@@ -1,0 +1,257 @@
+//! The system services, checked from the outside: the built-in ones run
+//! as containers of the system containerd, `ros service` manages them
+//! from the console, one killed comes back, their logs are there, the
+//! power button powers off through acpid, and an optional service comes
+//! in with `rancher.services_include`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qemu_tests::{Image, Vm, VmBuilder};
+
+const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a service may take to come back (TCG is slow).
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+const BUILT_IN: [&str; 5] = ["udev", "syslog", "ntp", "acpid", "console"];
+
+/// One row of `ros service list`: name → (enabled, state, pid).
+fn row(list: &str, name: &str) -> Option<(String, String, Option<u32>)> {
+    let line = list.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    Some((
+        cells.get(1)?.to_string(),
+        cells.get(2)?.to_string(),
+        cells.get(3)?.parse().ok(),
+    ))
+}
+
+/// Asks `ros service list` until `done` holds for it; returns the list.
+fn list_until(vm: &mut Vm, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let list = vm.check("ros service list");
+        if done(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}; last list:\n{list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn restarts(list: &str, name: &str) -> u32 {
+    list.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no restarts of {name} in\n{list}"))
+}
+
+fn running(list: &str, name: &str) -> Option<u32> {
+    row(list, name).and_then(|(_, state, pid)| (state == "running").then_some(pid).flatten())
+}
+
+#[test]
+fn built_in_services_run_and_one_killed_comes_back() {
+    let mut vm = VmBuilder::kernel(Image::built(), "").start();
+    let ready = vm.wait_ready();
+    eprintln!("ros: ready in {ready:?} (guest clock)");
+    vm.wait_for_shell(SHELL_TIMEOUT);
+
+    let list = list_until(
+        &mut vm,
+        "every built-in service running",
+        RESTART_TIMEOUT,
+        |list| BUILT_IN.iter().all(|name| running(list, name).is_some()),
+    );
+    eprintln!("{list}");
+    for name in BUILT_IN {
+        assert_eq!(row(&list, name).unwrap().0, "enabled", "{name}\n{list}");
+        // None died on the way up.
+        let restarts = restarts(&list, name);
+        if restarts != 0 {
+            let logs = vm.check(&format!("ros service logs {name}"));
+            panic!("{name} restarted {restarts} times at boot; its log:\n{logs}");
+        }
+    }
+    // Each in its own cgroup under /ros, a task of the system containerd
+    // (the console shares the host's cgroup namespace: real paths).
+    for name in BUILT_IN {
+        let pid = running(&list, name).unwrap();
+        assert_eq!(
+            vm.check(&format!("cat /proc/{pid}/cgroup")).trim(),
+            format!("0::/ros/{name}")
+        );
+    }
+    // The optional user containerd is there, not included.
+    assert_eq!(
+        row(&list, "user-containerd").map(|r| (r.0, r.1)),
+        Some(("disabled".into(), "disabled".into()))
+    );
+    // Least privilege: syslog runs without CAP_SYS_ADMIN.
+    let syslog = running(&list, "syslog").unwrap();
+    let caps = vm.check(&format!("grep CapEff /proc/{syslog}/status"));
+    let bits = u64::from_str_radix(caps.split_whitespace().last().unwrap(), 16).unwrap();
+    assert_eq!(bits & (1 << 21), 0, "syslog has CAP_SYS_ADMIN: {caps}");
+
+    // Killed from the console, it comes back with a new pid.
+    let ntp = running(&list, "ntp").unwrap();
+    let killed_at = Instant::now();
+    vm.check(&format!("kill -9 {ntp}"));
+    let again = list_until(&mut vm, "ntp back after kill -9", RESTART_TIMEOUT, |list| {
+        running(list, "ntp").is_some_and(|pid| pid != ntp)
+    });
+    eprintln!(
+        "ntp killed and running again within {:?} (TCG, console round trips included)",
+        killed_at.elapsed()
+    );
+    assert_eq!(restarts(&again, "ntp"), 1, "{again}");
+
+    // Logs: udev says it settled; the CLI reads them.
+    let deadline = Instant::now() + RESTART_TIMEOUT;
+    loop {
+        let udev_log = vm.check("ros service logs udev");
+        if udev_log.contains("udev: devices settled") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "udev never settled:\n{udev_log}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // syslog takes messages on the host's /dev/log; its output is its log.
+    vm.check("logger -t qemu-test hello-syslog");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !vm
+        .check("ros service logs syslog")
+        .contains("qemu-test: hello-syslog")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "logger message not in the syslog service's log"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Stop and start by hand; unknown names are refused.
+    assert_eq!(vm.check("ros service stop ntp").trim(), "ntp: stopped");
+    assert!(
+        vm.check("ros service ps")
+            .lines()
+            .all(|l| !l.starts_with("ntp "))
+    );
+    assert!(
+        vm.check("ros service start ntp")
+            .starts_with("ntp: running (pid ")
+    );
+    let unknown = vm.run("ros service restart nosuch");
+    assert_eq!(unknown.status, 1, "{}", unknown.output);
+    assert!(
+        unknown.output.contains("unknown service nosuch"),
+        "{}",
+        unknown.output
+    );
+
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+    let output = vm.output();
+    assert!(output.contains("ros: shutting down (power off)"));
+    assert!(!output.contains("Kernel panic"));
+}
+
+/// Sends one QMP command and returns its answer line.
+fn qmp(stream: &mut BufReader<UnixStream>, command: &str) -> String {
+    stream
+        .get_mut()
+        .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
+        .unwrap();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).unwrap();
+        // Events may come first.
+        if line.contains("\"return\"") || line.contains("\"error\"") {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn the_power_button_powers_off_through_acpid() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("qmp.sock");
+    let mut vm = VmBuilder::kernel(Image::built(), "")
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()))
+        .start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    list_until(&mut vm, "acpid running", RESTART_TIMEOUT, |list| {
+        running(list, "acpid").is_some()
+    });
+    let mut qmp_stream = connect(&socket);
+    let mut greeting = String::new();
+    qmp_stream.read_line(&mut greeting).unwrap();
+    assert!(greeting.contains("QMP"), "{greeting}");
+    qmp(&mut qmp_stream, "qmp_capabilities");
+    qmp(&mut qmp_stream, "system_powerdown");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+    let output = vm.output();
+    assert!(
+        output.contains("ros: shutting down (power off)"),
+        "{}",
+        qemu_tests::tail(&output, 30)
+    );
+}
+
+fn connect(socket: &Path) -> BufReader<UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return BufReader::new(stream),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "QMP socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[test]
+fn an_optional_service_comes_in_with_services_include() {
+    let mut vm = VmBuilder::kernel(
+        Image::built(),
+        "rancher.services_include.user-containerd=true",
+    )
+    .start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    let list = list_until(
+        &mut vm,
+        "user-containerd running",
+        RESTART_TIMEOUT,
+        |list| running(list, "user-containerd").is_some(),
+    );
+    assert_eq!(row(&list, "user-containerd").unwrap().0, "enabled");
+    // Its own socket, root and state, next to the system containerd's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while vm.run("test -S /run/containerd/containerd.sock").status != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no user containerd socket:\n{}",
+            vm.check("ros service logs --tail 20 user-containerd")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    vm.check("test -S /run/system-containerd/containerd.sock");
+    assert_eq!(vm.check("pidof containerd").split_whitespace().count(), 2);
+
+    // Disabled again for the next boot: the include is switched off.
+    assert!(
+        vm.check("ros service disable user-containerd")
+            .contains("user-containerd: disabled")
+    );
+    let stored = vm.check("cat /var/lib/rancher/conf/cloud-config.yml");
+    assert!(stored.contains("user-containerd: false"), "{stored}");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+}
