@@ -94,6 +94,17 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     let reaper = Reaper::start().context("installing SIGCHLD handler")?;
     // containerd and the services expect a working loopback.
     network::loopback::up().context("bringing up lo")?;
+    // The network as rancher.network describes it: static settings now,
+    // DHCP in the background, so nothing here waits for a lease.
+    let config = os_config::Layers::load(&os_config::ConfigPaths::system())
+        .merged()
+        .map(|checked| checked.config)
+        .inspect_err(|err| tracing::error!("configuration: {err}"))
+        .unwrap_or_default();
+    let network = network::start_system(&config.rancher.network, config.hostname.as_ref())
+        .await
+        .inspect_err(|err| tracing::error!("network: {err}"))
+        .ok();
 
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
@@ -116,7 +127,10 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     // The services, in order; one that fails is retried by its supervisor
     // and does not hold up the rest.
     let mut engine = Engine::new(Arc::new(runtime), "/var/log/ros");
-    for service in [services::console()] {
+    for mut service in [services::console()] {
+        service
+            .env
+            .extend(network::proxy::environment(&config.rancher.network));
         match engine.start(&service).await {
             Ok(status) => tracing::info!(service = %service.name, ?status, "service settled"),
             Err(err) => tracing::error!("{err}"),
@@ -139,6 +153,10 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     let how = shutdown::requested(&mut shutdown_requests).await;
     console(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
+    // Leases go back once no service needs the network.
+    if let Some(network) = network {
+        network.shutdown().await;
+    }
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
     Ok(how)

@@ -27,6 +27,8 @@ pub fn console() -> Service {
     for (path, read_only) in [
         ("/usr/bin/ros", true),
         ("/run/system-containerd", false),
+        // `ros network` reads PID 1's DHCP status here.
+        ("/run/ros", true),
         ("/var/log", false),
         ("/var/lib/rancher", false),
         ("/home", false),

@@ -3,6 +3,7 @@
 //! refused change, I/O), 2 bad usage.
 
 pub mod config;
+pub mod network;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 enum Command {
     /// Read and change the machine's cloud-config.
     Config(config::ConfigArgs),
+    /// Show links, addresses, DHCP leases and routes.
+    Network(network::NetworkArgs),
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
@@ -56,6 +59,7 @@ where
     };
     let result = match cli.command {
         Command::Config(args) => config::run(args),
+        Command::Network(args) => network::run(args),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),
