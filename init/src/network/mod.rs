@@ -184,6 +184,7 @@ pub struct NetworkHandle<N: Netlink> {
     shared: Arc<Shared<N>>,
     statuses: channel::Receiver<DhcpStatuses>,
     background: Vec<JoinHandle<()>>,
+    status_path: PathBuf,
 }
 
 /// Applies the static configuration now and starts DHCP, the name writer
@@ -235,6 +236,7 @@ pub async fn start<N: Netlink>(
         shared,
         statuses: receiver,
         background,
+        status_path,
     }
 }
 
@@ -268,6 +270,10 @@ impl<N: Netlink> NetworkHandle<N> {
 
     /// Releases every lease (bounded in time) and stops the tasks.
     pub async fn shutdown(self) {
+        // Names stay as they are while the machine goes down.
+        for task in self.background {
+            task.abort();
+        }
         let clients: Vec<Client> = std::mem::take(&mut *self.shared.clients())
             .into_values()
             .collect();
@@ -287,10 +293,11 @@ impl<N: Netlink> NetworkHandle<N> {
             tracing::warn!("network: DHCP release timed out");
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
-        // Let the writer record the releases before it stops.
-        tokio::task::yield_now().await;
-        for task in self.background {
-            task.abort();
+        let file = status::StatusFile {
+            dhcp: self.statuses.borrow().clone(),
+        };
+        if let Err(error) = status::write_status(&self.status_path, &file) {
+            tracing::warn!("network: writing {}: {error}", self.status_path.display());
         }
     }
 }
