@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use os_config::schema::{IpCidr, Network};
 
 use super::links::{self, LinkPlan};
-use super::netlink::{Link, Netlink, NetlinkError, NetlinkResult, Route};
+use super::netlink::{Link, Netlink, NetlinkError, NetlinkResult, NewLink, Route};
 use super::virtual_links;
 
 /// A link named for the log, by its index for the kernel.
@@ -117,11 +117,18 @@ pub struct Configured {
 pub async fn configure<N: Netlink>(netlink: &N, network: &Network) -> NetlinkResult<Configured> {
     let mut errors = Vec::new();
     let mut virtual_names = BTreeSet::new();
+    let mut created = BTreeSet::new();
+    let mut wanted_bonds = Vec::new();
     // Bonds and bridges first, then VLANs whose parent is one of them.
     for _round in 0..3 {
         let links = netlink.links().await?;
         let wanted = virtual_links::wanted(network, &links);
         virtual_names.extend(wanted.iter().map(|w| w.name().to_owned()));
+        wanted_bonds = wanted
+            .iter()
+            .filter(|w| matches!(w, NewLink::Bond { .. }))
+            .cloned()
+            .collect();
         let missing: Vec<_> = wanted
             .into_iter()
             .filter(|w| !links.iter().any(|l| l.name == w.name()))
@@ -131,15 +138,34 @@ pub async fn configure<N: Netlink>(netlink: &N, network: &Network) -> NetlinkRes
         }
         for link in missing {
             tracing::info!("network: creating {} {}", link.kind(), link.name());
-            if let Err(error) = netlink.create(&link).await
-                && !error.is_exists()
-            {
-                tracing::warn!("network: creating {}: {error}", link.name());
-                errors.push(error);
+            match netlink.create(&link).await {
+                Ok(()) => {
+                    created.insert(link.name().to_owned());
+                }
+                Err(error) if error.is_exists() => {}
+                Err(error) => {
+                    tracing::warn!("network: creating {}: {error}", link.name());
+                    errors.push(error);
+                }
             }
         }
     }
     let links = netlink.links().await?;
+    // A bond we did not make (the kernel's own bond0) gets our options
+    // while it is still down and has no ports: later the kernel refuses.
+    for bond in &wanted_bonds {
+        let fresh = links
+            .iter()
+            .find(|l| l.name == bond.name())
+            .is_some_and(|l| !l.up && !links.iter().any(|port| port.master == Some(l.index)));
+        if fresh && !created.contains(bond.name()) {
+            tracing::info!("network: setting options of {}", bond.name());
+            if let Err(error) = netlink.update(bond).await {
+                tracing::warn!("network: {error}");
+                errors.push(error);
+            }
+        }
+    }
     let addresses = netlink.addresses().await?;
     let routes = netlink.routes().await?;
     let LinkPlan { steps, dhcp } =
@@ -162,7 +188,7 @@ pub fn default_route(target: &Target, gateway: IpAddr, metric: u32) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::netlink::{FakeNetlink, NetlinkCall, NewLink};
+    use crate::network::netlink::{FakeNetlink, NetlinkCall};
     use os_config::schema::BondOptions;
 
     fn network(yaml: &str) -> Network {
@@ -274,6 +300,40 @@ interfaces:
         assert_eq!(netlink.addresses_of("bond0"), vec![cidr("10.2.0.2/24")]);
         assert_eq!(netlink.addresses_of("bond0.100"), vec![cidr("10.3.0.2/24")]);
         assert!(netlink.addresses_of("eth0").is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_kernels_own_bond0_gets_our_options() {
+        let netlink = FakeNetlink::new();
+        netlink.add_link("eth1", None);
+        netlink.add_link_of_kind("bond0", None, Some("bond"));
+        let network = network("interfaces: {eth1: {bond: bond0}, bond0: {bond_opts: {mode: 1}}}");
+        configure(&netlink, &network).await.unwrap();
+        let calls = netlink.calls();
+        let options = BondOptions {
+            mode: Some(os_config::schema::BondMode::ActiveBackup),
+            ..BondOptions::default()
+        };
+        assert_eq!(
+            calls[0],
+            NetlinkCall::Update(NewLink::Bond {
+                name: "bond0".into(),
+                options
+            })
+        );
+        assert!(calls.contains(&NetlinkCall::SetMaster {
+            link: "eth1".into(),
+            master: "bond0".into()
+        }));
+        // Up and with a port: its options are not touched again.
+        netlink.clear_calls();
+        configure(&netlink, &network).await.unwrap();
+        assert!(
+            !netlink
+                .calls()
+                .iter()
+                .any(|c| matches!(c, NetlinkCall::Update(_)))
+        );
     }
 
     #[tokio::test]

@@ -142,6 +142,9 @@ pub trait Netlink: Send + Sync + 'static {
     /// Routes of the main table, IPv4 and IPv6.
     fn routes(&self) -> impl Future<Output = NetlinkResult<Vec<Route>>> + Send;
     fn create(&self, link: &NewLink) -> impl Future<Output = NetlinkResult<()>> + Send;
+    /// Applies a bond's options to an existing one (the kernel makes a
+    /// `bond0` of its own when bonding is built in).
+    fn update(&self, link: &NewLink) -> impl Future<Output = NetlinkResult<()>> + Send;
     fn set_up(&self, index: u32, up: bool) -> impl Future<Output = NetlinkResult<()>> + Send;
     fn set_mtu(&self, index: u32, mtu: u32) -> impl Future<Output = NetlinkResult<()>> + Send;
     /// Makes `index` a port of the bridge or bond `master`.
@@ -171,6 +174,7 @@ pub trait Netlink: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetlinkCall {
     Create(NewLink),
+    Update(NewLink),
     SetUp {
         link: String,
         up: bool,
@@ -220,6 +224,11 @@ impl FakeNetlink {
 
     /// Adds a plain link (down, no carrier) and returns its index.
     pub fn add_link(&self, name: &str, mac: Option<MacAddr>) -> u32 {
+        self.add_link_of_kind(name, mac, None)
+    }
+
+    /// Adds a link of `kind` (`bond`…), as the kernel or a driver would.
+    pub fn add_link_of_kind(&self, name: &str, mac: Option<MacAddr>, kind: Option<&str>) -> u32 {
         let mut state = self.lock();
         let index = state.links.keys().last().map_or(1, |last| last + 1);
         state.links.insert(
@@ -231,7 +240,7 @@ impl FakeNetlink {
                 up: false,
                 carrier: false,
                 mtu: 1500,
-                kind: None,
+                kind: kind.map(str::to_owned),
                 master: None,
             },
         );
@@ -362,6 +371,10 @@ impl Netlink for FakeNetlink {
             },
         );
         Ok(())
+    }
+
+    async fn update(&self, link: &NewLink) -> NetlinkResult<()> {
+        self.lock().record(NetlinkCall::Update(link.clone()))
     }
 
     async fn set_up(&self, index: u32, up: bool) -> NetlinkResult<()> {

@@ -263,6 +263,19 @@ impl Netlink for RtNetlink {
             .map_err(|e| error("create", link.name(), e))
     }
 
+    async fn update(&self, link: &NewLink) -> NetlinkResult<()> {
+        // Only a bond has options worth changing after the fact.
+        let NewLink::Bond { name, options } = link else {
+            return Ok(());
+        };
+        self.handle
+            .link()
+            .change(bond_message(name, options))
+            .execute()
+            .await
+            .map_err(|e| error("set bond options", name, e))
+    }
+
     async fn set_up(&self, index: u32, up: bool) -> NetlinkResult<()> {
         let builder = LinkUnspec::new_with_index(index);
         let message = if up { builder.up() } else { builder.down() }.build();
