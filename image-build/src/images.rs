@@ -21,15 +21,18 @@ pub struct ImageDef {
 /// the runc shim (measured: see image-build's size report).
 pub const OCI_RUNTIME: &str = "/usr/bin/crun";
 
+/// busybox gives the host a shell for bootcmd, runcmd and the user-data
+/// script; it is the console's busybox, stored once in the squashfs.
 pub const HOST: ImageDef = ImageDef {
     name: "host",
-    packages: &["containerd", "crun"],
+    packages: &["containerd", "crun", "busybox-static"],
     programs: &[
         "/usr/bin/containerd",
         "/usr/bin/containerd-shim-runc-v2",
         OCI_RUNTIME,
+        "/bin/busybox",
     ],
-    busybox_links: false,
+    busybox_links: true,
     dirs: &[
         "proc",
         "sys",

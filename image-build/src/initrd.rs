@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cpio::{Entry, write_archive};
+use image_build::cpio::{Entry, write_archive};
 
 pub fn write(ros: &Path, squashfs: &Path, initrd: &Path) -> anyhow::Result<()> {
     let init = std::fs::read(ros).with_context(|| format!("reading {}", ros.display()))?;

@@ -1,9 +1,7 @@
 //! `image-build`: turns the workspace, the pinned kernel source and Debian
 //! packages into the bootable image under `target/image/`.
 
-mod cpio;
 mod debian;
-mod elf;
 mod images;
 mod initrd;
 mod iso;

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::elf;
+use image_build::elf;
 
 /// Where the dynamic loader looks for libraries, relative to a root.
 const LIBRARY_DIRS: &[&str] = &[
@@ -160,7 +160,14 @@ impl Tree {
         std::fs::copy(&source, &target).with_context(|| format!("copying {}", source.display()))?;
         if follow_libraries && let Some(needs) = elf::needs(&source)? {
             if let Some(interpreter) = needs.interpreter {
-                self.copy(pool, &relative(Path::new(&interpreter)), false)?;
+                let loader = relative(Path::new(&interpreter));
+                if pool.find(&loader).is_none() {
+                    bail!(
+                        "{interpreter}, the loader of /{}, is in none of the unpacked packages",
+                        rel.display()
+                    );
+                }
+                self.copy(pool, &loader, false)?;
             }
             for soname in needs.libraries {
                 let Some(library) = pool.find_library(&soname) else {
@@ -296,12 +303,22 @@ mod tests {
         let pkg = dir.path().join("pkg/usr/bin");
         std::fs::create_dir_all(&pkg).unwrap();
         std::fs::copy("/bin/ls", pkg.join("ls")).unwrap();
+        let pool = Pool::new(vec![dir.path().join("pkg")]);
         let mut tree = Tree::create(&dir.path().join("tree")).unwrap();
-        let err = tree
-            .program(&Pool::new(vec![dir.path().join("pkg")]), "/usr/bin/ls")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("needed by /usr/bin/ls"), "{err}");
+        let err = tree.program(&pool, "/usr/bin/ls").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/lib64/ld-linux-x86-64.so.2, the loader of /usr/bin/ls, is in none of the unpacked packages"
+        );
+
+        std::fs::create_dir_all(dir.path().join("pkg/lib64")).unwrap();
+        std::fs::write(dir.path().join("pkg/lib64/ld-linux-x86-64.so.2"), "loader").unwrap();
+        let mut tree = Tree::create(&dir.path().join("tree")).unwrap();
+        let err = tree.program(&pool, "/usr/bin/ls").unwrap_err().to_string();
+        assert!(
+            err.ends_with("needed by /usr/bin/ls, is in none of the unpacked packages"),
+            "{err}"
+        );
     }
 
     #[test]

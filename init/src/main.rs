@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use os_config::CloudConfig;
+use os_config::ConfigPaths;
 use ros::boot::{self, mounts::mount_early, switch_root};
+use ros::config::{self, Phase};
 use ros::host::{Host, RealHost, Shutdown};
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
-use ros::{log, network, services};
+use ros::{apply, console, log, network, services};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
@@ -46,7 +49,7 @@ fn boot() -> ! {
         Ok(how) => how,
         Err(err) => {
             tracing::error!("boot failed: {err:#}");
-            console(&format!(
+            console::line(&format!(
                 "ros: boot failed: {err:#}\nros: powering off in 10 s"
             ));
             std::thread::sleep(Duration::from_secs(10));
@@ -76,6 +79,9 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
         switch_root::switch_root(host, Path::new(switch_root::ROOT_IMAGE))
             .context("switching to the root image")?;
     }
+    // containerd is most of the boot's reading: start decompressing it
+    // on the other CPUs now.
+    boot::prefetch::start(boot::prefetch::BOOT_PROGRAMS);
     // Orphans are ours to reap, also when ros runs below another init.
     host.set_child_subreaper()?;
     // ctrl-alt-del becomes a SIGINT, an orderly reboot, not an instant one.
@@ -83,11 +89,11 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_system())
+    runtime.block_on(run_system(host, &cmdline))
 }
 
 /// From here on, everything is asynchronous: children, signals, services.
-async fn run_system() -> anyhow::Result<Shutdown> {
+async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> {
     // Signals and children are watched before anything is spawned, so no
     // request and no exit is missed.
     let mut shutdown_requests = shutdown::listen().context("installing signal handlers")?;
@@ -106,6 +112,18 @@ async fn run_system() -> anyhow::Result<Shutdown> {
         .inspect_err(|err| tracing::error!("network: {err}"))
         .ok();
 
+    // The configuration says what runs; user-data from a disk or the
+    // command line joins it before anything is started.
+    let paths = ConfigPaths::system();
+    let mut config = config::load(&paths, cmdline);
+    if config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await {
+        config = config::load(&paths, cmdline);
+    }
+    tracing::debug!(?config, "configuration");
+    // What the configuration asks of the machine itself comes before any
+    // service sees it: kernel settings, files, mounts, then bootcmd.
+    apply_early(host, &reaper, &config).await;
+
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
     let daemon = DaemonConfig::system();
@@ -113,7 +131,7 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     let (up_tx, mut up) = watch::channel(0);
     let (stop_containerd, containerd_stop) = watch::channel(None);
     let containerd = tokio::spawn(containerd::supervise(
-        reaper,
+        Arc::clone(&reaper),
         daemon,
         up_tx,
         containerd_stop,
@@ -150,8 +168,11 @@ async fn run_system() -> anyhow::Result<Shutdown> {
         });
     }
 
+    // runcmd and the user-data script come last, with the machine up.
+    tokio::spawn(run_late(reaper, late_commands(&config, &paths)));
+
     let how = shutdown::requested(&mut shutdown_requests).await;
-    console(&format!("ros: shutting down ({how})"));
+    console::line(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
     // Leases go back once no service needs the network.
     if let Some(network) = network {
@@ -160,6 +181,41 @@ async fn run_system() -> anyhow::Result<Shutdown> {
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
     Ok(how)
+}
+
+/// Where the output of bootcmd, runcmd and the user-data script goes.
+const CLOUD_INIT_LOG: &str = "/var/log/ros/cloud-init.log";
+
+/// sysctl, write_files, mounts and bootcmd, each failure on the console.
+async fn apply_early(host: &dyn Host, reaper: &Reaper, config: &CloudConfig) {
+    let mut errors = apply::sysctl(Path::new("/proc/sys"), &config.rancher.sysctl);
+    errors.extend(apply::write_files(Path::new("/"), &config.write_files));
+    errors.extend(apply::mounts(host, &config.mounts));
+    let bootcmd: Vec<Vec<String>> = config.bootcmd.iter().map(apply::argv).collect();
+    errors
+        .extend(apply::run_commands(reaper, "bootcmd", &bootcmd, Path::new(CLOUD_INIT_LOG)).await);
+    report(&errors);
+}
+
+/// runcmd, then the user-data script if user-data was one.
+fn late_commands(config: &CloudConfig, paths: &ConfigPaths) -> Vec<Vec<String>> {
+    let mut commands: Vec<Vec<String>> = config.runcmd.iter().map(apply::argv).collect();
+    let script = paths.user_script_file();
+    if script.is_file() {
+        commands.push(vec![script.display().to_string()]);
+    }
+    commands
+}
+
+async fn run_late(reaper: Arc<Reaper>, commands: Vec<Vec<String>>) {
+    report(&apply::run_commands(&reaper, "runcmd", &commands, Path::new(CLOUD_INIT_LOG)).await);
+}
+
+fn report(errors: &[apply::ApplyError]) {
+    for error in errors {
+        tracing::error!("{error}");
+        console::line(&format!("ros: {error}"));
+    }
 }
 
 /// One line on the console for people and tests: the machine is usable.
@@ -174,15 +230,7 @@ fn announce_ready() {
         .unwrap_or_default();
     let seconds = uptime.as_secs_f64();
     tracing::info!("ready in {seconds:.2} s");
-    console(&format!("ros: ready in {seconds:.2} s"));
-}
-
-/// Writes a line straight to the console, bypassing the log.
-fn console(line: &str) {
-    use std::io::Write;
-    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
-        let _ = writeln!(console, "{line}");
-    }
+    console::line(&format!("ros: ready in {seconds:.2} s"));
 }
 
 /// A panic in PID 1 would panic the kernel: log it, sync, and reboot.
@@ -192,7 +240,7 @@ fn install_panic_hook() {
         if let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
             let _ = write!(kmsg, "<0>ros: PID 1 panicked: {info}");
         }
-        console(&format!("ros: PID 1 panicked: {info}"));
+        console::line(&format!("ros: PID 1 panicked: {info}"));
         nix::unistd::sync();
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     }));

@@ -117,3 +117,46 @@ fn containerd_is_restarted_when_it_dies_and_stopped_on_shutdown() {
     let written = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
     assert!(written.contains("disabled_plugins"), "{written}");
 }
+
+#[test]
+fn commands_run_in_order_with_their_output_logged_and_failures_named() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/cloud-init.log");
+    let marker = dir.path().join("marker");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let reaper = Reaper::start().unwrap();
+            let commands = vec![
+                vec![
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    format!("echo first; touch {}", marker.display()),
+                ],
+                vec![
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    format!("test -e {} && echo second; exit 3", marker.display()),
+                ],
+                vec!["/no/such/program".to_string()],
+            ];
+            let errors = ros::apply::run_commands(&reaper, "runcmd", &commands, &log).await;
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(shown.len(), 2, "{shown:?}");
+            assert!(
+                shown[0].starts_with("runcmd `/bin/sh -c test -e"),
+                "{}",
+                shown[0]
+            );
+            assert!(shown[0].contains("exited with 3"), "{}", shown[0]);
+            assert!(
+                shown[1].starts_with("runcmd `/no/such/program`: "),
+                "{}",
+                shown[1]
+            );
+        });
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
+}

@@ -53,6 +53,8 @@ pub enum Boot {
     Kernel { append: String },
     /// From the ISO as a CD-ROM, through ISOLINUX.
     Cdrom,
+    /// From the first disk; the test attaches it with `-drive`.
+    Disk,
 }
 
 /// The kernel command line of the tests: the serial console, and only
@@ -66,6 +68,7 @@ pub struct VmBuilder {
     boot: Boot,
     memory_mib: u32,
     extra: Vec<String>,
+    monitor: bool,
 }
 
 impl VmBuilder {
@@ -75,6 +78,7 @@ impl VmBuilder {
             boot,
             memory_mib: 1024,
             extra: Vec::new(),
+            monitor: false,
         }
     }
 
@@ -82,6 +86,29 @@ impl VmBuilder {
     pub fn kernel(image: Image, extra_append: &str) -> Self {
         let append = format!("{TEST_APPEND} {extra_append}").trim().to_string();
         Self::new(image, Boot::Kernel { append })
+    }
+
+    /// Boots the built kernel with an initrd of the test's own (no ISO
+    /// needed) and exactly this command line.
+    pub fn own_initrd(initrd: &Path, append: &str) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image");
+        let vmlinuz = dir.join("vmlinuz");
+        assert!(
+            vmlinuz.is_file(),
+            "{} is missing: build the kernel first (`cargo run -p image-build -- kernel`)",
+            vmlinuz.display()
+        );
+        let image = Image {
+            vmlinuz,
+            initrd: initrd.to_path_buf(),
+            iso: PathBuf::new(),
+        };
+        Self::new(
+            image,
+            Boot::Kernel {
+                append: append.to_string(),
+            },
+        )
     }
 
     pub fn memory_mib(mut self, mib: u32) -> Self {
@@ -95,12 +122,38 @@ impl VmBuilder {
         self
     }
 
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.extra.extend(args.map(str::to_string));
+        self
+    }
+
+    /// A QEMU monitor to send keys and power events with [`Vm::monitor`].
+    pub fn with_monitor(mut self) -> Self {
+        self.monitor = true;
+        self
+    }
+
     pub fn start(self) -> Vm {
+        let monitor = self.monitor.then(|| {
+            std::env::temp_dir().join(format!(
+                "ros-qemu-monitor-{}-{}.sock",
+                std::process::id(),
+                next_id()
+            ))
+        });
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args(["-accel", accelerator(&self.image)])
             .args(["-m", &self.memory_mib.to_string(), "-smp", "2"])
-            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+            .args(["-display", "none", "-no-reboot"]);
+        match &monitor {
+            Some(path) => command.args([
+                "-monitor",
+                &format!("unix:{},server,nowait", path.display()),
+            ]),
+            None => command.args(["-monitor", "none"]),
+        };
+        command
             .args([
                 "-chardev",
                 "stdio,id=console,signal=off",
@@ -120,10 +173,20 @@ impl VmBuilder {
                     .arg(&self.image.iso)
                     .args(["-boot", "d"]);
             }
+            Boot::Disk => {
+                command.args(["-boot", "c"]);
+            }
         }
         command.args(&self.extra);
-        Vm::spawn(command)
+        let mut vm = Vm::spawn(command);
+        vm.monitor = monitor;
+        vm
     }
+}
+
+fn next_id() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// KVM if it really runs a guest here, else TCG. Decided once per test
@@ -196,6 +259,7 @@ pub struct Vm {
     console: Arc<(Mutex<Console>, Condvar)>,
     started: Instant,
     commands: usize,
+    monitor: Option<PathBuf>,
 }
 
 /// The output and exit status of one console command.
@@ -229,6 +293,7 @@ impl Vm {
             console,
             started: Instant::now(),
             commands: 0,
+            monitor: None,
         }
     }
 
@@ -394,6 +459,22 @@ impl Vm {
         }
     }
 
+    /// Sends one command to the QEMU monitor (`sendkey ctrl-alt-delete`,
+    /// `system_powerdown`); needs [`VmBuilder::with_monitor`].
+    pub fn monitor(&self, command: &str) {
+        let path = self
+            .monitor
+            .as_ref()
+            .expect("the VM was built with_monitor()");
+        let mut socket =
+            std::os::unix::net::UnixStream::connect(path).expect("connecting to the QEMU monitor");
+        socket
+            .write_all(format!("{command}\n").as_bytes())
+            .expect("writing to the QEMU monitor");
+        // Give QEMU a moment to read it before the socket closes.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -403,6 +484,9 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
+        if let Some(path) = &self.monitor {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

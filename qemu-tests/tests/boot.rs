@@ -32,14 +32,22 @@ fn boots_from_kernel_and_initrd_to_a_console_in_a_container() {
     let containerd = vm.check("pidof containerd");
     assert!(!containerd.trim().is_empty());
     vm.check("test -S /run/system-containerd/containerd.sock");
+
+    // This shell is in the console container: its own cgroup namespace
+    // rooted at /ros/console, so PID 1 and containerd (in the host's root
+    // cgroup) are seen two levels up; its own mount namespace and root.
+    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/");
+    assert_eq!(vm.check("cat /proc/1/cgroup").trim(), "0::/../..");
     assert_eq!(
         vm.check("cat /proc/$(pidof containerd)/cgroup").trim(),
-        "0::/"
+        "0::/../.."
     );
-
-    // This shell is in the console container: its cgroup, its own mount
-    // namespace and root.
-    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
+    let own_cgroups =
+        vm.run(r#"[ "$(readlink /proc/self/ns/cgroup)" != "$(readlink /proc/1/ns/cgroup)" ]"#);
+    assert_eq!(
+        own_cgroups.status, 0,
+        "the console shares PID 1's cgroup namespace"
+    );
     let own_mounts =
         vm.run(r#"[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ]"#);
     assert_eq!(
@@ -77,7 +85,7 @@ fn boots_from_the_iso() {
     );
     vm.wait_for_shell(SHELL_TIMEOUT);
     vm.check("cmp /proc/1/exe /usr/bin/ros");
-    assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
+    assert_eq!(vm.check("cat /proc/1/cgroup").trim(), "0::/../..");
     // Booted from the ISO: the kernel command line is ISOLINUX's.
     assert!(vm.check("cat /proc/cmdline").contains("console=ttyS0"));
     vm.send_line("ros poweroff");
@@ -86,8 +94,9 @@ fn boots_from_the_iso() {
 }
 
 #[test]
-fn ctrl_alt_del_and_sigterm_reboot_in_order() {
-    let mut vm = VmBuilder::kernel(Image::built(), "").start();
+fn sigterm_reboots_in_order() {
+    // Info lines on the console, to see the order of the shutdown steps.
+    let mut vm = VmBuilder::kernel(Image::built(), "loglevel=7").start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
     // SIGTERM to PID 1 is an orderly reboot (busybox's convention); with
@@ -95,10 +104,94 @@ fn ctrl_alt_del_and_sigterm_reboot_in_order() {
     vm.send_line("kill -TERM 1");
     let status = vm.wait_exit(POWEROFF_TIMEOUT);
     let output = vm.output();
+    let at = |needle: &str| {
+        output
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing:\n{}", qemu_tests::tail(&output, 40)))
+    };
+    // The console line is written directly, the others go through the
+    // kernel log: only the log's lines keep their order on the console.
+    at("ros: shutting down (reboot)");
+    let steps = [
+        at("stopping service=console"),
+        at("containerd stopped"),
+        at("reboot: Restarting system"),
+    ];
     assert!(
-        output.contains("ros: shutting down (reboot)"),
-        "{}",
-        qemu_tests::tail(&output, 30)
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {steps:?}\n{}",
+        qemu_tests::tail(&output, 40)
     );
     assert!(status.success());
+}
+
+#[test]
+fn ctrl_alt_del_reboots_in_order() {
+    let mut vm = VmBuilder::kernel(Image::built(), "").with_monitor().start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    vm.monitor("sendkey ctrl-alt-delete");
+    let status = vm.wait_exit(POWEROFF_TIMEOUT);
+    assert!(
+        vm.output().contains("ros: shutting down (reboot)"),
+        "{}",
+        qemu_tests::tail(&vm.output(), 30)
+    );
+    assert!(status.success());
+}
+
+#[test]
+fn a_killed_containerd_is_restarted_and_the_console_lives_on() {
+    let mut vm = VmBuilder::kernel(Image::built(), "").start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    let before = vm.check("pidof containerd").trim().to_string();
+    let shell = vm.check("echo $$").trim().to_string();
+    vm.check(&format!("kill -9 {before}"));
+    // The shim keeps the console running meanwhile: this shell still answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let after = loop {
+        let now = vm.run("pidof containerd").output.trim().to_string();
+        if !now.is_empty()
+            && now != before
+            && vm
+                .run("dmesg | grep -q 're-attached to running task'")
+                .status
+                == 0
+        {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containerd not back, or console not re-attached"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_ne!(after, before);
+    assert_eq!(vm.check("echo $$").trim(), shell, "the same console shell");
+    // One console task, not a second one started next to it.
+    assert_eq!(
+        vm.check("pidof containerd-shim-runc-v2")
+            .split_whitespace()
+            .count(),
+        1
+    );
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+}
+
+#[test]
+fn the_iso_boots_as_a_disk_too() {
+    // A hybrid ISO written to a USB stick or a disk boots through its MBR.
+    let image = Image::built();
+    let drive = format!("file={},format=raw,if=ide,snapshot=on", image.iso.display());
+    let mut vm = VmBuilder::new(image, Boot::Disk)
+        .arg("-drive")
+        .arg(drive)
+        .start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    vm.check("cmp /proc/1/exe /usr/bin/ros");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
 }

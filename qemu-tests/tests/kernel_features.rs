@@ -7,26 +7,16 @@
 //! Needs on the host: qemu-system-x86, busybox-static, squashfs-tools.
 //! Uses KVM when it works and falls back to TCG (slow), never skips.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all test code"
-)]
-
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use image_build::cpio::{Entry, write_archive};
+use qemu_tests::VmBuilder;
 
 /// TCG on a busy two-core machine runs the whole check in well under a
 /// minute (about 8 s when idle); KVM in a second or two.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long a boot may stay silent before the accelerator is deemed broken.
-/// Where /dev/kvm opens but cannot run this guest (seen with nested
-/// virtualisation), `-accel kvm -accel tcg` picks KVM and the guest hangs
-/// without a word; TCG prints its first line within a few seconds.
-const FIRST_OUTPUT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The guest's `/init`. Prints `PASS <name>` or `FAIL <name>: <output>` per
 /// check, then `DONE`, then powers off through ACPI.
@@ -167,13 +157,6 @@ const CHECKS: &[&str] = &[
 
 #[test]
 fn kernel_has_every_feature_the_system_needs() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let vmlinuz = workspace.join("target/image/vmlinuz");
-    assert!(
-        vmlinuz.is_file(),
-        "{} is missing: run `cargo run -p image-build -- kernel` first",
-        vmlinuz.display()
-    );
     let work = scratch_dir("kernel-features");
 
     // Two squashfs images (xz and zstd), like the root filesystem will be.
@@ -186,60 +169,70 @@ fn kernel_has_every_feature_the_system_needs() {
         .unwrap();
 
     let busybox = static_busybox();
+    let (xz_bytes, zstd_bytes) = (std::fs::read(&xz).unwrap(), std::fs::read(&zstd).unwrap());
     let initrd = work.join("initrd.cpio");
-    let mut cpio = Cpio::default();
-    cpio.dir("bin");
-    cpio.dir("test");
-    cpio.file("init", 0o755, GUEST_INIT.as_bytes());
-    cpio.file("bin/busybox", 0o755, &busybox);
-    cpio.file("test/xz.sqfs", 0o644, &std::fs::read(&xz).unwrap());
-    cpio.file("test/zstd.sqfs", 0o644, &std::fs::read(&zstd).unwrap());
-    std::fs::write(&initrd, cpio.finish()).unwrap();
+    let mut archive = Vec::new();
+    write_archive(
+        &mut archive,
+        &[
+            Entry::Dir {
+                path: "bin",
+                mode: 0o755,
+            },
+            Entry::Dir {
+                path: "test",
+                mode: 0o755,
+            },
+            Entry::File {
+                path: "init",
+                mode: 0o755,
+                data: GUEST_INIT.as_bytes(),
+            },
+            Entry::File {
+                path: "bin/busybox",
+                mode: 0o755,
+                data: &busybox,
+            },
+            Entry::File {
+                path: "test/xz.sqfs",
+                mode: 0o644,
+                data: &xz_bytes,
+            },
+            Entry::File {
+                path: "test/zstd.sqfs",
+                mode: 0o644,
+                data: &zstd_bytes,
+            },
+        ],
+    )
+    .unwrap();
+    std::fs::write(&initrd, archive).unwrap();
 
-    let qemu = |accel: &[&str]| {
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args(accel)
-            .args([
-                "-m", "512", "-smp", "2", "-display", "none", "-monitor", "none",
-            ])
-            .args(["-serial", "stdio", "-no-reboot"])
-            .arg("-kernel")
-            .arg(&vmlinuz)
-            .arg("-initrd")
-            .arg(&initrd)
-            // panic=-1: a panic reboots, which -no-reboot turns into an exit.
-            .args(["-append", "console=ttyS0 panic=-1"])
-            .args(["-device", "virtio-rng-pci"])
-            .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", disk.display()))
-            .args([
-                "-netdev",
-                "user,id=net0",
-                "-device",
-                "virtio-net-pci,netdev=net0",
-            ])
-            // Any image will do for the CD-ROM; a squashfs one can be mounted.
-            .arg("-cdrom")
-            .arg(&zstd);
-        qemu
-    };
-    let mut run = run_qemu(qemu(&["-accel", "kvm", "-accel", "tcg"]));
-    if run.silent {
-        eprintln!("no console output with KVM: it does not work here, retrying with TCG");
-        run = run_qemu(qemu(&["-accel", "tcg"]));
-    }
-    let console = run.console.join("\n");
+    // panic=-1: a panic reboots, which -no-reboot turns into an exit.
+    let mut vm = VmBuilder::own_initrd(&initrd, "console=ttyS0 panic=-1")
+        .memory_mib(512)
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .args([
+            "-netdev",
+            "user,id=net0",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+        ])
+        // Any image will do for the CD-ROM; a squashfs one can be mounted.
+        .arg("-cdrom")
+        .arg(zstd.display().to_string())
+        .start();
+    vm.wait_for("\nDONE", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the guest did not finish: {e}"));
+    assert!(
+        vm.wait_exit(BOOT_TIMEOUT).success(),
+        "QEMU did not power off cleanly"
+    );
+    let console = vm.output();
+    let lines: Vec<&str> = console.lines().map(str::trim_end).collect();
 
-    assert!(
-        run.exited,
-        "QEMU did not power off within {BOOT_TIMEOUT:?}:\n{console}"
-    );
-    assert!(
-        run.console.iter().any(|line| line == "DONE"),
-        "the guest did not finish:\n{console}"
-    );
-    let failed: Vec<&String> = run
-        .console
+    let failed: Vec<&&str> = lines
         .iter()
         .filter(|line| line.starts_with("FAIL "))
         .collect();
@@ -249,26 +242,22 @@ fn kernel_has_every_feature_the_system_needs() {
     );
     let missing: Vec<&&str> = CHECKS
         .iter()
-        .filter(|check| {
-            !run.console
-                .iter()
-                .any(|line| line == &format!("PASS {check}"))
-        })
+        .filter(|check| !lines.iter().any(|line| *line == format!("PASS {check}")))
         .collect();
     assert!(
         missing.is_empty(),
         "checks that did not report: {missing:?}\nconsole:\n{console}"
     );
 
-    let userspace = run
-        .console
+    let userspace = lines
         .iter()
         .find_map(|line| line.strip_prefix("USERSPACE "));
     eprintln!(
         "kernel booted to userspace at {}s (guest uptime), powered off after {:.1}s",
         userspace.unwrap_or("?"),
-        run.elapsed.as_secs_f64()
+        vm.elapsed().as_secs_f64()
     );
+    drop(vm);
     std::fs::remove_dir_all(&work).unwrap();
 }
 
@@ -304,144 +293,16 @@ fn squashfs(work: &Path, comp: &str, hello: &str) -> PathBuf {
 /// The host's busybox, which must be static: the initramfs has no libc.
 fn static_busybox() -> Vec<u8> {
     let path = Path::new("/bin/busybox");
-    let binary = std::fs::read(path)
-        .unwrap_or_else(|err| panic!("{}: {err}: apt-get install busybox-static", path.display()));
+    let needs = image_build::elf::needs(path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err:#}: apt-get install busybox-static",
+            path.display()
+        )
+    });
     assert!(
-        !has_interpreter(&binary),
+        needs.is_some_and(|n| n.interpreter.is_none()),
         "{} is dynamically linked: apt-get install busybox-static",
         path.display()
     );
-    binary
-}
-
-/// Whether a 64-bit little-endian ELF has a PT_INTERP (dynamic loader).
-fn has_interpreter(elf: &[u8]) -> bool {
-    const PT_INTERP: u32 = 3;
-    let u16_at = |at: usize| usize::from(u16::from_le_bytes([elf[at], elf[at + 1]]));
-    let phoff = usize::try_from(u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap())).unwrap();
-    let (entry_size, count) = (u16_at(0x36), u16_at(0x38));
-    (0..count).any(|i| {
-        let at = phoff + i * entry_size;
-        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
-    })
-}
-
-/// A cpio archive in the kernel's `newc` format, uncompressed, as the real
-/// initrd is.
-#[derive(Debug, Default)]
-struct Cpio {
-    bytes: Vec<u8>,
-    next_inode: u32,
-}
-
-impl Cpio {
-    fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040_755, &[]);
-    }
-
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.entry(name, 0o100_000 | mode, data);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, &[]);
-        self.bytes
-    }
-
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.next_inode += 1;
-        let nlink = if mode & 0o040_000 != 0 { 2 } else { 1 };
-        let fields = [
-            self.next_inode,
-            mode,
-            0, // uid
-            0, // gid
-            nlink,
-            0, // mtime
-            u32::try_from(data.len()).unwrap(),
-            0, // devmajor
-            0, // devminor
-            0, // rdevmajor
-            0, // rdevminor
-            u32::try_from(name.len() + 1).unwrap(),
-            0, // check
-        ];
-        write!(self.bytes, "070701").unwrap();
-        for field in fields {
-            write!(self.bytes, "{field:08x}").unwrap();
-        }
-        self.bytes.extend_from_slice(name.as_bytes());
-        self.bytes.push(0);
-        self.pad();
-        self.bytes.extend_from_slice(data);
-        self.pad();
-    }
-
-    /// newc aligns every header and every file's data to four bytes.
-    fn pad(&mut self) {
-        while !self.bytes.len().is_multiple_of(4) {
-            self.bytes.push(0);
-        }
-    }
-}
-
-/// What a QEMU run printed, and how it ended.
-#[derive(Debug)]
-struct Run {
-    console: Vec<String>,
-    /// QEMU exited by itself (the guest powered off, or panicked).
-    exited: bool,
-    /// Killed after printing nothing for [`FIRST_OUTPUT_TIMEOUT`].
-    silent: bool,
-    elapsed: Duration,
-}
-
-/// Runs QEMU with the serial console on stdout, echoing each line to the
-/// test output, until it exits, or kills it when it stays silent for
-/// [`FIRST_OUTPUT_TIMEOUT`] or runs past [`BOOT_TIMEOUT`].
-fn run_qemu(mut qemu: Command) -> Run {
-    let started = Instant::now();
-    let mut child = qemu
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("qemu-system-x86_64 not found: apt-get install qemu-system-x86");
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
-            // The console ends lines with \r\n.
-            let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-            eprintln!("guest: {line}");
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-
-    let mut console = Vec::new();
-    let (exited, silent) = loop {
-        if child.try_wait().unwrap().is_some() {
-            break (true, false);
-        }
-        let silent = console.is_empty() && started.elapsed() > FIRST_OUTPUT_TIMEOUT;
-        if silent || started.elapsed() > BOOT_TIMEOUT {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break (false, silent);
-        }
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            console.push(line);
-        }
-    };
-    reader.join().unwrap();
-    console.extend(lines.try_iter());
-    Run {
-        console,
-        exited,
-        silent,
-        elapsed: started.elapsed(),
-    }
+    std::fs::read(path).unwrap()
 }

@@ -3,6 +3,7 @@
 
 pub mod loopdev;
 pub mod mounts;
+pub mod prefetch;
 pub mod switch_root;
 
 use std::path::Path;

@@ -110,10 +110,24 @@ pub fn finish(host: &dyn Host, how: Shutdown) -> ! {
 fn terminate_all_processes() {
     // kill(-1) reaches every process but ourselves.
     let all = Pid::from_raw(-1);
-    if kill(all, Signal::SIGTERM).is_ok() {
-        std::thread::sleep(Duration::from_secs(2));
-        let _ = kill(all, Signal::SIGKILL);
+    if kill(all, Signal::SIGTERM).is_err() {
+        return;
     }
+    // Up to two seconds for them to go, reaping as they do; whatever is
+    // left then is killed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        while matches!(
+            nix::sys::wait::waitpid(all, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Ok(status) if status != nix::sys::wait::WaitStatus::StillAlive
+        ) {}
+        // Signal 0 probes: ESRCH means no process is left.
+        if kill(all, None) == Err(nix::errno::Errno::ESRCH) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(all, Signal::SIGKILL);
 }
 
 /// Mount points from /proc/self/mounts, the most recent (innermost) first.

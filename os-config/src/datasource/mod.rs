@@ -7,6 +7,7 @@
 pub mod block;
 pub mod cmdline;
 pub mod configdrive;
+pub mod disk;
 pub mod ec2;
 pub mod file;
 pub mod http;
@@ -127,10 +128,16 @@ pub fn from_specs(specs: &[DatasourceSpec], env: &Environment) -> Vec<Arc<dyn Da
         .map(|spec| -> Arc<dyn Datasource> {
             match spec {
                 DatasourceSpec::Cmdline => Arc::new(cmdline::CmdlineSource::new(env)),
-                DatasourceSpec::ConfigDrive(path) => {
-                    Arc::new(configdrive::ConfigDrive::new(path.clone(), env))
-                }
-                DatasourceSpec::NoCloud(path) => Arc::new(nocloud::NoCloud::new(path.clone(), env)),
+                DatasourceSpec::ConfigDrive(path) => Arc::new(disk::LabelledDisk::new(
+                    &configdrive::CONFIG_DRIVE,
+                    path.clone(),
+                    env,
+                )),
+                DatasourceSpec::NoCloud(path) => Arc::new(disk::LabelledDisk::new(
+                    &nocloud::NO_CLOUD,
+                    path.clone(),
+                    env,
+                )),
                 DatasourceSpec::File(path) => Arc::new(file::FileSource::new(path)),
                 DatasourceSpec::Url(address) => Arc::new(url::UrlSource::new(address, env)),
                 DatasourceSpec::Ec2 => Arc::new(ec2::Ec2::new(&env.ec2_base_url, env)),

@@ -1,0 +1,139 @@
+//! The machine's configuration at boot: the layers (built-in defaults < OEM
+//! < cloud-config.d < cloud-config.yml < kernel cmdline), and user-data from
+//! the configured datasources, saved as a layer of its own.
+//!
+//! Nothing here stops the boot: a layer or a datasource that is wrong is
+//! reported on the console and left out, and the machine comes up with
+//! what is valid.
+
+use std::sync::Arc;
+
+use os_config::datasource::{self, Datasource, Environment, Strategy};
+use os_config::{CloudConfig, ConfigPaths, Layers};
+
+/// Which datasources a round of fetching tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Those that need no network: the command line, disks, files.
+    Local,
+    /// Those that do: EC2 metadata, URLs.
+    Network,
+}
+
+/// All layers merged. Problems are reported; when the merged whole does
+/// not check, the machine runs on the layers that do, without the top one.
+pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
+    let mut layers = Layers::load_with_cmdline(paths, Some(cmdline));
+    for problem in &layers.problems {
+        report(&format!("configuration left out: {problem}"));
+    }
+    for (source, warning) in layers.warnings() {
+        tracing::warn!("{source}: {warning}");
+    }
+    loop {
+        match layers.merged() {
+            Ok(checked) => return checked.config,
+            Err(errors) => {
+                let Some(top) = layers.layers.pop() else {
+                    return CloudConfig::default();
+                };
+                report(&format!(
+                    "configuration layer {} left out: {errors}",
+                    top.source
+                ));
+            }
+        }
+    }
+}
+
+/// Tries the configured datasources of `phase`, in order; the first with
+/// user-data wins and is saved as a layer. Returns whether one was found.
+pub async fn fetch_user_data(
+    paths: &ConfigPaths,
+    config: &CloudConfig,
+    cmdline: &str,
+    phase: Phase,
+) -> bool {
+    let environment = Environment::system(cmdline.to_string());
+    let sources: Vec<Arc<dyn Datasource>> =
+        datasource::from_specs(&config.rancher.cloud_init.datasources, &environment)
+            .into_iter()
+            .filter(|source| source.needs_network() == (phase == Phase::Network))
+            .collect();
+    if sources.is_empty() {
+        return false;
+    }
+    let fetched = datasource::fetch_first(&sources, Strategy::InOrder).await;
+    for (source, error) in &fetched.errors {
+        report(&format!("datasource {source}: {error}"));
+    }
+    let Some((source, user_data)) = fetched.found else {
+        return false;
+    };
+    match user_data.save(paths) {
+        Ok(_) => {
+            tracing::info!(%source, "user-data saved");
+            true
+        }
+        Err(error) => {
+            report(&format!("user-data from {source} not saved: {error}"));
+            false
+        }
+    }
+}
+
+/// A configuration problem goes to the log and to the console, where the
+/// person who wrote the configuration will look.
+fn report(message: &str) {
+    tracing::error!("{message}");
+    crate::console::line(&format!("ros: {message}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_with(cloud_config: &str) -> (tempfile::TempDir, ConfigPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(dir.path());
+        std::fs::create_dir_all(paths.conf_dir()).unwrap();
+        std::fs::write(paths.cloud_config_file(), cloud_config).unwrap();
+        (dir, paths)
+    }
+
+    #[test]
+    fn layers_merge_with_the_cmdline_on_top() {
+        let (_dir, paths) = paths_with("hostname: from-file\nrancher:\n  debug: false\n");
+        let config = load(
+            &paths,
+            "quiet rancher.debug hostname=ignored cc.hostname=from-cmdline",
+        );
+        assert!(config.rancher.debug);
+        assert_eq!(
+            config.hostname.as_ref().map(ToString::to_string).as_deref(),
+            Some("from-cmdline")
+        );
+        // The built-in console service is there.
+        assert!(
+            config
+                .rancher
+                .services
+                .keys()
+                .any(|name| name.as_str() == "console")
+        );
+    }
+
+    #[test]
+    fn an_invalid_file_is_left_out_and_the_defaults_stay() {
+        let (_dir, paths) = paths_with("rancher:\n  netwrk: {}\n");
+        let config = load(&paths, "");
+        assert!(
+            config
+                .rancher
+                .services
+                .keys()
+                .any(|name| name.as_str() == "console")
+        );
+        assert_eq!(config.rancher.network.dhcp_timeout, 10);
+    }
+}

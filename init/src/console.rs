@@ -1,0 +1,11 @@
+//! Lines for the person at the console, straight to /dev/console: the
+//! few things they must see whatever the log level (ready, shutdown,
+//! configuration problems).
+
+use std::io::Write;
+
+pub fn line(text: &str) {
+    if let Ok(mut console) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = writeln!(console, "{text}");
+    }
+}

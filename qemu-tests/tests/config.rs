@@ -1,0 +1,108 @@
+//! Configuration at boot, from the outside: user-data on a config drive
+//! and keys on the kernel command line become layers of the machine's
+//! configuration.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use qemu_tests::{Image, VmBuilder};
+
+const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An OpenStack config drive: vfat labelled `config-2` with
+/// `openstack/latest/user_data`, built with dosfstools and mtools.
+fn config_drive(dir: &Path, user_data: &str) -> std::path::PathBuf {
+    let image = dir.join("config-2.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let run = |command: &mut Command| {
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
+        assert!(output.status.success(), "{command:?}: {output:?}");
+    };
+    run(Command::new("mkfs.vfat")
+        .args(["-n", "config-2"])
+        .arg(&image));
+    let data = dir.join("user_data");
+    std::fs::write(&data, user_data).unwrap();
+    run(Command::new("mmd")
+        .arg("-i")
+        .arg(&image)
+        .args(["::openstack", "::openstack/latest"]));
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(&data)
+        .arg("::openstack/latest/user_data"));
+    image
+}
+
+#[test]
+fn user_data_from_a_config_drive_and_the_cmdline_are_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let drive = config_drive(
+        dir.path(),
+        r#"#cloud-config
+hostname: from-config-drive
+write_files:
+  - path: /etc/ros-test/motd
+    content: d3JpdHRlbiBieSB3cml0ZV9maWxlcwo=
+    encoding: b64
+    permissions: "0600"
+bootcmd:
+  - echo bootcmd ran > /var/log/ros/bootcmd.out
+runcmd:
+  - [sh, -c, "cat /proc/sys/vm/swappiness > /var/log/ros/runcmd.out"]
+rancher:
+  sysctl:
+    vm.swappiness: 7
+"#,
+    );
+    let mut vm = VmBuilder::kernel(
+        Image::built(),
+        "rancher.state.wait rancher.modules=[br_netfilter,overlay]",
+    )
+    .arg("-drive")
+    .arg(format!("file={},format=raw,if=virtio", drive.display()))
+    .start();
+    vm.wait_ready();
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    assert_eq!(
+        vm.check("ros config get hostname").trim(),
+        "from-config-drive"
+    );
+    assert_eq!(
+        vm.check("ros config get rancher.sysctl").trim(),
+        "vm.swappiness: 7"
+    );
+    assert_eq!(vm.check("ros config get rancher.state.wait").trim(), "true");
+    assert_eq!(
+        vm.check("ros config get rancher.modules").trim(),
+        "- br_netfilter\n- overlay"
+    );
+    // Applied: the file in the host's root (PID 1's), the sysctl, bootcmd
+    // early and runcmd late (it saw the sysctl).
+    assert_eq!(
+        vm.check("cat /proc/1/root/etc/ros-test/motd"),
+        "written by write_files\n"
+    );
+    assert_eq!(
+        vm.check("stat -c %a /proc/1/root/etc/ros-test/motd").trim(),
+        "600"
+    );
+    assert_eq!(vm.check("cat /proc/sys/vm/swappiness").trim(), "7");
+    assert_eq!(
+        vm.check("cat /var/log/ros/bootcmd.out").trim(),
+        "bootcmd ran"
+    );
+    vm.check("for i in $(seq 30); do [ -s /var/log/ros/runcmd.out ] && break; sleep 1; done");
+    assert_eq!(vm.check("cat /var/log/ros/runcmd.out").trim(), "7");
+    // Saved as a layer of its own, below cloud-config.yml.
+    vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+}
