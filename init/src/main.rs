@@ -100,17 +100,6 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     let reaper = Reaper::start().context("installing SIGCHLD handler")?;
     // containerd and the services expect a working loopback.
     network::loopback::up().context("bringing up lo")?;
-    // The network as rancher.network describes it: static settings now,
-    // DHCP in the background, so nothing here waits for a lease.
-    let config = os_config::Layers::load(&os_config::ConfigPaths::system())
-        .merged()
-        .map(|checked| checked.config)
-        .inspect_err(|err| tracing::error!("configuration: {err}"))
-        .unwrap_or_default();
-    let network = network::start_system(&config.rancher.network, config.hostname.as_ref())
-        .await
-        .inspect_err(|err| tracing::error!("network: {err}"))
-        .ok();
 
     // The configuration says what runs; user-data from a disk or the
     // command line joins it before anything is started.
@@ -123,6 +112,13 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
     apply_early(host, &reaper, &config).await;
+    // The network as rancher.network describes it (sysctl may have tuned
+    // it): static settings now, DHCP in the background, so nothing here
+    // waits for a lease.
+    let network = network::start_system(&config.rancher.network, config.hostname.as_ref())
+        .await
+        .inspect_err(|err| tracing::error!("network: {err}"))
+        .ok();
 
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
