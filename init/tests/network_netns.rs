@@ -315,11 +315,12 @@ fn dhcp_lease_renewal_hostname_dns_and_release() {
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                let last = format!("{:?}", handle.dhcp());
                 handle.shutdown().await;
                 (
                     online,
                     acquired_ms,
-                    renewed_after,
+                    renewed_after.ok_or(last),
                     addresses,
                     routes,
                     index,
@@ -347,8 +348,8 @@ fn dhcp_lease_renewal_hostname_dns_and_release() {
             && r.metric == 1000 + index),
         "{routes:?}"
     );
-    let renewed_after =
-        renewed_after.unwrap_or_else(|| panic!("no renewal:\n{}", lab.dnsmasq_log()));
+    let renewed_after = renewed_after
+        .unwrap_or_else(|last| panic!("no renewal; DHCP: {last}\n{}", lab.dnsmasq_log()));
     eprintln!("namespace DHCP: renewed {renewed_after:?} after binding");
     // Hostname and DNS from the lease.
     assert!(
