@@ -148,6 +148,11 @@ impl Lab {
             .arg(format!("--dhcp-option=option:T1,{t1}"))
             .arg(format!("--dhcp-option=option:T2,{}", t1 + 30))
             .arg(format!("--dhcp-leasefile={}", self.lease_file().display()))
+            // Its own pid file: the default one is shared by every dnsmasq.
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("dnsmasq.pid").display()
+            ))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
