@@ -114,6 +114,13 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
     apply_early(host, &reaper, &config).await;
+    // The network as rancher.network describes it (sysctl may have tuned
+    // it): static settings now, DHCP in the background, so nothing here
+    // waits for a lease.
+    let network = network::start_system(&config.rancher.network, config.hostname.as_ref())
+        .await
+        .inspect_err(|err| tracing::error!("network: {err}"))
+        .ok();
 
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
@@ -176,6 +183,10 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     let how = shutdown::requested(&mut shutdown_requests).await;
     console::line(&format!("ros: shutting down ({how})"));
     engine.stop_all().await;
+    // Leases go back once no service needs the network.
+    if let Some(network) = network {
+        network.shutdown().await;
+    }
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
     Ok(how)

@@ -17,13 +17,33 @@ use system_services::order;
 use system_services::runtime::ContainerRuntime;
 use system_services::supervisor::{ServiceState, ServiceStatus};
 
-/// Every service of `config`, enabled or not, resolved.
+/// Every service of `config`, enabled or not, resolved; each gets the
+/// proxy settings of `rancher.network` unless it sets them itself.
 pub fn definitions(config: &CloudConfig) -> Definitions {
-    Definitions::from_config(
+    let mut definitions = Definitions::from_config(
         &config.rancher,
         &optional_services(),
         &Context::system(&config.rancher),
-    )
+    );
+    let proxy = crate::network::proxy::environment(&config.rancher.network);
+    for service in definitions
+        .services
+        .values_mut()
+        .filter_map(|defined| defined.service.as_mut().ok())
+    {
+        add_missing_env(&mut service.env, &proxy);
+    }
+    definitions
+}
+
+/// Appends the `KEY=value` entries of `extra` whose key `env` lacks.
+fn add_missing_env(env: &mut Vec<String>, extra: &[String]) {
+    let key = |entry: &str| entry.split('=').next().unwrap_or_default().to_string();
+    for entry in extra {
+        if !env.iter().any(|own| key(own) == key(entry)) {
+            env.push(entry.clone());
+        }
+    }
 }
 
 /// The configuration as it is on disk now, for `ros service` requests:
@@ -153,6 +173,29 @@ mod tests {
             ]
         );
         assert!(definitions(&config).get("user-containerd").unwrap().enabled);
+    }
+
+    #[test]
+    fn services_get_the_proxy_settings_they_do_not_set_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = current_config(
+            &ConfigPaths::under(dir.path()),
+            "rancher.network.http_proxy=http://proxy:3128 rancher.network.no_proxy=localhost \
+             rancher.services.web.image=registry.example.com/web:1 \
+             rancher.services.web.environment=[HTTP_PROXY=http://own:8080,MODE=fast]",
+        );
+        let definitions = definitions(&config);
+        let web = definitions.get("web").unwrap().service.as_ref().unwrap();
+        let proxies: Vec<&str> = web
+            .env
+            .iter()
+            .map(String::as_str)
+            .filter(|e| e.contains("PROXY"))
+            .collect();
+        assert_eq!(
+            proxies,
+            ["HTTP_PROXY=http://own:8080", "NO_PROXY=localhost"]
+        );
     }
 
     #[test]

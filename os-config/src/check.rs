@@ -238,6 +238,7 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     let config = typed(&value, text)?;
     let mut warnings = walk.warnings;
     warnings.extend(datasource_warnings(&config));
+    warnings.extend(bond_option_warnings(&config));
     if let Some(text) = text {
         for warning in &mut warnings {
             let (Warning::Unimplemented { path, line }
@@ -419,6 +420,29 @@ fn datasource_warnings(config: &CloudConfig) -> Vec<Warning> {
             _ => None,
         })
         .collect()
+}
+
+/// `bond_opts` keys RancherOS wrote to sysfs that this system does not set.
+fn bond_option_warnings(config: &CloudConfig) -> Vec<Warning> {
+    let interfaces = KeyPath::root()
+        .key("rancher")
+        .key("network")
+        .key("interfaces");
+    let mut warnings = Vec::new();
+    for (key, interface) in &config.rancher.network.interfaces {
+        for option in interface.bond_opts.keys() {
+            if !crate::schema::network::BOND_OPTIONS.contains(&option.as_str()) {
+                warnings.push(Warning::Unimplemented {
+                    path: interfaces
+                        .key(key.to_string())
+                        .key("bond_opts")
+                        .key(option.clone()),
+                    line: None,
+                });
+            }
+        }
+    }
+    warnings
 }
 
 /// Walks the tree against the key table.
@@ -719,6 +743,30 @@ impl<'de> Visitor<'de> for FailVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bond_options_warn_when_unknown_and_fail_when_invalid() {
+        let checked = check_document(
+            "rancher: {network: {interfaces: {bond0: {bond_opts: {mode: 1, arp_interval: 10}}}}}",
+        )
+        .unwrap();
+        assert_eq!(
+            checked.warnings,
+            vec![Warning::Unimplemented {
+                path: "rancher.network.interfaces.bond0.bond_opts.arp_interval"
+                    .parse()
+                    .unwrap(),
+                line: Some(1),
+            }]
+        );
+        let errors =
+            check_document("rancher: {network: {interfaces: {bond0: {bond_opts: {mode: 9}}}}}")
+                .unwrap_err();
+        assert_eq!(
+            errors.0[0].path().map(ToString::to_string).as_deref(),
+            Some("rancher.network.interfaces.bond0.bond_opts.mode")
+        );
+    }
 
     #[test]
     fn key_paths_are_checked_against_the_schema() {

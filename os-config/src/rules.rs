@@ -4,7 +4,7 @@
 use crate::check::ConfigError;
 use crate::parse::keypath::KeyPath;
 use crate::schema::CloudConfig;
-use crate::schema::network::InterfaceConfig;
+use crate::schema::network::{BondOptions, InterfaceConfig, InvalidNetworkValue};
 use crate::schema::service::{InvalidServiceValue, Service};
 
 /// Every cross-field problem in `config`.
@@ -69,6 +69,13 @@ fn interface_problems(
             path.key("gateway_ipv6"),
             "an IPv6 gateway needs an IPv6 address or dhcp on the same interface".to_owned(),
         ));
+    }
+    if let Err(error) = BondOptions::from_map(&interface.bond_opts) {
+        let key = match &error {
+            InvalidNetworkValue::BondOption { key, .. } => key.clone(),
+            _ => String::new(),
+        };
+        problems.push(invalid(path.key("bond_opts").key(key), error.to_string()));
     }
     if interface.bond.is_some() && interface.bridge.is_some() {
         problems.push(inconsistent(

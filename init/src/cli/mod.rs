@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod log_pipe;
+pub mod network;
 pub mod pull;
 pub mod service;
 
@@ -34,6 +35,8 @@ enum Command {
     Config(config::ConfigArgs),
     /// List, start, stop and follow the system services.
     Service(service::ServiceArgs),
+    /// Show links, addresses, DHCP leases and routes.
+    Network(network::NetworkArgs),
     /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
     #[command(name = "log-pipe", hide = true)]
     LogPipe { file: PathBuf },
@@ -66,6 +69,7 @@ where
     let result = match cli.command {
         Command::Config(args) => config::run(args),
         Command::Service(args) => service::run(args),
+        Command::Network(args) => network::run(args),
         Command::LogPipe { file } => log_pipe::run(&file),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),

@@ -20,8 +20,8 @@ use serde_norway::Value;
 
 pub use files::{Command, Encoding, Mount, WriteFile};
 pub use network::{
-    BridgeRole, Dns, InterfaceConfig, InterfaceKey, InterfaceName, IpCidr, MacAddr, Network, Vlan,
-    Vlans,
+    BondMode, BondOptions, BridgeRole, Dns, InterfaceConfig, InterfaceKey, InterfaceName, IpCidr,
+    LacpRate, MacAddr, Network, Vlan, Vlans, XmitHashPolicy,
 };
 pub use newtypes::{AbsolutePath, ByteSize, Capability, FileMode, Hostname, ServiceName};
 pub use scalar::{KeyValues, StringOrList};

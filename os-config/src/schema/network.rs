@@ -26,6 +26,16 @@ pub enum InvalidNetworkValue {
     /// Not a `vlans` entry.
     #[error("`{0}` is not a VLAN list (comma-separated `ID[:NAME]`, ID 1 to 4094)")]
     Vlans(String),
+    /// A `bond_opts` value this system cannot apply.
+    #[error("bond option `{key}: {value}` is invalid ({expected})")]
+    BondOption {
+        /// The option.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What it accepts.
+        expected: &'static str,
+    },
     /// Not an interface key.
     #[error(
         "`{0}` is not an interface key (a name, a glob like `eth*`, or `mac=52:54:00:12:34:56`)"
@@ -450,6 +460,142 @@ impl InterfaceConfig {
     }
 }
 
+/// A bonding mode, by number or by the kernel's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BondMode {
+    /// 0: round robin.
+    BalanceRr,
+    /// 1: one port active, the others standing by.
+    ActiveBackup,
+    /// 2: ports chosen by a hash.
+    BalanceXor,
+    /// 3: everything on every port.
+    Broadcast,
+    /// 4: LACP.
+    Ieee8023Ad,
+    /// 5: adaptive transmit load balancing.
+    BalanceTlb,
+    /// 6: adaptive load balancing.
+    BalanceAlb,
+}
+
+/// LACP rate for 802.3ad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LacpRate {
+    /// Every 30 s.
+    Slow,
+    /// Every second.
+    Fast,
+}
+
+/// The transmit hash of balance-xor and 802.3ad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmitHashPolicy {
+    /// MAC addresses.
+    Layer2,
+    /// IP addresses and ports.
+    Layer34,
+    /// MAC and IP addresses.
+    Layer23,
+    /// Inner MAC and IP addresses.
+    Encap23,
+    /// Inner IP addresses and ports.
+    Encap34,
+}
+
+/// `bond_opts`, typed: the options this system applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BondOptions {
+    /// `mode`.
+    pub mode: Option<BondMode>,
+    /// `miimon`: link check interval in ms.
+    pub miimon: Option<u32>,
+    /// `updelay` in ms.
+    pub updelay: Option<u32>,
+    /// `downdelay` in ms.
+    pub downdelay: Option<u32>,
+    /// `lacp_rate`.
+    pub lacp_rate: Option<LacpRate>,
+    /// `xmit_hash_policy`.
+    pub xmit_hash_policy: Option<XmitHashPolicy>,
+}
+
+/// The `bond_opts` keys [`BondOptions`] knows.
+pub const BOND_OPTIONS: &[&str] = &[
+    "mode",
+    "miimon",
+    "updelay",
+    "downdelay",
+    "lacp_rate",
+    "xmit_hash_policy",
+];
+
+impl BondOptions {
+    /// Types `bond_opts`; keys not in [`BOND_OPTIONS`] are left out (the
+    /// checker warns about them), a known key with a bad value is an error.
+    pub fn from_map(options: &BTreeMap<String, String>) -> Result<Self, InvalidNetworkValue> {
+        let mut typed = Self::default();
+        for (key, value) in options {
+            let error = |expected| InvalidNetworkValue::BondOption {
+                key: key.clone(),
+                value: value.clone(),
+                expected,
+            };
+            let millis = || {
+                value
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| error("milliseconds"))
+            };
+            let word = value.trim();
+            match key.as_str() {
+                "mode" => {
+                    let modes = [
+                        ("balance-rr", BondMode::BalanceRr),
+                        ("active-backup", BondMode::ActiveBackup),
+                        ("balance-xor", BondMode::BalanceXor),
+                        ("broadcast", BondMode::Broadcast),
+                        ("802.3ad", BondMode::Ieee8023Ad),
+                        ("balance-tlb", BondMode::BalanceTlb),
+                        ("balance-alb", BondMode::BalanceAlb),
+                    ];
+                    let by_number = word.parse::<usize>().ok().and_then(|n| modes.get(n));
+                    let found = by_number.or_else(|| modes.iter().find(|(name, _)| *name == word));
+                    typed.mode = Some(
+                        found
+                            .ok_or_else(|| error("0 to 6 or balance-rr, active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb"))?
+                            .1,
+                    );
+                }
+                "miimon" => typed.miimon = Some(millis()?),
+                "updelay" => typed.updelay = Some(millis()?),
+                "downdelay" => typed.downdelay = Some(millis()?),
+                "lacp_rate" => {
+                    typed.lacp_rate = Some(match word {
+                        "0" | "slow" => LacpRate::Slow,
+                        "1" | "fast" => LacpRate::Fast,
+                        _ => return Err(error("slow, fast, 0 or 1")),
+                    });
+                }
+                "xmit_hash_policy" => {
+                    typed.xmit_hash_policy = Some(match word {
+                        "0" | "layer2" => XmitHashPolicy::Layer2,
+                        "1" | "layer3+4" => XmitHashPolicy::Layer34,
+                        "2" | "layer2+3" => XmitHashPolicy::Layer23,
+                        "3" | "encap2+3" => XmitHashPolicy::Encap23,
+                        "4" | "encap3+4" => XmitHashPolicy::Encap34,
+                        _ => {
+                            return Err(error("layer2, layer3+4, layer2+3, encap2+3 or encap3+4"));
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(typed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +706,44 @@ interfaces:
         assert!(network.config_for("eth3", None).is_some_and(|c| c.dhcp));
         assert!(network.config_for("ens3", None).is_none());
         assert_eq!(network.dhcp_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bond_options_by_name_or_number() {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let typed = BondOptions::from_map(&map(&[
+            ("mode", "802.3ad"),
+            ("miimon", "100"),
+            ("lacp_rate", "fast"),
+            ("xmit_hash_policy", "layer3+4"),
+            ("arp_interval", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            typed,
+            BondOptions {
+                mode: Some(BondMode::Ieee8023Ad),
+                miimon: Some(100),
+                lacp_rate: Some(LacpRate::Fast),
+                xmit_hash_policy: Some(XmitHashPolicy::Layer34),
+                ..BondOptions::default()
+            }
+        );
+        assert_eq!(
+            BondOptions::from_map(&map(&[("mode", "1")])).unwrap().mode,
+            Some(BondMode::ActiveBackup)
+        );
+        for (key, value) in [("mode", "7"), ("mode", "fast"), ("miimon", "-1")] {
+            assert!(matches!(
+                BondOptions::from_map(&map(&[(key, value)])),
+                Err(InvalidNetworkValue::BondOption { key: k, .. }) if k == key
+            ));
+        }
     }
 
     proptest! {
