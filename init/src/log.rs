@@ -73,6 +73,9 @@ impl<'a> MakeWriter<'a> for Kmsg {
 
 /// PID 1: log to /dev/kmsg, info and up (debug with `rancher.debug`).
 pub fn init_kmsg(debug: bool) -> io::Result<()> {
+    // The kernel drops all but 10 lines per 5 s written to /dev/kmsg by
+    // default; PID 1's log would lose what services say at boot.
+    let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     let file = OpenOptions::new().write(true).open("/dev/kmsg")?;
     let level = if debug { Level::DEBUG } else { Level::INFO };
     tracing_subscriber::fmt()

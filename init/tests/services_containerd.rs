@@ -28,178 +28,19 @@ use system_services::service::{RestartPolicy, Service, ServiceName};
 use system_services::supervisor::{ServiceState, ServiceStatus, Supervised, supervise};
 use tokio::sync::watch;
 
-/// A containerd of our own, killed when dropped.
-struct PrivateContainerd {
-    dir: tempfile::TempDir,
-    config: DaemonConfig,
-    child: Option<Child>,
-    /// Its own containerd namespace: the runc shim keeps its state under
-    /// /run/containerd/runc/<namespace> whatever the daemon's state dir,
-    /// so tests running side by side must not share one.
-    namespace: String,
-}
+#[path = "../../system-services/tests/common/mod.rs"]
+mod common;
 
-static NEXT_NAMESPACE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+use common::PrivateContainerd;
 
-impl PrivateContainerd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = DaemonConfig::under(dir.path());
-        std::fs::write(&config.config_file, config.toml()).unwrap();
-        let n = NEXT_NAMESPACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut daemon = Self {
-            dir,
-            config,
-            child: None,
-            namespace: format!("ros-test-{}-{n}", std::process::id()),
-        };
-        daemon.spawn();
+/// A client whose tasks log through `ros log-pipe`, as PID 1's do.
+async fn client(daemon: &PrivateContainerd) -> Arc<Containerd> {
+    Arc::new(
         daemon
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.config.log)
-            .unwrap();
-        let child = Command::new(&self.config.binary)
-            .arg("--config")
-            .arg(&self.config.config_file)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd from Debian's containerd package");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&self.config.socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not answer: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.config.log).unwrap_or_default()
-    }
-
-    /// A client whose tasks log through `ros log-pipe`, as PID 1's do.
-    async fn client(&self) -> Arc<Containerd> {
-        let runtime = oci_runtime();
-        eprintln!("OCI runtime for this host: {runtime}");
-        let client = Containerd::connect(&self.config.socket, &self.namespace, runtime)
+            .client()
             .await
-            .unwrap()
-            .with_log_pipe(env!("CARGO_BIN_EXE_ros"));
-        Arc::new(client)
-    }
-
-    /// The pids of this daemon's shims, one per task: found by the
-    /// daemon socket on their command line.
-    fn shims(&self) -> Vec<i32> {
-        let address = self.config.socket.display().to_string();
-        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                let is_shim = args.first()?.ends_with(b"containerd-shim-runc-v2");
-                let ours = args
-                    .windows(2)
-                    .any(|w| w[0] == b"-address" && w[1] == address.as_bytes());
-                (is_shim && ours).then_some(pid)
-            })
-            .collect();
-        pids.sort_unstable();
-        pids
-    }
-}
-
-impl Drop for PrivateContainerd {
-    fn drop(&mut self) {
-        // Tasks and shims first: they outlive the daemon on purpose.
-        let tasks = pids_in(
-            &self.config.state.join("io.containerd.runtime.v2.task"),
-            "init.pid",
-        );
-        for pid in tasks.into_iter().chain(self.shims()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        self.kill();
-        for runtime in ["runc", "crun"] {
-            let _ = std::fs::remove_dir_all(
-                Path::new("/run/containerd")
-                    .join(runtime)
-                    .join(&self.namespace),
-            );
-        }
-    }
-}
-
-/// The pids in every `<namespace>/<id>/<file>` below `dir`.
-fn pids_in(dir: &Path, file: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for namespace in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        for task in std::fs::read_dir(namespace.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(text) = std::fs::read_to_string(task.path().join(file)) {
-                pids.extend(text.trim().parse::<i32>());
-            }
-        }
-    }
-    pids
-}
-
-/// crun needs a pure cgroup2 host (as our OS is); on a hybrid cgroup v1
-/// host (CI machines often are) the tests use runc instead.
-fn oci_runtime() -> &'static str {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "crun"
-    } else {
-        "runc"
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        if !is_root() {
-            eprintln!(
-                "\n*** SKIPPED: {} needs root (a private containerd and an OCI runtime) ***\n",
-                module_path!()
-            );
-            return;
-        }
-    };
+            .with_log_pipe(env!("CARGO_BIN_EXE_ros")),
+    )
 }
 
 /// A root file system with busybox: enough for sh, sleep, grep, yes.
@@ -305,7 +146,7 @@ fn start_time(pid: u32) -> u64 {
 async fn capabilities_inside_equal_those_asked() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let root = busybox_root(&daemon.path().join("rootfs"));
     let mut asked = service(
         "caps",
@@ -338,7 +179,7 @@ async fn capabilities_inside_equal_those_asked() {
 async fn a_crash_is_restarted_within_two_seconds() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let root = busybox_root(&daemon.path().join("rootfs"));
     let supervised = run(
         &runtime,
@@ -365,7 +206,7 @@ async fn a_crash_is_restarted_within_two_seconds() {
 async fn containerd_killed_and_restarted_reattaches_without_duplicates() {
     require_root!();
     let mut daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let root = busybox_root(&daemon.path().join("rootfs"));
     let supervised = run(
         &runtime,
@@ -403,7 +244,7 @@ async fn containerd_killed_and_restarted_reattaches_without_duplicates() {
 async fn a_stopped_service_is_gone_and_can_start_again() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let root = busybox_root(&daemon.path().join("rootfs"));
     let definition = service("again", &root, LONG_RUNNING);
     let first = run(&runtime, &definition, daemon.path());
@@ -444,7 +285,7 @@ fn definitions(rancher_yaml: &str, images: &Path) -> Definitions {
 async fn services_from_a_cloud_config_start_in_dependency_order() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let images = images(daemon.path());
     let yaml = r#"
 services:
@@ -540,7 +381,7 @@ fn text(output: &Output) -> String {
 async fn ros_service_lists_stops_starts_and_shows_logs() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let images = images(daemon.path());
     let logs = daemon.path().join("logs");
     let yaml = r#"
@@ -632,7 +473,7 @@ disable: [off]
 async fn logs_go_through_ros_log_pipe_and_rotate_by_size() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     let root = busybox_root(&daemon.path().join("rootfs"));
     // 2.5 MiB of output: more than two 1 MiB files.
     let chatty = service(
@@ -672,7 +513,7 @@ async fn logs_go_through_ros_log_pipe_and_rotate_by_size() {
 async fn a_registry_that_does_not_answer_fails_naming_the_image_and_is_retried() {
     require_root!();
     let daemon = PrivateContainerd::start();
-    let runtime = daemon.client().await;
+    let runtime = client(&daemon).await;
     // Nothing listens on port 1: the pull's connection is refused.
     let mut remote = service("remote", Path::new("/unused"), LONG_RUNNING);
     remote.root = system_services::root::Root::Image("127.0.0.1:1/app:1".into());

@@ -31,8 +31,6 @@ use system_services::runtime::ContainerRuntime;
 use system_services::service::{Service, ServiceName};
 use tonic::Request;
 
-const NAMESPACE: &str = "ros-test";
-
 /// `docker-registry`'s htpasswd line for `ros:pull-test-secret` (bcrypt,
 /// cost 4 to keep each request fast).
 const HTPASSWD: &str = "ros:$2b$04$NIr4jpZf.m7i1gLKstbU0ulT4Od7EKK0aBakbxmuaqBjKr48QoENe";
@@ -408,14 +406,14 @@ async fn collect_garbage(daemon: &PrivateContainerd) {
                 id: id.clone(),
                 labels: Default::default(),
             },
-            NAMESPACE
+            daemon.namespace.as_str()
         ))
         .await
         .unwrap();
     leases
         .delete(with_namespace!(
             DeleteLeaseRequest { id, sync: true },
-            NAMESPACE
+            daemon.namespace.as_str()
         ))
         .await
         .unwrap();
@@ -701,7 +699,7 @@ async fn leave_partial_ingest(daemon: &PrivateContainerd, data: &[u8], len: usiz
         })
         .unwrap();
     let mut responses = ContentClient::new(channel)
-        .write(with_namespace!(stream, NAMESPACE))
+        .write(with_namespace!(stream, daemon.namespace.as_str()))
         .await
         .unwrap()
         .into_inner();
