@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Capability;
 use system_services::containerd::Containerd;
 use system_services::control::{self, Control};
-use system_services::daemon::DaemonConfig;
 use system_services::definition::{Context, Definitions};
 use system_services::engine::Engine;
 use system_services::order;
