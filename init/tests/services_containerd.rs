@@ -356,7 +356,15 @@ services:
             "{name} must not start"
         );
     }
+    // Four tasks, one shim: the services share a shim group.
+    assert_eq!(daemon.shims().len(), 1, "one containerd-shim for all");
     engine.stop_all().await;
+    // The shim goes once its last task is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.shims().is_empty() {
+        assert!(Instant::now() < deadline, "the shim outlived its tasks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs the built `ros` with `args` against PID 1's pieces in the test.
