@@ -198,7 +198,7 @@ fn error<'a>(operation: &'static str, id: &'a str) -> impl FnOnce(GrpcStatus) ->
 /// The status code, except that a connection broken mid-call (tonic says
 /// `Unknown`, "transport error") is `Unavailable`: containerd went away.
 /// Statuses containerd itself sends never carry a local error source.
-fn code_of(status: &GrpcStatus) -> Code {
+pub(crate) fn code_of(status: &GrpcStatus) -> Code {
     if status.code() == Code::Unknown && std::error::Error::source(status).is_some() {
         Code::Unavailable
     } else {

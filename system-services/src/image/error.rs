@@ -90,7 +90,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl From<tonic::Status> for Failure {
     fn from(status: tonic::Status) -> Self {
         Self::Containerd {
-            code: status.code(),
+            code: crate::containerd::code_of(&status),
             message: status.message().to_string(),
         }
     }
