@@ -1,5 +1,5 @@
-//! The initrd is an uncompressed cpio (the kernel's "newc" format): nothing
-//! to decompress at boot, and the squashfs inside is compressed already.
+//! cpio archives in the kernel's "newc" format, as the initrd's two parts
+//! (see `initrd`) and the test initrds are made of.
 
 use std::io::{self, Write};
 

@@ -16,7 +16,8 @@ pub struct ImageDef {
     pub files: &'static [&'static str],
     /// Links for every busybox applet.
     pub busybox_links: bool,
-    /// Directories every instance has (mount points, writable places).
+    /// Directories of its own besides [`MOUNT_POINTS`] (writable places,
+    /// bind targets).
     pub dirs: &'static [&'static str],
 }
 
@@ -38,12 +39,6 @@ pub const HOST: ImageDef = ImageDef {
     files: &[],
     busybox_links: true,
     dirs: &[
-        "proc",
-        "sys",
-        "dev",
-        "run",
-        "tmp",
-        "etc",
         "root",
         "home",
         "mnt",
@@ -73,9 +68,13 @@ pub const CA_BUNDLE_IMAGES: &[&str] = &["host", "console"];
 /// Where service images go inside the host root.
 pub const SERVICE_IMAGES_DIR: &str = "usr/lib/ros/images";
 
-/// The directories every service image has: mount points, and writable
-/// places when the root is read-only.
-const SERVICE_DIRS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "etc", "var/log"];
+/// The mount points every root has, host and services: the runtime mounts
+/// /proc, /sys, /dev, /run and /tmp over them, and binds files into /etc.
+pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "etc"];
+
+/// What a service root has besides the mount points: a writable place
+/// for logs when the root is read-only.
+const SERVICE_DIRS: &[&str] = &["var/log"];
 
 /// One image per built-in service. Those built on busybox share its one
 /// copy in the squashfs (mksquashfs stores identical files once).
@@ -86,19 +85,7 @@ pub const SERVICES: &[ImageDef] = &[
         programs: &["/bin/busybox"],
         files: &[],
         busybox_links: true,
-        dirs: &[
-            "proc",
-            "sys",
-            "dev",
-            "run",
-            "tmp",
-            "etc",
-            "root",
-            "home",
-            "var/log",
-            "var/lib/rancher",
-            "usr/bin",
-        ],
+        dirs: &["root", "home", "var/log", "var/lib/rancher", "usr/bin"],
     },
     // busybox syslogd, writing /var/log/syslog (rotated by size).
     ImageDef {
@@ -126,12 +113,6 @@ pub const SERVICES: &[ImageDef] = &[
         files: &[],
         busybox_links: false,
         dirs: &[
-            "proc",
-            "sys",
-            "dev",
-            "run",
-            "tmp",
-            "etc",
             "host/etc",
             "var/empty",
             "var/lib/openntpd/db",
@@ -164,11 +145,6 @@ pub const SERVICES: &[ImageDef] = &[
         files: &[],
         busybox_links: false,
         dirs: &[
-            "proc",
-            "sys",
-            "dev",
-            "run",
-            "tmp",
             "etc/containerd",
             "lib",
             "lib64",

@@ -9,8 +9,8 @@ use anyhow::Context;
 use crate::BuildDirs;
 use crate::debian::{Packages, run};
 use crate::images::{
-    CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, SERVICE_IMAGES_DIR,
-    SERVICES,
+    CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
+    SERVICE_IMAGES_DIR, SERVICES,
 };
 use crate::tree::{Pool, Tree};
 
@@ -41,6 +41,7 @@ fn fill(
         .map(|p| packages.unpacked(p))
         .collect::<anyhow::Result<Vec<PathBuf>>>()?;
     let pool = Pool::new(roots);
+    tree.dirs(MOUNT_POINTS)?;
     tree.dirs(def.dirs)?;
     for program in def.programs {
         tree.program(&pool, program)

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use os_config::datasource::{self, Datasource, Environment, Strategy};
 use os_config::{CloudConfig, ConfigPaths, Layers};
 
+use crate::console::report;
+
 /// Which datasources a round of fetching tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -23,13 +25,19 @@ pub enum Phase {
 /// All layers merged. Problems are reported; when the merged whole does
 /// not check, the machine runs on the layers that do, without the top one.
 pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
-    let mut layers = Layers::load_with_cmdline(paths, Some(cmdline));
+    let layers = Layers::load_with_cmdline(paths, Some(cmdline));
     for problem in &layers.problems {
         report(&format!("configuration left out: {problem}"));
     }
     for (source, warning) in layers.warnings() {
         tracing::warn!("{source}: {warning}");
     }
+    merged_leaving_out_top(layers, report)
+}
+
+/// The layers merged; while the whole does not check, the top layer is
+/// left out and `left_out` told which and why.
+pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> CloudConfig {
     loop {
         match layers.merged() {
             Ok(checked) => return checked.config,
@@ -37,7 +45,7 @@ pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
                 let Some(top) = layers.layers.pop() else {
                     return CloudConfig::default();
                 };
-                report(&format!(
+                left_out(&format!(
                     "configuration layer {} left out: {errors}",
                     top.source
                 ));
@@ -80,13 +88,6 @@ pub async fn fetch_user_data(
             false
         }
     }
-}
-
-/// A configuration problem goes to the log and to the console, where the
-/// person who wrote the configuration will look.
-fn report(message: &str) {
-    tracing::error!("{message}");
-    crate::console::line(&format!("ros: {message}"));
 }
 
 #[cfg(test)]

@@ -20,10 +20,6 @@ use system_services::engine::Engine;
 use system_services::supervisor::ServiceState;
 use tokio::sync::watch;
 
-/// The containerd namespace of the system services.
-const NAMESPACE: &str = "ros";
-/// The OCI runtime the shims run.
-const OCI_RUNTIME: &str = "crun";
 /// This binary in the root image: the shims run it to write service logs.
 const ROS_BINARY: &str = "/usr/bin/ros";
 
@@ -139,7 +135,7 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
     }
     // Task output goes through `ros log-pipe`, which rotates the logs.
-    let runtime = Containerd::connect(&socket, NAMESPACE, OCI_RUNTIME)
+    let runtime = Containerd::connect(&socket, services::NAMESPACE, services::OCI_RUNTIME)
         .await?
         .with_log_pipe(ROS_BINARY);
 
@@ -222,8 +218,7 @@ async fn run_late(reaper: Arc<Reaper>, commands: Vec<Vec<String>>) {
 
 fn report(errors: &[apply::ApplyError]) {
     for error in errors {
-        tracing::error!("{error}");
-        console::line(&format!("ros: {error}"));
+        console::report(&error.to_string());
     }
 }
 

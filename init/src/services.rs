@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 /// Where the services' logs go: `<dir>/<service>.log`.
 pub const LOG_DIR: &str = "/var/log/ros";
+/// The containerd namespace of the system services.
+pub const NAMESPACE: &str = "ros";
+/// The OCI runtime the shims run.
+pub const OCI_RUNTIME: &str = "crun";
 
 use os_config::layers::{OPTIONAL, optional_services};
 use os_config::{CloudConfig, ConfigPaths, Layers};
@@ -17,51 +21,26 @@ use system_services::order;
 use system_services::runtime::ContainerRuntime;
 use system_services::supervisor::{ServiceState, ServiceStatus};
 
+use crate::console::report;
+
 /// Every service of `config`, enabled or not, resolved; each gets the
 /// proxy settings of `rancher.network` unless it sets them itself.
 pub fn definitions(config: &CloudConfig) -> Definitions {
-    let mut definitions = Definitions::from_config(
+    Definitions::from_config(
         &config.rancher,
         &optional_services(),
         &Context::system(&config.rancher),
-    );
-    let proxy = crate::network::proxy::environment(&config.rancher.network);
-    for service in definitions
-        .services
-        .values_mut()
-        .filter_map(|defined| defined.service.as_mut().ok())
-    {
-        add_missing_env(&mut service.env, &proxy);
-    }
-    definitions
-}
-
-/// Appends the `KEY=value` entries of `extra` whose key `env` lacks.
-fn add_missing_env(env: &mut Vec<String>, extra: &[String]) {
-    let key = |entry: &str| entry.split('=').next().unwrap_or_default().to_string();
-    for entry in extra {
-        if !env.iter().any(|own| key(own) == key(entry)) {
-            env.push(entry.clone());
-        }
-    }
+    )
 }
 
 /// The configuration as it is on disk now, for `ros service` requests:
 /// like the boot's, but quiet (problems were reported at boot; the
 /// console is no place for them on every `ros service list`).
 pub fn current_config(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
-    let mut layers = Layers::load_with_cmdline(paths, Some(cmdline));
-    loop {
-        match layers.merged() {
-            Ok(checked) => return checked.config,
-            Err(errors) => {
-                tracing::warn!(%errors, "configuration does not check; leaving out the top layer");
-                if layers.layers.pop().is_none() {
-                    return CloudConfig::default();
-                }
-            }
-        }
-    }
+    crate::config::merged_leaving_out_top(
+        Layers::load_with_cmdline(paths, Some(cmdline)),
+        |problem| tracing::warn!("{problem}"),
+    )
 }
 
 /// `services_include` entries that name no optional service: a RancherOS
@@ -119,12 +98,6 @@ fn log_settled(name: &str, status: &ServiceStatus) {
         }
         state => tracing::info!(service = name, ?state, "service settled"),
     }
-}
-
-/// A problem goes to the log and to the console.
-fn report(message: &str) {
-    tracing::error!("{message}");
-    crate::console::line(&format!("ros: {message}"));
 }
 
 /// The control server's view of the configuration: re-read per request.

@@ -276,6 +276,7 @@ fn definitions(rancher_yaml: &str, images: &Path) -> Definitions {
     let context = Context {
         images_dir: images.to_path_buf(),
         environment: BTreeMap::new(),
+        defaults: Vec::new(),
     };
     Definitions::from_config(&rancher, &BTreeMap::new(), &context)
 }

@@ -95,8 +95,6 @@ pub struct Containerd {
     /// [`Containerd::with_log_pipe`]); without one the shim appends to the
     /// file itself.
     log_pipe: Option<PathBuf>,
-    /// How registry images of services are pulled.
-    pull_options: crate::image::PullOptions,
 }
 
 impl Containerd {
@@ -125,15 +123,7 @@ impl Containerd {
             namespace: NamespaceInterceptor(header),
             oci_runtime: oci_runtime.to_string(),
             log_pipe: None,
-            pull_options: crate::image::PullOptions::default(),
         })
-    }
-
-    /// Registry images of services are pulled with `options` (plain-HTTP
-    /// registries, credentials, CAs).
-    pub fn with_pull_options(mut self, options: crate::image::PullOptions) -> Self {
-        self.pull_options = options;
-        self
     }
 
     /// Task output goes through `program` (containerd's `binary://` log
@@ -269,12 +259,14 @@ impl ContainerRuntime for Containerd {
         let Root::Image(reference) = root else {
             return Ok(PreparedRoot::dir());
         };
+        // A service's image comes from a public registry over HTTPS, as
+        // `image:` names it; private registries are `ros service pull`'s.
         let mut quiet = |_: crate::image::PullEvent| {};
         let rootfs = crate::image::prepare_rootfs_pulling(
             self,
             reference,
             id,
-            &self.pull_options,
+            &crate::image::PullOptions::default(),
             &mut quiet,
         )
         .await
@@ -438,7 +430,6 @@ mod tests {
             namespace: NamespaceInterceptor("ros".parse().unwrap()),
             oci_runtime: "crun".into(),
             log_pipe: None,
-            pull_options: crate::image::PullOptions::default(),
         };
         let log = Path::new("/var/log/ros/my svc.log");
         assert_eq!(plain.log_uri(log), "file:///var/log/ros/my svc.log");

@@ -50,6 +50,9 @@ pub struct Context {
     pub images_dir: PathBuf,
     /// `rancher.environment`: fills in `environment` entries given without a value.
     pub environment: BTreeMap<String, String>,
+    /// `NAME=value` entries every service gets unless it sets NAME itself
+    /// (the proxy settings of `rancher.network`).
+    pub defaults: Vec<String>,
 }
 
 impl Context {
@@ -58,6 +61,7 @@ impl Context {
         Self {
             images_dir: PathBuf::from(IMAGES_DIR),
             environment: rancher.environment.clone(),
+            defaults: rancher.network.proxy_environment(),
         }
     }
 }
@@ -425,6 +429,12 @@ fn environment(
             env.push(format!("{key}={value}"));
         }
     }
+    let name = |entry: &str| entry.split('=').next().unwrap_or_default().to_string();
+    for default in &context.defaults {
+        if !env.iter().any(|own| name(own) == name(default)) {
+            env.push(default.clone());
+        }
+    }
     env
 }
 
@@ -647,6 +657,7 @@ mod tests {
             environment: [("HTTP_PROXY".to_string(), "http://proxy:3128".to_string())]
                 .into_iter()
                 .collect(),
+            defaults: Vec::new(),
         };
         Fixture { _dir: dir, context }
     }

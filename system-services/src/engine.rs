@@ -4,7 +4,7 @@
 //! one by one. Everything stops in the reverse of the order it started.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -42,7 +42,6 @@ pub struct Snapshot {
 pub struct Engine<R> {
     runtime: Arc<R>,
     log_dir: PathBuf,
-    backoff: Backoff,
     slots: Mutex<BTreeMap<ServiceName, Slot>>,
     /// Names in the order they were (last) started, for stopping in reverse.
     started: Mutex<Vec<ServiceName>>,
@@ -54,20 +53,9 @@ impl<R: ContainerRuntime> Engine<R> {
         Self {
             runtime,
             log_dir: log_dir.into(),
-            backoff: Backoff::default(),
             slots: Mutex::new(BTreeMap::new()),
             started: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Restarts back off like this (tests shorten it).
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
     }
 
     /// The log file of `name`.
@@ -158,7 +146,7 @@ impl<R: ContainerRuntime> Engine<R> {
             Arc::clone(&self.runtime),
             service.clone(),
             log,
-            self.backoff.clone(),
+            Backoff::default(),
         );
         let status = supervised.status();
         {
@@ -235,15 +223,6 @@ impl<R: ContainerRuntime> Engine<R> {
                     },
                 )
             })
-            .collect()
-    }
-
-    /// The status of every service the engine knows, in start order.
-    pub fn statuses(&self) -> Vec<(ServiceName, ServiceStatus)> {
-        let slots = self.slots();
-        self.started()
-            .iter()
-            .filter_map(|name| Some((name.clone(), slots.get(name)?.status.borrow().clone())))
             .collect()
     }
 

@@ -120,11 +120,6 @@ impl FakeRuntime {
         self.lock().specs.get(id).cloned()
     }
 
-    /// Whether `id` has a task (running or exited, not yet deleted).
-    pub fn has_task(&self, id: &str) -> bool {
-        matches!(self.lock().containers.get(id), Some(Some(_)))
-    }
-
     pub fn fail_next_start(&self, message: &str) {
         self.lock().fail_next_start = Some(message.to_string());
     }

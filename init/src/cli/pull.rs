@@ -22,13 +22,12 @@ use clap::Args;
 use os_config::{ConfigPaths, Layers};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
+
+use crate::services::{NAMESPACE, OCI_RUNTIME};
 use system_services::definition::SHIPPED_PREFIX;
 use system_services::image::{
     self, Credentials, LayerStatus, PullEvent, PullOptions, PulledImage, RegistryOptions,
 };
-
-/// The containerd namespace of the system services.
-pub const NAMESPACE: &str = "ros";
 
 /// `ros service pull …`.
 #[derive(Debug, Args)]
@@ -87,7 +86,7 @@ pub fn run(args: PullArgs, paths: &ConfigPaths) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let containerd = Containerd::connect(&socket, &args.namespace, "crun").await?;
+        let containerd = Containerd::connect(&socket, &args.namespace, OCI_RUNTIME).await?;
         pull_printing(&containerd, &reference, &options, std::io::stdout()).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -19,8 +19,6 @@ use serde_norway::Value;
 use system_services::control::{self, Request, Response, ServiceInfo};
 use system_services::logs;
 
-/// Where the service logs are.
-pub const LOG_DIR: &str = "/var/log/ros";
 /// The environment variables that move the socket and the log directory (tests).
 pub const SOCKET_ENV: &str = "ROS_CONTROL_SOCKET";
 pub const LOG_DIR_ENV: &str = "ROS_LOG_DIR";
@@ -321,7 +319,7 @@ fn mapping(value: &mut Value) -> &mut serde_norway::Mapping {
 fn logs(socket: &Path, name: &str, tail: Option<usize>, follow: bool) -> anyhow::Result<ExitCode> {
     let dir = std::env::var_os(LOG_DIR_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(LOG_DIR));
+        .unwrap_or_else(|| PathBuf::from(crate::services::LOG_DIR));
     let valid = system_services::service::ServiceName::new(name)?;
     let path = dir.join(format!("{valid}.log"));
     // A name PID 1 does not know is a typo, not an empty log.

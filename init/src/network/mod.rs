@@ -14,7 +14,6 @@ pub mod links;
 pub mod loopback;
 pub mod names;
 pub mod netlink;
-pub mod proxy;
 pub mod rtnl;
 pub mod status;
 pub mod virtual_links;

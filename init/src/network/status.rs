@@ -27,12 +27,9 @@ pub struct StatusFile {
 
 /// Writes the file whole (temp file, rename): readers never see half.
 pub fn write_status(path: &Path, status: &StatusFile) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
     let text = serde_json::to_vec_pretty(status).map_err(io::Error::other)?;
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, path)
+    os_config::store::write_atomically(path, &text)
 }
 
 /// Reads the file; `None` when PID 1 has written none (no network code ran).

@@ -3,8 +3,9 @@
 //! weight of a full client in PID 1. One request per connection
 //! (`Connection: close`); bounded retries with doubling backoff.
 //!
-//! `https://` is refused with [`HttpError::HttpsNotSupported`]: there is no
-//! TLS stack in the image yet.
+//! `https://` is refused with [`HttpError::HttpsNotSupported`]: this client
+//! has no TLS. (`ros` links rustls for registry pulls since; user-data
+//! over HTTPS could use it, and does not yet.)
 
 use std::io;
 use std::time::Duration;

@@ -81,6 +81,23 @@ impl Default for Network {
 }
 
 impl Network {
+    /// The proxy settings as the environment services get: `NAME=value`,
+    /// in both spellings, since tools disagree on which they read.
+    pub fn proxy_environment(&self) -> Vec<String> {
+        let mut env = Vec::new();
+        for (name, value) in [
+            ("HTTP_PROXY", &self.http_proxy),
+            ("HTTPS_PROXY", &self.https_proxy),
+            ("NO_PROXY", &self.no_proxy),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                env.push(format!("{name}={value}"));
+                env.push(format!("{}={value}", name.to_ascii_lowercase()));
+            }
+        }
+        env
+    }
+
     /// `dhcp_timeout` as a duration.
     pub fn dhcp_timeout(&self) -> Duration {
         Duration::from_secs(self.dhcp_timeout)
@@ -598,6 +615,24 @@ impl BondOptions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proxy_settings_in_both_spellings() {
+        let network: Network = serde_norway::from_str(
+            "{http_proxy: 'http://proxy:3128', no_proxy: 'localhost,10.0.0.0/8'}",
+        )
+        .unwrap();
+        assert_eq!(
+            network.proxy_environment(),
+            vec![
+                "HTTP_PROXY=http://proxy:3128",
+                "http_proxy=http://proxy:3128",
+                "NO_PROXY=localhost,10.0.0.0/8",
+                "no_proxy=localhost,10.0.0.0/8",
+            ]
+        );
+        assert!(Network::default().proxy_environment().is_empty());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

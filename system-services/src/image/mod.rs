@@ -24,12 +24,11 @@ mod rootfs;
 mod store;
 mod unpack;
 
-pub use chain::{chain_ids, sha256_digest};
+pub use chain::sha256_digest;
 pub use error::{Failure, ImageError};
 pub use manifest::{ImageConfig, ManifestError, Platform};
-pub use progress::{LayerStatus, PullEvent, REPORT_EVERY, Transfer};
+pub use progress::{LayerStatus, PullEvent};
 pub use pull::{PullOptions, PulledImage, pull};
-pub use reference::{DOCKER_HUB, ImageRef, ReferenceError};
+pub use reference::{ImageRef, ReferenceError};
 pub use registry::{Credentials, RegistryOptions};
 pub use rootfs::{Rootfs, image_config, prepare_rootfs, prepare_rootfs_pulling, remove_rootfs};
-pub use store::SNAPSHOTTER;

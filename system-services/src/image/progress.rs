@@ -82,11 +82,8 @@ impl Transfer {
         self.resumed + self.fetched
     }
 
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
     /// Bytes this pull fetched from the registry.
+    #[cfg(test)]
     pub fn fetched(&self) -> u64 {
         self.fetched
     }

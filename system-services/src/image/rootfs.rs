@@ -13,7 +13,7 @@ use super::manifest::{ImageConfig, ImageManifest, Manifest, Platform, select};
 use super::progress::PullEvent;
 use super::pull::{PullOptions, pull};
 use super::reference::ImageRef;
-use super::store::{SNAPSHOTTER, Store, labels, rfc3339};
+use super::store::{Store, labels, rfc3339};
 use super::unpack::unpack;
 use crate::containerd::Containerd;
 
@@ -23,8 +23,8 @@ pub struct Rootfs {
     /// For the task's `rootfs`: the shim mounts them as the bundle's
     /// `rootfs` directory (so the spec's `root.path` is `rootfs`).
     pub mounts: Vec<Mount>,
-    /// For the container record's `snapshotter` and `snapshot_key`.
-    pub snapshotter: &'static str,
+    /// For the container record's `snapshot_key` (snapshotter
+    /// [`SNAPSHOTTER`](super::store::SNAPSHOTTER)).
     pub snapshot_key: String,
     /// The image's default process, environment, directory and user.
     pub config: ImageConfig,
@@ -62,7 +62,6 @@ pub async fn prepare_rootfs(
         .map_err(|s| fail("releasing the lease")(s.into()))?;
     Ok(Rootfs {
         mounts,
-        snapshotter: SNAPSHOTTER,
         snapshot_key: container_id.to_string(),
         config,
     })

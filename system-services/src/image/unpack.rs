@@ -26,7 +26,8 @@ pub(crate) fn to_containerd(descriptor: &Descriptor) -> ContainerdDescriptor {
 
 /// Unpacks the image's layers (those not unpacked yet) and labels the
 /// config so the snapshots live as long as the image. Returns the top
-/// chain ID. `store` should hold a lease.
+/// chain ID. `store` should hold a lease; the caller has checked `config`
+/// against `manifest` (`ImageConfig::check_layers`).
 pub(crate) async fn unpack(
     store: &Store,
     reference: &str,
@@ -34,9 +35,6 @@ pub(crate) async fn unpack(
     config: &ImageConfig,
     progress: &mut (dyn FnMut(PullEvent) + Send),
 ) -> Result<String, ImageError> {
-    config
-        .check_layers(manifest)
-        .map_err(|e| ImageError::new(reference, "checking the config", e.into()))?;
     let chain = chain_ids(&config.diff_ids);
     let count = chain.len();
     for (i, (layer, chain_id)) in manifest.layers.iter().zip(&chain).enumerate() {
