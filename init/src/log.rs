@@ -71,6 +71,21 @@ impl<'a> MakeWriter<'a> for Kmsg {
     }
 }
 
+/// Whether the kernel command line turns on `rancher.debug` (bare, or
+/// with a value RancherOS read as true), read as the configuration reads
+/// it: before the configuration exists, since it sets PID 1's log level.
+pub fn debug_asked(cmdline: &str) -> bool {
+    os_config::parse::cmdline::parse_cmdline(cmdline)
+        .iter()
+        .rfind(|param| param.key == "rancher.debug")
+        .is_some_and(|param| {
+            param
+                .value
+                .as_deref()
+                .is_none_or(|value| os_config::schema::scalar::parse_bool_word(value) == Some(true))
+        })
+}
+
 /// PID 1: log to /dev/kmsg, info and up (debug with `rancher.debug`).
 pub fn init_kmsg(debug: bool) -> io::Result<()> {
     // The kernel drops all but 10 lines per 5 s written to /dev/kmsg by
@@ -104,6 +119,16 @@ pub fn init_stderr() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_is_read_from_the_command_line_as_the_configuration_reads_it() {
+        assert!(debug_asked("quiet rancher.debug console=ttyS0"));
+        assert!(debug_asked("rancher.debug=yes"));
+        assert!(!debug_asked("rancher.debug=false"));
+        assert!(!debug_asked("rancher.debug=true rancher.debug=off"));
+        assert!(!debug_asked("rancher.debugging -- rancher.debug"));
+        assert!(!debug_asked(""));
+    }
 
     #[test]
     fn levels_map_to_syslog_priorities() {

@@ -65,12 +65,7 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     let cmdline =
         boot::read_cmdline(Path::new("/proc/cmdline")).context("reading /proc/cmdline")?;
     // Our log goes to the kernel's, which exists now that /dev is mounted.
-    log::init_kmsg(
-        cmdline
-            .split_whitespace()
-            .any(|word| word == "rancher.debug"),
-    )
-    .context("opening /dev/kmsg")?;
+    log::init_kmsg(log::debug_asked(&cmdline)).context("opening /dev/kmsg")?;
     // The initramfs only carries the real root; booted from a disk root,
     // there is nothing to switch.
     if Path::new(switch_root::ROOT_IMAGE).exists() {
