@@ -76,35 +76,29 @@ pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "etc"];
 /// for logs when the root is read-only.
 const SERVICE_DIRS: &[&str] = &["var/log"];
 
+/// A root of busybox alone, with a link per applet.
+const fn busybox_image(name: &'static str, dirs: &'static [&'static str]) -> ImageDef {
+    ImageDef {
+        name,
+        packages: &["busybox-static"],
+        programs: &["/bin/busybox"],
+        files: &[],
+        busybox_links: true,
+        dirs,
+    }
+}
+
 /// One image per built-in service. Those built on busybox share its one
 /// copy in the squashfs (mksquashfs stores identical files once).
 pub const SERVICES: &[ImageDef] = &[
-    ImageDef {
-        name: "console",
-        packages: &["busybox-static"],
-        programs: &["/bin/busybox"],
-        files: &[],
-        busybox_links: true,
-        dirs: &["root", "home", "var/log", "var/lib/rancher", "usr/bin"],
-    },
+    busybox_image(
+        "console",
+        &["root", "home", "var/log", "var/lib/rancher", "usr/bin"],
+    ),
     // busybox syslogd, writing /var/log/syslog (rotated by size).
-    ImageDef {
-        name: "syslog",
-        packages: &["busybox-static"],
-        programs: &["/bin/busybox"],
-        files: &[],
-        busybox_links: true,
-        dirs: SERVICE_DIRS,
-    },
+    busybox_image("syslog", SERVICE_DIRS),
     // busybox acpid: the power button powers the machine off.
-    ImageDef {
-        name: "acpid",
-        packages: &["busybox-static"],
-        programs: &["/bin/busybox"],
-        files: &[],
-        busybox_links: true,
-        dirs: SERVICE_DIRS,
-    },
+    busybox_image("acpid", SERVICE_DIRS),
     // OpenNTPD: Debian builds it against libc alone (no TLS library).
     ImageDef {
         name: "ntp",
