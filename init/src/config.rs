@@ -54,6 +54,20 @@ pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> Cl
     }
 }
 
+/// The configured datasources of `phase`, in order.
+fn sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> Vec<Arc<dyn Datasource>> {
+    let environment = Environment::system(cmdline.to_string());
+    datasource::from_specs(&config.rancher.cloud_init.datasources, &environment)
+        .into_iter()
+        .filter(|source| source.needs_network() == (phase == Phase::Network))
+        .collect()
+}
+
+/// Whether any configured datasource belongs to `phase`.
+pub fn has_sources(config: &CloudConfig, phase: Phase) -> bool {
+    !sources(config, "", phase).is_empty()
+}
+
 /// Tries the configured datasources of `phase`, in order; the first with
 /// user-data wins and is saved as a layer. Returns whether one was found.
 pub async fn fetch_user_data(
@@ -62,12 +76,7 @@ pub async fn fetch_user_data(
     cmdline: &str,
     phase: Phase,
 ) -> bool {
-    let environment = Environment::system(cmdline.to_string());
-    let sources: Vec<Arc<dyn Datasource>> =
-        datasource::from_specs(&config.rancher.cloud_init.datasources, &environment)
-            .into_iter()
-            .filter(|source| source.needs_network() == (phase == Phase::Network))
-            .collect();
+    let sources = sources(config, cmdline, phase);
     if sources.is_empty() {
         return false;
     }
@@ -122,6 +131,20 @@ mod tests {
                 .keys()
                 .any(|name| name.as_str() == "console")
         );
+    }
+
+    #[test]
+    fn network_sources_are_a_phase_of_their_own() {
+        let (_dir, paths) = paths_with("");
+        let config = load(&paths, "");
+        assert!(has_sources(&config, Phase::Local));
+        assert!(!has_sources(&config, Phase::Network));
+        let config = load(
+            &paths,
+            "rancher.cloud_init.datasources=[ec2,url:http://10.0.2.2/user-data]",
+        );
+        assert!(!has_sources(&config, Phase::Local));
+        assert!(has_sources(&config, Phase::Network));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use os_config::ConfigPaths;
 use ros::boot::{self, mounts::mount_early, switch_root};
 use ros::config::{self, Phase};
 use ros::host::{Host, RealHost, Shutdown};
+use ros::network::NetworkHandle;
+use ros::network::rtnl::RtNetlink;
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
@@ -104,7 +106,7 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     tracing::debug!(?config, "configuration");
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
-    apply_early(host, &reaper, &config).await;
+    apply_early(host, &reaper, &CloudConfig::default(), &config).await;
     // The network as rancher.network describes it (sysctl may have tuned
     // it): static settings now, DHCP in the background, so nothing here
     // waits for a lease.
@@ -125,6 +127,17 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         up_tx,
         containerd_stop,
     ));
+    // Datasources on the network answer once DHCP has leases; containerd
+    // starts meanwhile, the services only after their user-data joined.
+    if let Some(network) = &network
+        && config::has_sources(&config, Phase::Network)
+    {
+        let joined = join_network_user_data(host, &reaper, &paths, cmdline, config, network);
+        tokio::select! {
+            joined = joined => config = joined,
+            how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
+        }
+    }
     tokio::select! {
         up = up.wait_for(|generation| *generation > 0) => { up.context("containerd supervisor ended")?; }
         how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
@@ -186,15 +199,63 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
 /// Where the output of bootcmd, runcmd and the user-data script goes.
 const CLOUD_INIT_LOG: &str = "/var/log/ros/cloud-init.log";
 
-/// sysctl, write_files, mounts and bootcmd, each failure on the console.
-async fn apply_early(host: &dyn Host, reaper: &Reaper, config: &CloudConfig) {
-    let mut errors = apply::sysctl(Path::new("/proc/sys"), &config.rancher.sysctl);
-    errors.extend(apply::write_files(Path::new("/"), &config.write_files));
-    errors.extend(apply::mounts(host, &config.mounts));
-    let bootcmd: Vec<Vec<String>> = config.bootcmd.iter().map(apply::argv).collect();
-    errors
-        .extend(apply::run_commands(reaper, "bootcmd", &bootcmd, Path::new(CLOUD_INIT_LOG)).await);
+/// sysctl, write_files, mounts and bootcmd of `config` that `done` did
+/// not do already: changed settings, new files and mounts, and bootcmd
+/// when it changed. Each failure goes on the console.
+async fn apply_early(host: &dyn Host, reaper: &Reaper, done: &CloudConfig, config: &CloudConfig) {
+    let sysctl = config
+        .rancher
+        .sysctl
+        .iter()
+        .filter(|(key, value)| done.rancher.sysctl.get(*key) != Some(value));
+    let mut errors = apply::sysctl(Path::new("/proc/sys"), sysctl);
+    let files: Vec<_> = new_in(&config.write_files, &done.write_files);
+    errors.extend(apply::write_files(Path::new("/"), &files));
+    errors.extend(apply::mounts(host, &new_in(&config.mounts, &done.mounts)));
+    if config.bootcmd != done.bootcmd {
+        let bootcmd: Vec<Vec<String>> = config.bootcmd.iter().map(apply::argv).collect();
+        errors.extend(
+            apply::run_commands(reaper, "bootcmd", &bootcmd, Path::new(CLOUD_INIT_LOG)).await,
+        );
+    }
     report(&errors);
+}
+
+/// The entries of `now` that `before` did not have.
+fn new_in<T: PartialEq + Clone>(now: &[T], before: &[T]) -> Vec<T> {
+    now.iter()
+        .filter(|entry| !before.contains(entry))
+        .cloned()
+        .collect()
+}
+
+/// The network datasources' turn (EC2 metadata, `url:`), once the DHCP
+/// links have leases or gave up: their user-data joins the configuration,
+/// and what it changes of the early steps and the host name happens now.
+async fn join_network_user_data(
+    host: &dyn Host,
+    reaper: &Reaper,
+    paths: &ConfigPaths,
+    cmdline: &str,
+    config: CloudConfig,
+    network: &NetworkHandle<RtNetlink>,
+) -> CloudConfig {
+    let online = network.wait_online(network.dhcp_timeout()).await;
+    if !online.pending.is_empty() {
+        tracing::warn!(pending = ?online.pending, "fetching user-data without a lease on every link");
+    }
+    if !config::fetch_user_data(paths, &config, cmdline, Phase::Network).await {
+        return config;
+    }
+    let fetched = config::load(paths, cmdline);
+    apply_early(host, reaper, &config, &fetched).await;
+    if fetched.hostname != config.hostname {
+        network.set_hostname(fetched.hostname.clone());
+    }
+    if fetched.rancher.network != config.rancher.network {
+        console::report("rancher.network from the fetched user-data takes effect at the next boot");
+    }
+    fetched
 }
 
 /// runcmd, then the user-data script if user-data was one.

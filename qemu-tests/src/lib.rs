@@ -177,9 +177,18 @@ impl VmBuilder {
                 command.args(["-boot", "c"]);
             }
         }
+        // Resets and guest errors go to a log of their own: when QEMU ends
+        // unasked, it tells whether the guest reset itself (a triple fault
+        // under -no-reboot) or QEMU died.
+        let qemu_log =
+            std::env::temp_dir().join(format!("ros-qemu-{}-{}.log", std::process::id(), next_id()));
+        command
+            .args(["-d", "cpu_reset,guest_errors", "-D"])
+            .arg(&qemu_log);
         command.args(&self.extra);
         let mut vm = Vm::spawn(command);
         vm.monitor = monitor;
+        vm.qemu_log = Some(qemu_log);
         vm
     }
 }
@@ -248,18 +257,22 @@ fn kvm_runs_a_guest(vmlinuz: &Path) -> bool {
 #[derive(Debug, Default)]
 struct Console {
     output: String,
+    /// stdout and stderr still open: QEMU's last words on stderr are read
+    /// before the console counts as closed.
+    open_streams: usize,
     closed: bool,
 }
 
 /// A running virtual machine and its serial console.
 #[derive(Debug)]
 pub struct Vm {
-    child: Child,
+    child: Mutex<Child>,
     stdin: Option<ChildStdin>,
     console: Arc<(Mutex<Console>, Condvar)>,
     started: Instant,
     commands: usize,
     monitor: Option<PathBuf>,
+    qemu_log: Option<PathBuf>,
 }
 
 /// The output and exit status of one console command.
@@ -278,7 +291,13 @@ impl Vm {
         let mut child = command
             .spawn()
             .expect("qemu-system-x86_64 (apt-get install qemu-system-x86)");
-        let console = Arc::new((Mutex::new(Console::default()), Condvar::new()));
+        let console = Arc::new((
+            Mutex::new(Console {
+                open_streams: 2,
+                ..Console::default()
+            }),
+            Condvar::new(),
+        ));
         for stream in [
             Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -288,12 +307,13 @@ impl Vm {
         }
         let stdin = child.stdin.take();
         Self {
-            child,
+            child: Mutex::new(child),
             stdin,
             console,
             started: Instant::now(),
             commands: 0,
             monitor: None,
+            qemu_log: None,
         }
     }
 
@@ -341,9 +361,9 @@ impl Vm {
             let now = Instant::now();
             if console.closed || now >= deadline {
                 let why = if console.closed {
-                    "QEMU exited"
+                    format!("QEMU exited ({})", self.exit_report())
                 } else {
-                    "timed out"
+                    "timed out".to_string()
                 };
                 return Err(format!(
                     "{why} after {:.1} s waiting for {needle:?}; console output:\n{}",
@@ -447,7 +467,7 @@ impl Vm {
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
+            if let Some(status) = self.try_wait() {
                 return status;
             }
             assert!(
@@ -476,15 +496,50 @@ impl Vm {
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn try_wait(&self) -> Option<ExitStatus> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_wait()
+            .expect("waiting for QEMU")
+    }
+
+    /// How QEMU ended, with what its log says of resets and guest errors
+    /// (register dumps left out).
+    fn exit_report(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match self.try_wait() {
+                Some(status) => break status.to_string(),
+                None if Instant::now() >= deadline => break "still running".to_string(),
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let log = self
+            .qemu_log
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let events: Vec<&str> = log
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.contains('='))
+            .collect();
+        format!(
+            "{status}; QEMU log: {}",
+            events[events.len().saturating_sub(20)..].join(" | ")
+        )
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
-        if let Some(path) = &self.monitor {
+        for path in [&self.monitor, &self.qemu_log].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -497,7 +552,8 @@ fn pump(mut stream: Box<dyn Read + Send>, console: &(Mutex<Console>, Condvar)) {
         let (lock, changed) = console;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         if n == 0 {
-            state.closed = true;
+            state.open_streams -= 1;
+            state.closed = state.open_streams == 0;
             changed.notify_all();
             return;
         }

@@ -171,3 +171,92 @@ fn static_configuration_from_the_kernel_cmdline_with_a_bond_and_a_vlan() {
     assert!(status.contains("bond0.100: up"), "{status}");
     assert!(status.contains("port of bond0"), "{status}");
 }
+
+/// An HTTP server on the host's loopback that answers every GET with
+/// `body` and hands each request line to the test.
+fn user_data_server(body: &'static str) -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let _ = tx.send(text.lines().next().unwrap_or_default().to_string());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn user_data_from_a_url_joins_once_dhcp_has_a_lease() {
+    // What a RancherOS user puts behind `url:`: a name, a file, commands.
+    const USER_DATA: &str = "#cloud-config
+hostname: from-the-url
+write_files:
+  - path: /etc/from-the-url
+    content: |
+      written from url user-data
+bootcmd:
+  - echo bootcmd >> /run/url-test-bootcmd
+runcmd:
+  - echo runcmd >> /run/url-test-runcmd
+";
+    let (port, requests) = user_data_server(USER_DATA);
+    let mut builder = VmBuilder::kernel(
+        Image::built(),
+        &format!("rancher.cloud_init.datasources=[url:http://10.0.2.2:{port}/user-data]"),
+    );
+    // The lease names the machine too: the configured name wins over it.
+    for arg in user_net("n0", false, ",hostname=from-the-lease") {
+        builder = builder.arg(arg);
+    }
+    let mut vm = builder.start();
+    let ready = vm.wait_ready();
+    eprintln!("ready in {ready:?} with user-data from a URL (lease and fetch included)");
+    vm.wait_for_shell(SHELL_TIMEOUT);
+
+    assert_eq!(
+        requests.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "GET /user-data HTTP/1.1"
+    );
+    assert_eq!(vm.check("hostname").trim(), "from-the-url");
+    assert!(
+        vm.check("cat /proc/1/root/etc/hosts")
+            .contains("from-the-url")
+    );
+    assert_eq!(
+        vm.check("cat /proc/1/root/etc/from-the-url").trim(),
+        "written from url user-data"
+    );
+    // Saved as a layer: `ros config` sees it.
+    assert_eq!(vm.check("ros config get hostname").trim(), "from-the-url");
+    // bootcmd ran once, before the services; runcmd once, at the end.
+    assert_eq!(
+        vm.check("cat /proc/1/root/run/url-test-bootcmd").trim(),
+        "bootcmd"
+    );
+    let runcmd = eventually(
+        &mut vm,
+        "cat /proc/1/root/run/url-test-runcmd",
+        Duration::from_secs(30),
+    );
+    assert_eq!(runcmd.trim(), "runcmd");
+    // Fetched once per boot.
+    assert_eq!(requests.try_recv().ok(), None);
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+}

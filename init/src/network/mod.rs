@@ -140,12 +140,13 @@ impl<N: Netlink> Shared<N> {
     }
 }
 
-/// Keeps names and the status file in step with the leases.
+/// Keeps names and the status file in step with the leases and the
+/// configured host name.
 async fn write_names(
     host: Arc<dyn Host>,
     paths: NetworkPaths,
     dns: os_config::schema::Dns,
-    hostname: Option<Hostname>,
+    mut hostname: channel::Receiver<Option<Hostname>>,
     mut statuses: channel::Receiver<DhcpStatuses>,
 ) {
     let name_paths = names::NamePaths::under(&paths.root);
@@ -153,7 +154,8 @@ async fn write_names(
     let mut written: Option<names::Names> = None;
     loop {
         let current = statuses.borrow_and_update().clone();
-        let wanted = names::names(&dns, hostname.as_ref(), &current);
+        let configured = hostname.borrow_and_update().clone();
+        let wanted = names::names(&dns, configured.as_ref(), &current);
         match names::write(&*host, &name_paths, &wanted, written.as_ref()) {
             Ok(()) => written = Some(wanted),
             Err(error) => tracing::warn!("network: {error}"),
@@ -162,7 +164,11 @@ async fn write_names(
         if let Err(error) = status::write_status(&status_path, &file) {
             tracing::warn!("network: writing {}: {error}", status_path.display());
         }
-        if statuses.changed().await.is_err() {
+        let changed = tokio::select! {
+            changed = statuses.changed() => changed,
+            changed = hostname.changed() => changed,
+        };
+        if changed.is_err() {
             return;
         }
     }
@@ -184,6 +190,7 @@ pub struct NetworkHandle<N: Netlink> {
     statuses: channel::Receiver<DhcpStatuses>,
     background: Vec<JoinHandle<()>>,
     status_path: PathBuf,
+    hostname: channel::Sender<Option<Hostname>>,
 }
 
 /// Applies the static configuration now and starts DHCP, the name writer
@@ -212,11 +219,12 @@ pub async fn start<N: Netlink>(
         clients: Mutex::new(BTreeMap::new()),
     });
     // Names first: services that start next find resolv.conf and hosts.
+    let (configured_hostname, hostname_changes) = channel::channel(hostname.cloned());
     let mut background = vec![tokio::spawn(write_names(
         host,
         paths,
         network.dns.clone(),
-        hostname.cloned(),
+        hostname_changes,
         receiver.clone(),
     ))];
     // Subscribed and listed before configuring, so no link and no carrier
@@ -236,6 +244,7 @@ pub async fn start<N: Netlink>(
         statuses: receiver,
         background,
         status_path,
+        hostname: configured_hostname,
     }
 }
 
@@ -260,6 +269,13 @@ impl<N: Netlink> NetworkHandle<N> {
         let now = statuses.borrow().clone();
         let (bound, pending) = links.into_iter().partition(|link| bound(&now, link));
         Online { bound, pending }
+    }
+
+    /// A host name configured after the start (user-data from a network
+    /// datasource): names and files follow; DHCP keeps sending the old one
+    /// until its next start.
+    pub fn set_hostname(&self, hostname: Option<Hostname>) {
+        self.hostname.send_replace(hostname);
     }
 
     /// Every link's DHCP now.
@@ -365,6 +381,20 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        // A host name from user-data fetched later replaces it.
+        handle.set_hostname(Some(Hostname::try_from("later".to_owned()).unwrap()));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            host.calls(),
+            vec![
+                HostCall::Sethostname("box".into()),
+                HostCall::Sethostname("later".into())
+            ]
+        );
+        let hosts = std::fs::read_to_string(dir.path().join("etc/hosts")).unwrap();
+        assert!(hosts.contains("127.0.1.1\tlater"), "{hosts}");
         handle.shutdown().await;
     }
 
