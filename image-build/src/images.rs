@@ -21,20 +21,26 @@ pub struct ImageDef {
     pub dirs: &'static [&'static str],
 }
 
+/// What formats the state partition (ext4).
+pub const MKE2FS: &str = "/sbin/mke2fs";
+
 /// The OCI runtime: crun, a tenth of runc's size compressed, works with
 /// the runc shim (measured: see image-build's size report).
 pub const OCI_RUNTIME: &str = "/usr/bin/crun";
 
 /// busybox gives the host a shell for bootcmd, runcmd and the user-data
 /// script; it is the console's busybox, stored once in the squashfs.
+/// e2fsprogs' mke2fs (busybox's makes only ext2) formats a blank state
+/// partition.
 pub const HOST: ImageDef = ImageDef {
     name: "host",
-    packages: &["containerd", "crun", "busybox-static"],
+    packages: &["containerd", "crun", "busybox-static", "e2fsprogs"],
     programs: &[
         "/usr/bin/containerd",
         "/usr/bin/containerd-shim-runc-v2",
         OCI_RUNTIME,
         "/bin/busybox",
+        MKE2FS,
     ],
     files: &[],
     busybox_links: true,

@@ -193,7 +193,7 @@ pub async fn run_commands(
     let mut errors = Vec::new();
     for argv in commands {
         let shown = argv.join(" ");
-        if let Err(reason) = run_one(reaper, argv, log).await {
+        if let Err(reason) = run_command(reaper, argv, log).await {
             errors.push(ApplyError::Command {
                 stage,
                 command: shown,
@@ -204,7 +204,8 @@ pub async fn run_commands(
     errors
 }
 
-async fn run_one(reaper: &Reaper, argv: &[String], log: &Path) -> Result<(), String> {
+/// Runs one command, its output appended to `log`; says why it failed.
+pub async fn run_command(reaper: &Reaper, argv: &[String], log: &Path) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("the command is empty")?;
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;

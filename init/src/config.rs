@@ -35,6 +35,12 @@ pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
     merged_leaving_out_top(layers, report)
 }
 
+/// All layers merged without a word: for what is needed before the rest
+/// is read (the state partition); [`load`] reports the problems after.
+pub fn load_quietly(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
+    merged_leaving_out_top(Layers::load_with_cmdline(paths, Some(cmdline)), |_| {})
+}
+
 /// The layers merged; while the whole does not check, the top layer is
 /// left out and `left_out` told which and why.
 pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> CloudConfig {

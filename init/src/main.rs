@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use os_config::CloudConfig;
 use os_config::ConfigPaths;
+use os_config::datasource::block::SysBlockDevices;
+use ros::boot::state::{self, StateError, StateOutcome};
 use ros::boot::{self, mounts::mount_early, switch_root};
 use ros::config::{self, Phase};
 use ros::host::{Host, RealHost, Shutdown};
@@ -99,6 +101,9 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // The configuration says what runs; user-data from a disk or the
     // command line joins it before anything is started.
     let paths = ConfigPaths::system();
+    // The state partition keeps cloud-config.yml and /home across boots;
+    // where it is, the layers below that file say (built-in, OEM, cmdline).
+    mount_state(host, &reaper, &paths, cmdline).await?;
     let mut config = config::load(&paths, cmdline);
     if config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await {
         config = config::load(&paths, cmdline);
@@ -194,6 +199,43 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     stop_containerd.send_replace(Some(how));
     containerd.await.context("containerd supervisor")?;
     Ok(how)
+}
+
+/// Mounts the state partition where `rancher.state` says. Only a missing
+/// partition that is `required` stops the boot; otherwise the machine
+/// runs from memory, and says so when something went wrong.
+async fn mount_state(
+    host: &dyn Host,
+    reaper: &Reaper,
+    paths: &ConfigPaths,
+    cmdline: &str,
+) -> anyhow::Result<()> {
+    let settings = config::load_quietly(paths, cmdline).rancher.state;
+    let formatter = state::Mke2fs {
+        reaper,
+        log: Path::new(CLOUD_INIT_LOG),
+    };
+    let mounted = state::mount(
+        host,
+        &SysBlockDevices::default(),
+        &formatter,
+        &settings,
+        &state::StatePaths::system(),
+    )
+    .await;
+    match mounted {
+        Ok(StateOutcome::Mounted { device, formatted }) => {
+            let made = if formatted { ", formatted now" } else { "" };
+            console::line(&format!("ros: state on {}{made}", device.display()));
+        }
+        Ok(StateOutcome::Missing { dev }) => {
+            tracing::info!("no state partition {dev}: running from memory");
+        }
+        Ok(StateOutcome::NotConfigured) => {}
+        Err(error @ StateError::Required { .. }) => return Err(error.into()),
+        Err(error) => console::report(&format!("state partition: {error}; running from memory")),
+    }
+    Ok(())
 }
 
 /// Where the output of bootcmd, runcmd and the user-data script goes.

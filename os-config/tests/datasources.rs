@@ -68,6 +68,11 @@ fn build_image(dir: &Path, fs_type: FsType, label: &str, files: &[(&str, &[u8])]
             .args(["-quiet", "-J", "-r", "-V", label, "-o"])
             .arg(&image)
             .arg(&tree)),
+        FsType::Ext4 => run(Command::new("mkfs.ext4")
+            .args(["-q", "-L", label, "-d"])
+            .arg(&tree)
+            .arg(&image)
+            .arg("8M")),
     }
     image
 }
@@ -109,6 +114,10 @@ impl Mounter for ExtractingMounter {
                 .arg(format!("stdio:{}", device.display()))
                 .args(["-extract", "/"])
                 .arg(target)),
+            FsType::Ext4 => run(Command::new("debugfs")
+                .arg("-R")
+                .arg(format!("rdump / {}", target.display()))
+                .arg(device)),
         }
         Ok(())
     }
@@ -171,7 +180,7 @@ async fn fetch_one(spec: &str, env: &Environment) -> Result<Option<UserData>, Da
 #[tokio::test]
 async fn config_drive_and_nocloud_images_are_found_by_label_and_read() {
     let dir = tempfile::tempdir().unwrap();
-    for fs_type in [FsType::Vfat, FsType::Iso9660] {
+    for fs_type in [FsType::Vfat, FsType::Iso9660, FsType::Ext4] {
         let drive = build_image(dir.path(), fs_type, "config-2", &config_drive_files());
         let seed = build_image(dir.path(), fs_type, "cidata", &nocloud_files());
         let decoy = build_image(dir.path(), fs_type, "DATA", &[("x", b"y")]);

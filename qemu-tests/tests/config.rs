@@ -64,7 +64,7 @@ rancher:
     );
     let mut vm = VmBuilder::kernel(
         Image::built(),
-        "rancher.state.wait rancher.modules=[br_netfilter,overlay]",
+        "rancher.debug rancher.modules=[br_netfilter,overlay]",
     )
     .arg("-drive")
     .arg(format!("file={},format=raw,if=virtio", drive.display()))
@@ -79,7 +79,7 @@ rancher:
         vm.check("ros config get rancher.sysctl").trim(),
         "vm.swappiness: 7"
     );
-    assert_eq!(vm.check("ros config get rancher.state.wait").trim(), "true");
+    assert_eq!(vm.check("ros config get rancher.debug").trim(), "true");
     assert_eq!(
         vm.check("ros config get rancher.modules").trim(),
         "- br_netfilter\n- overlay"
@@ -103,6 +103,71 @@ rancher:
     assert_eq!(vm.check("cat /var/log/ros/runcmd.out").trim(), "7");
     // Saved as a layer of its own, below cloud-config.yml.
     vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+}
+
+/// Boots with `disk` as the first virtio disk, listed for autoformat.
+fn boot_with_state_disk(disk: &Path) -> qemu_tests::Vm {
+    VmBuilder::kernel(Image::built(), "rancher.state.autoformat=[/dev/vda]")
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .start()
+}
+
+#[test]
+fn a_blank_disk_becomes_the_state_partition_and_the_configuration_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("state.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+
+    // First boot: the blank disk is formatted and mounted; a setting and
+    // a file in /home go on it.
+    let mut vm = boot_with_state_disk(&disk);
+    vm.wait_ready();
+    assert!(
+        vm.output()
+            .contains("ros: state on /dev/vda, formatted now"),
+        "{}",
+        qemu_tests::tail(&vm.output(), 40)
+    );
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    let mounts = vm.check("cat /proc/1/mounts");
+    assert!(mounts.contains("/dev/vda /run/ros/state ext4"), "{mounts}");
+    assert!(
+        mounts.contains("/dev/vda /var/lib/rancher ext4"),
+        "{mounts}"
+    );
+    assert!(mounts.contains("/dev/vda /home ext4"), "{mounts}");
+    vm.check("ros config set hostname kept-across-boots");
+    vm.check("echo kept > /home/note");
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(Duration::from_secs(120)).success());
+
+    // The host sees an ext4 filesystem labelled RANCHER_STATE.
+    let label = Command::new("e2label").arg(&disk).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&label.stdout).trim(),
+        "RANCHER_STATE"
+    );
+
+    // Second boot: found by its label, not formatted again; the setting
+    // names the machine and the file is there.
+    let mut vm = boot_with_state_disk(&disk);
+    vm.wait_ready();
+    let output = vm.output();
+    assert!(output.contains("ros: state on /dev/vda\n"), "{output}");
+    assert!(!output.contains("formatted now"), "{output}");
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    assert_eq!(
+        vm.check("ros config get hostname").trim(),
+        "kept-across-boots"
+    );
+    assert_eq!(vm.check("hostname").trim(), "kept-across-boots");
+    assert_eq!(vm.check("cat /home/note").trim(), "kept");
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(Duration::from_secs(120)).success());
 }

@@ -4,6 +4,7 @@
 pub mod loopdev;
 pub mod mounts;
 pub mod prefetch;
+pub mod state;
 pub mod switch_root;
 
 use std::path::Path;

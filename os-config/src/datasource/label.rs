@@ -1,6 +1,6 @@
 //! Filesystem labels read straight from the first bytes of a device: at
-//! boot there is no udev and no blkid, and config drives are vfat or
-//! iso9660, whose labels sit at fixed offsets.
+//! boot there is no udev and no blkid. Config drives are vfat or iso9660,
+//! the state partition ext4 (or ext2/3); their labels sit at fixed offsets.
 
 /// The filesystems a config drive or NoCloud disk may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +9,8 @@ pub enum FsType {
     Vfat,
     /// ISO 9660 (CD image).
     Iso9660,
+    /// ext2, ext3 or ext4: the ext4 driver mounts all three.
+    Ext4,
 }
 
 impl FsType {
@@ -17,6 +19,7 @@ impl FsType {
         match self {
             Self::Vfat => "vfat",
             Self::Iso9660 => "iso9660",
+            Self::Ext4 => "ext4",
         }
     }
 }
@@ -32,6 +35,40 @@ pub fn filesystem_label(head: &[u8]) -> Option<(FsType, String)> {
     iso9660_label(head)
         .map(|label| (FsType::Iso9660, label))
         .or_else(|| vfat_label(head).map(|label| (FsType::Vfat, label)))
+        .or_else(|| ext_label(head).map(|label| (FsType::Ext4, label)))
+}
+
+/// The ext superblock starts 1024 bytes in.
+const EXT_SUPERBLOCK: usize = 1024;
+
+/// The UUID of an ext filesystem, as blkid prints it.
+pub fn ext_uuid(head: &[u8]) -> Option<String> {
+    let superblock = head.get(EXT_SUPERBLOCK..EXT_SUPERBLOCK + 136)?;
+    if superblock[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    // s_uuid, 16 bytes at 104, printed 8-4-4-4-12.
+    let hex: Vec<String> = superblock[104..120]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        hex[..4].concat(),
+        hex[4..6].concat(),
+        hex[6..8].concat(),
+        hex[8..10].concat(),
+        hex[10..].concat()
+    ))
+}
+
+fn ext_label(head: &[u8]) -> Option<String> {
+    let superblock = head.get(EXT_SUPERBLOCK..EXT_SUPERBLOCK + 136)?;
+    // s_magic at 56; s_volume_name, 16 bytes, at 120.
+    if superblock[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    text_label(&superblock[120..136])
 }
 
 fn iso9660_label(head: &[u8]) -> Option<String> {
@@ -110,6 +147,29 @@ mod tests {
             filesystem_label(&head),
             Some((FsType::Iso9660, "cidata".to_owned()))
         );
+    }
+
+    #[test]
+    fn reads_an_ext4_label() {
+        let mut head = vec![0u8; HEAD_LEN];
+        head[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
+        head[1024 + 120..1024 + 133].copy_from_slice(b"RANCHER_STATE");
+        assert_eq!(
+            filesystem_label(&head),
+            Some((FsType::Ext4, "RANCHER_STATE".to_owned()))
+        );
+        head[1024 + 104..1024 + 120].copy_from_slice(&[
+            0x6b, 0x4f, 0x2e, 0x0c, 0x1d, 0x2a, 0x4b, 0x3c, 0x9e, 0x8f, 0x01, 0x23, 0x45, 0x67,
+            0x89, 0xab,
+        ]);
+        assert_eq!(
+            ext_uuid(&head).as_deref(),
+            Some("6b4f2e0c-1d2a-4b3c-9e8f-0123456789ab")
+        );
+        // Without the magic it is not ext.
+        head[1024 + 56] = 0;
+        assert_eq!(filesystem_label(&head), None);
+        assert_eq!(ext_uuid(&head), None);
     }
 
     #[test]

@@ -1,0 +1,617 @@
+//! The state partition (`rancher.state`): where the configuration
+//! (`/var/lib/rancher`) and `/home` persist across boots. It is found by
+//! `dev` (`LABEL=…`, `UUID=…` or a path); a blank device listed in
+//! `autoformat` becomes one first. Without one the machine runs from
+//! memory, as a live ISO does.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use nix::mount::MsFlags;
+use os_config::datasource::BoxFuture;
+use os_config::datasource::block::BlockDevices;
+use os_config::datasource::label::{HEAD_LEN, ext_uuid, filesystem_label};
+use os_config::schema::State;
+
+use crate::host::{Host, HostError};
+use crate::supervise::reaper::Reaper;
+
+/// The directories that persist, below `/`.
+pub const PERSISTENT: &[&str] = &["var/lib/rancher", "home"];
+/// The label an autoformatted device gets when `dev` names none.
+pub const DEFAULT_LABEL: &str = "RANCHER_STATE";
+/// How long `wait: true` waits for the device (USB disks take a while).
+pub const WAIT: Duration = Duration::from_secs(10);
+/// A device is blank when this much of its start is zeros: no partition
+/// table, no filesystem.
+const BLANK_LEN: usize = 1 << 20;
+/// The filesystem when neither the device nor `fstype` tells.
+const DEFAULT_FSTYPE: &str = "ext4";
+
+/// Where things are: `/run/ros/state` and `/` on the machine, a temporary
+/// directory in tests.
+#[derive(Debug, Clone)]
+pub struct StatePaths {
+    /// Where the partition is mounted.
+    pub mount: PathBuf,
+    /// The root the persistent directories are bound into.
+    pub root: PathBuf,
+}
+
+impl StatePaths {
+    pub fn system() -> Self {
+        Self {
+            mount: PathBuf::from("/run/ros/state"),
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// Makes a filesystem on a device.
+pub trait Formatter: Send + Sync {
+    fn format<'a>(&'a self, device: &'a Path, label: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// `mke2fs -t ext4`, from the root image, its output in the boot log.
+#[derive(Debug)]
+pub struct Mke2fs<'a> {
+    pub reaper: &'a Reaper,
+    pub log: &'a Path,
+}
+
+impl Formatter for Mke2fs<'_> {
+    fn format<'a>(&'a self, device: &'a Path, label: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        // e2fsprogs' (image-build puts it there); busybox's makes only ext2.
+        let argv: Vec<String> = ["/sbin/mke2fs", "-t", "ext4", "-q", "-F", "-L", label]
+            .iter()
+            .map(ToString::to_string)
+            .chain([device.display().to_string()])
+            .collect();
+        Box::pin(async move { crate::apply::run_command(self.reaper, &argv, self.log).await })
+    }
+}
+
+/// What came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOutcome {
+    /// `rancher.state.dev` is not set.
+    NotConfigured,
+    /// No such device (and `required` is not set): running from memory.
+    Missing { dev: String },
+    /// Mounted, the persistent directories bound; `formatted` when it was
+    /// blank and made now.
+    Mounted { device: PathBuf, formatted: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "rancher.state.dev {dev}: no such device, and rancher.state.required is set{}",
+        if *waited { " (waited 10 s)" } else { "" }
+    )]
+    Required { dev: String, waited: bool },
+    #[error("rancher.state.directory {0:?}: must stay inside the partition")]
+    Directory(String),
+    #[error("formatting {}: {reason}", device.display())]
+    Format { device: PathBuf, reason: String },
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// How `rancher.state.dev` names the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DeviceSpec {
+    Label(String),
+    Uuid(String),
+    Path(PathBuf),
+}
+
+impl DeviceSpec {
+    fn parse(dev: &str) -> Self {
+        if let Some(label) = dev.strip_prefix("LABEL=") {
+            Self::Label(label.to_owned())
+        } else if let Some(uuid) = dev.strip_prefix("UUID=") {
+            Self::Uuid(uuid.to_ascii_lowercase())
+        } else {
+            Self::Path(PathBuf::from(dev))
+        }
+    }
+
+    /// The device it names now, and the filesystem found on it.
+    fn find(&self, devices: &dyn BlockDevices) -> Option<(PathBuf, Option<&'static str>)> {
+        let listed = devices.list().unwrap_or_default();
+        let fs_of = |head: &[u8]| filesystem_label(head).map(|(fs, _)| fs.mount_name());
+        match self {
+            Self::Path(path) => {
+                let head = devices.read_head(path, HEAD_LEN).ok()?;
+                Some((path.clone(), fs_of(&head)))
+            }
+            Self::Label(label) => listed.into_iter().find_map(|device| {
+                let head = devices.read_head(&device, HEAD_LEN).ok()?;
+                let (fs, found) = filesystem_label(&head)?;
+                found
+                    .eq_ignore_ascii_case(label)
+                    .then(|| (device, Some(fs.mount_name())))
+            }),
+            Self::Uuid(uuid) => listed.into_iter().find_map(|device| {
+                let head = devices.read_head(&device, HEAD_LEN).ok()?;
+                (ext_uuid(&head).as_deref() == Some(uuid)).then(|| (device, fs_of(&head)))
+            }),
+        }
+    }
+
+    /// The label a formatted device gets so that this spec finds it.
+    fn label(&self) -> &str {
+        match self {
+            Self::Label(label) => label,
+            _ => DEFAULT_LABEL,
+        }
+    }
+}
+
+/// Finds (waiting, formatting where asked), mounts and binds the state
+/// partition.
+pub async fn mount(
+    host: &dyn Host,
+    devices: &dyn BlockDevices,
+    formatter: &dyn Formatter,
+    state: &State,
+    paths: &StatePaths,
+) -> Result<StateOutcome, StateError> {
+    let Some(dev) = state.dev.as_deref().filter(|dev| !dev.is_empty()) else {
+        return Ok(StateOutcome::NotConfigured);
+    };
+    let spec = DeviceSpec::parse(dev);
+    let directory = state_directory(state.directory.as_deref())?;
+    let wait = if state.wait { WAIT } else { Duration::ZERO };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut formatted = false;
+    let (device, found_fs) = loop {
+        if let Some(found) = spec.find(devices) {
+            break found;
+        }
+        if let Some(blank) = first_blank(devices, &state.autoformat) {
+            tracing::info!("formatting {} as the state partition", blank.display());
+            formatter
+                .format(&blank, spec.label())
+                .await
+                .map_err(|reason| StateError::Format {
+                    device: blank.clone(),
+                    reason,
+                })?;
+            formatted = true;
+            break (blank, Some(DEFAULT_FSTYPE));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if state.required {
+                return Err(StateError::Required {
+                    dev: dev.to_owned(),
+                    waited: state.wait,
+                });
+            }
+            return Ok(StateOutcome::Missing {
+                dev: dev.to_owned(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let fstype = match state.fstype.as_deref() {
+        Some(fstype) if fstype != "auto" => fstype,
+        _ => found_fs.unwrap_or(DEFAULT_FSTYPE),
+    };
+    host.create_dir_all(&paths.mount)?;
+    host.mount(
+        &device.display().to_string(),
+        &paths.mount,
+        Some(fstype),
+        MsFlags::MS_NOATIME,
+        None,
+    )?;
+    let state_root = paths.mount.join(directory);
+    for dir in PERSISTENT {
+        let persistent = state_root.join(dir);
+        let live = paths.root.join(dir);
+        // The first boot seeds the partition with what the image has.
+        if !persistent.exists() {
+            copy_tree(&live, &persistent).map_err(|source| StateError::Io {
+                path: persistent.clone(),
+                source,
+            })?;
+        }
+        host.create_dir_all(&live)?;
+        host.mount(
+            &persistent.display().to_string(),
+            &live,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    Ok(StateOutcome::Mounted { device, formatted })
+}
+
+/// `directory`, relative and inside the partition.
+fn state_directory(directory: Option<&str>) -> Result<PathBuf, StateError> {
+    let relative: PathBuf = Path::new(directory.unwrap_or(""))
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect();
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(StateError::Directory(
+            directory.unwrap_or_default().to_owned(),
+        ));
+    }
+    Ok(relative)
+}
+
+/// The first `autoformat` device that exists and is blank.
+fn first_blank(devices: &dyn BlockDevices, candidates: &[String]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|device| {
+        devices
+            .read_head(device, BLANK_LEN)
+            .is_ok_and(|head| !head.is_empty() && head.iter().all(|&b| b == 0))
+    })
+}
+
+/// Copies `from` (when it exists) to `to`, keeping modes, owners and links.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, lchown};
+    std::fs::create_dir_all(to)?;
+    let Ok(meta) = std::fs::symlink_metadata(from) else {
+        return Ok(());
+    };
+    std::fs::set_permissions(to, meta.permissions())?;
+    lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+            continue;
+        }
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(&source, &target)?;
+        } else {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::host::{FakeHost, HostCall};
+
+    /// Devices as byte strings; a formatter that writes an ext label.
+    #[derive(Debug, Default)]
+    struct FakeDisks(Mutex<BTreeMap<PathBuf, Vec<u8>>>);
+
+    impl FakeDisks {
+        fn with(disks: &[(&str, Vec<u8>)]) -> Self {
+            Self(Mutex::new(
+                disks
+                    .iter()
+                    .map(|(path, bytes)| (PathBuf::from(path), bytes.clone()))
+                    .collect(),
+            ))
+        }
+    }
+
+    impl BlockDevices for FakeDisks {
+        fn list(&self) -> io::Result<Vec<PathBuf>> {
+            Ok(self.0.lock().unwrap().keys().cloned().collect())
+        }
+
+        fn read_head(&self, device: &Path, len: usize) -> io::Result<Vec<u8>> {
+            let disks = self.0.lock().unwrap();
+            let bytes = disks.get(device).ok_or(io::ErrorKind::NotFound)?;
+            Ok(bytes[..len.min(bytes.len())].to_vec())
+        }
+    }
+
+    impl Formatter for FakeDisks {
+        fn format<'a>(
+            &'a self,
+            device: &'a Path,
+            label: &'a str,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .insert(device.to_path_buf(), ext(label));
+                Ok(())
+            })
+        }
+    }
+
+    fn ext(label: &str) -> Vec<u8> {
+        let mut head = vec![0u8; 4096];
+        head[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
+        head[1024 + 104] = 0xab;
+        head[1024 + 120..1024 + 120 + label.len()].copy_from_slice(label.as_bytes());
+        head
+    }
+
+    fn state(yaml: &str) -> State {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    struct Machine {
+        dir: tempfile::TempDir,
+        paths: StatePaths,
+        host: FakeHost,
+    }
+
+    fn machine() -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths {
+            mount: dir.path().join("state"),
+            root: dir.path().join("root"),
+        };
+        std::fs::create_dir_all(paths.root.join("var/lib/rancher/conf")).unwrap();
+        std::fs::create_dir_all(paths.root.join("home/rancher")).unwrap();
+        std::fs::write(paths.root.join("home/rancher/.profile"), "PS1='$ '\n").unwrap();
+        Machine {
+            dir,
+            paths,
+            host: FakeHost::new(),
+        }
+    }
+
+    fn mounts(host: &FakeHost) -> Vec<(String, PathBuf, Option<String>)> {
+        host.calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                HostCall::Mount {
+                    source,
+                    target,
+                    fstype,
+                    ..
+                } => Some((source, target, fstype)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn found_by_label_mounted_and_seeded_then_bound() {
+        let m = machine();
+        let disks = FakeDisks::with(&[
+            ("/dev/vda", vec![0; 8192]),
+            ("/dev/vdb", ext("RANCHER_STATE")),
+        ]);
+        let outcome = mount(
+            &m.host,
+            &disks,
+            &disks,
+            &state("{dev: LABEL=RANCHER_STATE}"),
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            StateOutcome::Mounted {
+                device: "/dev/vdb".into(),
+                formatted: false
+            }
+        );
+        let state = &m.paths.mount;
+        assert_eq!(
+            mounts(&m.host),
+            vec![
+                ("/dev/vdb".into(), state.clone(), Some("ext4".into())),
+                (
+                    state.join("var/lib/rancher").display().to_string(),
+                    m.paths.root.join("var/lib/rancher"),
+                    None
+                ),
+                (
+                    state.join("home").display().to_string(),
+                    m.paths.root.join("home"),
+                    None
+                ),
+            ]
+        );
+        // The first boot copied the image's directories over.
+        assert!(state.join("var/lib/rancher/conf").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(state.join("home/rancher/.profile")).unwrap(),
+            "PS1='$ '\n"
+        );
+        // A later boot keeps what the partition has.
+        std::fs::write(state.join("home/rancher/.profile"), "changed\n").unwrap();
+        let host = FakeHost::new();
+        mount(
+            &host,
+            &disks,
+            &disks,
+            &self::state("{dev: LABEL=RANCHER_STATE}"),
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(state.join("home/rancher/.profile")).unwrap(),
+            "changed\n"
+        );
+        drop(m.dir);
+    }
+
+    #[tokio::test]
+    async fn a_blank_autoformat_device_is_formatted_with_the_label() {
+        let m = machine();
+        // vda has a partition table (not blank); vdb is all zeros.
+        let mut partitioned = vec![0u8; 8192];
+        partitioned[510] = 0x55;
+        partitioned[511] = 0xAA;
+        let disks = FakeDisks::with(&[("/dev/vda", partitioned), ("/dev/vdb", vec![0; 8192])]);
+        let outcome = mount(
+            &m.host,
+            &disks,
+            &disks,
+            &state("{dev: LABEL=MY_STATE, autoformat: [/dev/vda, /dev/vdb, /dev/vdc]}"),
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            StateOutcome::Mounted {
+                device: "/dev/vdb".into(),
+                formatted: true
+            }
+        );
+        let head = disks.read_head(Path::new("/dev/vdb"), HEAD_LEN).unwrap();
+        assert_eq!(
+            filesystem_label(&head).map(|(_, label)| label).as_deref(),
+            Some("MY_STATE")
+        );
+        // The partitioned disk was left alone.
+        let vda = disks.read_head(Path::new("/dev/vda"), 512).unwrap();
+        assert_eq!(vda[510..], [0x55, 0xAA]);
+    }
+
+    #[tokio::test]
+    async fn by_uuid_or_path_with_a_directory_and_an_explicit_fstype() {
+        let m = machine();
+        let disks = FakeDisks::with(&[("/dev/sda1", ext("OTHER"))]);
+        let uuid = "ab000000-0000-0000-0000-000000000000";
+        for dev in [format!("UUID={uuid}"), "/dev/sda1".to_owned()] {
+            let host = FakeHost::new();
+            mount(
+                &host,
+                &disks,
+                &disks,
+                &state(&format!("{{dev: '{dev}', fstype: ext3, directory: /ros}}")),
+                &m.paths,
+            )
+            .await
+            .unwrap();
+            let mounts = mounts(&host);
+            assert_eq!(mounts[0].0, "/dev/sda1");
+            assert_eq!(mounts[0].2.as_deref(), Some("ext3"));
+            assert_eq!(
+                mounts[1].0,
+                m.paths
+                    .mount
+                    .join("ros/var/lib/rancher")
+                    .display()
+                    .to_string()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_runs_from_memory_unless_required() {
+        let m = machine();
+        let disks = FakeDisks::with(&[("/dev/vda", vec![1; 8192])]);
+        let outcome = mount(
+            &m.host,
+            &disks,
+            &disks,
+            &state("{dev: LABEL=RANCHER_STATE}"),
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            StateOutcome::Missing {
+                dev: "LABEL=RANCHER_STATE".into()
+            }
+        );
+        assert!(m.host.calls().is_empty());
+        let error = mount(
+            &m.host,
+            &disks,
+            &disks,
+            &state("{dev: LABEL=RANCHER_STATE, required: true}"),
+            &m.paths,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "rancher.state.dev LABEL=RANCHER_STATE: no such device, and rancher.state.required is set"
+        );
+        // Not configured at all: nothing happens.
+        let outcome = mount(&m.host, &disks, &disks, &state("{}"), &m.paths)
+            .await
+            .unwrap();
+        assert_eq!(outcome, StateOutcome::NotConfigured);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_gives_a_slow_device_time_to_appear() {
+        let m = machine();
+        let disks = std::sync::Arc::new(FakeDisks::default());
+        let later = std::sync::Arc::clone(&disks);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            later
+                .0
+                .lock()
+                .unwrap()
+                .insert("/dev/sdb1".into(), ext("RANCHER_STATE"));
+        });
+        let outcome = mount(
+            &m.host,
+            &*disks,
+            &*disks,
+            &state("{dev: LABEL=RANCHER_STATE, wait: true, required: true}"),
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(outcome, StateOutcome::Mounted { .. }));
+        // Never there: required fails after the wait.
+        let empty = FakeDisks::default();
+        let error = mount(
+            &m.host,
+            &empty,
+            &empty,
+            &state("{dev: LABEL=GONE, wait: true, required: true}"),
+            &m.paths,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("(waited 10 s)"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_directory_outside_the_partition_is_refused() {
+        let m = machine();
+        let disks = FakeDisks::with(&[("/dev/vda", ext("RANCHER_STATE"))]);
+        let error = mount(
+            &m.host,
+            &disks,
+            &disks,
+            &state("{dev: /dev/vda, directory: ../etc}"),
+            &m.paths,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "rancher.state.directory \"../etc\": must stay inside the partition"
+        );
+        assert!(m.host.calls().is_empty());
+    }
+}
