@@ -134,6 +134,7 @@ impl VmBuilder {
     }
 
     pub fn start(self) -> Vm {
+        let again = self.clone();
         let monitor = self.monitor.then(|| {
             std::env::temp_dir().join(format!(
                 "ros-qemu-monitor-{}-{}.sock",
@@ -189,6 +190,7 @@ impl VmBuilder {
         let mut vm = Vm::spawn(command);
         vm.monitor = monitor;
         vm.qemu_log = Some(qemu_log);
+        vm.builder = Some(again);
         vm
     }
 }
@@ -273,6 +275,9 @@ pub struct Vm {
     commands: usize,
     monitor: Option<PathBuf>,
     qemu_log: Option<PathBuf>,
+    /// How to boot it again (see [`Vm::wait_ready`]); `None` once used.
+    builder: Option<VmBuilder>,
+    boots: usize,
 }
 
 /// The output and exit status of one console command.
@@ -314,6 +319,8 @@ impl Vm {
             commands: 0,
             monitor: None,
             qemu_log: None,
+            builder: None,
+            boots: 1,
         }
     }
 
@@ -379,11 +386,28 @@ impl Vm {
     }
 
     /// Waits for `ros: ready in X s`; returns X as the guest measured it.
-    pub fn wait_ready(&self) -> Duration {
+    ///
+    /// A machine that goes down before `ros` printed a line and without a
+    /// kernel panic never reached our code: the firmware or the kernel
+    /// reset under TCG (seen once in CI, during PCI probing). It is booted
+    /// once more, saying so with QEMU's own account; a second time fails.
+    pub fn wait_ready(&mut self) -> Duration {
         let marker = "ros: ready in ";
-        let out = self
-            .wait_for(marker, READY_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let out = match self.wait_for(marker, READY_TIMEOUT) {
+            Ok(out) => out,
+            Err(error) if self.went_down_before_ros() && self.builder.is_some() => {
+                eprintln!(
+                    "qemu-tests: {error}\nqemu-tests: the machine went down before ros started; booting it once more"
+                );
+                let builder = self.builder.take().expect("checked above");
+                *self = builder.start();
+                self.builder = None;
+                self.boots = 2;
+                self.wait_for(marker, READY_TIMEOUT)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            }
+            Err(error) => panic!("{error}"),
+        };
         let end = self
             .wait_for_after(out.len(), " s", Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -394,6 +418,21 @@ impl Vm {
                 .parse()
                 .unwrap_or_else(|_| panic!("bad ready line: {seconds:?}")),
         )
+    }
+
+    /// How many times QEMU was started for this machine (2 after a reset
+    /// before `ros` started).
+    pub fn boots(&self) -> usize {
+        self.boots
+    }
+
+    /// QEMU has exited, and neither `ros` nor a kernel panic said a word.
+    fn went_down_before_ros(&self) -> bool {
+        let (lock, _) = &*self.console;
+        let console = lock.lock().unwrap_or_else(|p| p.into_inner());
+        console.closed
+            && !console.output.contains("ros:")
+            && !console.output.contains("Kernel panic")
     }
 
     /// Types a line on the console.
@@ -486,8 +525,17 @@ impl Vm {
             .monitor
             .as_ref()
             .expect("the VM was built with_monitor()");
-        let mut socket =
-            std::os::unix::net::UnixStream::connect(path).expect("connecting to the QEMU monitor");
+        // QEMU makes the socket a moment after it starts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut socket = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(socket) => break socket,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("connecting to the QEMU monitor: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
         socket
             .write_all(format!("{command}\n").as_bytes())
             .expect("writing to the QEMU monitor");

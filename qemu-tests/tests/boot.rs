@@ -192,3 +192,16 @@ fn the_iso_boots_as_a_disk_too() {
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
 }
+
+#[test]
+fn a_machine_reset_before_ros_starts_is_booted_once_more() {
+    // What a TCG fault in the firmware or the kernel looks like from here:
+    // QEMU (with -no-reboot) exits without a word from ros.
+    let mut vm = VmBuilder::kernel(Image::built(), "").with_monitor().start();
+    vm.monitor("system_reset");
+    vm.wait_ready();
+    assert_eq!(vm.boots(), 2);
+    vm.wait_for_shell(SHELL_TIMEOUT);
+    vm.send_line("ros poweroff");
+    assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
+}
