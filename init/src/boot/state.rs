@@ -348,8 +348,16 @@ mod tests {
         head
     }
 
-    fn state(yaml: &str) -> State {
-        serde_norway::from_str(yaml).unwrap()
+    /// `mount` with `disks` as devices and formatter, and `rancher.state`
+    /// as YAML.
+    async fn mount_with(
+        host: &FakeHost,
+        disks: &FakeDisks,
+        yaml: &str,
+        paths: &StatePaths,
+    ) -> Result<StateOutcome, StateError> {
+        let state: State = serde_norway::from_str(yaml).unwrap();
+        mount(host, disks, disks, &state, paths).await
     }
 
     struct Machine {
@@ -396,15 +404,9 @@ mod tests {
             ("/dev/vda", vec![0; 8192]),
             ("/dev/vdb", ext("RANCHER_STATE")),
         ]);
-        let outcome = mount(
-            &m.host,
-            &disks,
-            &disks,
-            &state("{dev: LABEL=RANCHER_STATE}"),
-            &m.paths,
-        )
-        .await
-        .unwrap();
+        let outcome = mount_with(&m.host, &disks, "{dev: LABEL=RANCHER_STATE}", &m.paths)
+            .await
+            .unwrap();
         assert_eq!(
             outcome,
             StateOutcome::Mounted {
@@ -438,15 +440,9 @@ mod tests {
         // A later boot keeps what the partition has.
         std::fs::write(state.join("home/rancher/.profile"), "changed\n").unwrap();
         let host = FakeHost::new();
-        mount(
-            &host,
-            &disks,
-            &disks,
-            &self::state("{dev: LABEL=RANCHER_STATE}"),
-            &m.paths,
-        )
-        .await
-        .unwrap();
+        mount_with(&host, &disks, "{dev: LABEL=RANCHER_STATE}", &m.paths)
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(state.join("home/rancher/.profile")).unwrap(),
             "changed\n"
@@ -462,11 +458,10 @@ mod tests {
         partitioned[510] = 0x55;
         partitioned[511] = 0xAA;
         let disks = FakeDisks::with(&[("/dev/vda", partitioned), ("/dev/vdb", vec![0; 8192])]);
-        let outcome = mount(
+        let outcome = mount_with(
             &m.host,
             &disks,
-            &disks,
-            &state("{dev: LABEL=MY_STATE, autoformat: [/dev/vda, /dev/vdb, /dev/vdc]}"),
+            "{dev: LABEL=MY_STATE, autoformat: [/dev/vda, /dev/vdb, /dev/vdc]}",
             &m.paths,
         )
         .await
@@ -495,11 +490,10 @@ mod tests {
         let uuid = "ab000000-0000-0000-0000-000000000000";
         for dev in [format!("UUID={uuid}"), "/dev/sda1".to_owned()] {
             let host = FakeHost::new();
-            mount(
+            mount_with(
                 &host,
                 &disks,
-                &disks,
-                &state(&format!("{{dev: '{dev}', fstype: ext3, directory: /ros}}")),
+                &format!("{{dev: '{dev}', fstype: ext3, directory: /ros}}"),
                 &m.paths,
             )
             .await
@@ -522,15 +516,9 @@ mod tests {
     async fn missing_runs_from_memory_unless_required() {
         let m = machine();
         let disks = FakeDisks::with(&[("/dev/vda", vec![1; 8192])]);
-        let outcome = mount(
-            &m.host,
-            &disks,
-            &disks,
-            &state("{dev: LABEL=RANCHER_STATE}"),
-            &m.paths,
-        )
-        .await
-        .unwrap();
+        let outcome = mount_with(&m.host, &disks, "{dev: LABEL=RANCHER_STATE}", &m.paths)
+            .await
+            .unwrap();
         assert_eq!(
             outcome,
             StateOutcome::Missing {
@@ -538,11 +526,10 @@ mod tests {
             }
         );
         assert!(m.host.calls().is_empty());
-        let error = mount(
+        let error = mount_with(
             &m.host,
             &disks,
-            &disks,
-            &state("{dev: LABEL=RANCHER_STATE, required: true}"),
+            "{dev: LABEL=RANCHER_STATE, required: true}",
             &m.paths,
         )
         .await
@@ -552,9 +539,7 @@ mod tests {
             "rancher.state.dev LABEL=RANCHER_STATE: no such device, and rancher.state.required is set"
         );
         // Not configured at all: nothing happens.
-        let outcome = mount(&m.host, &disks, &disks, &state("{}"), &m.paths)
-            .await
-            .unwrap();
+        let outcome = mount_with(&m.host, &disks, "{}", &m.paths).await.unwrap();
         assert_eq!(outcome, StateOutcome::NotConfigured);
     }
 
@@ -571,11 +556,10 @@ mod tests {
                 .unwrap()
                 .insert("/dev/sdb1".into(), ext("RANCHER_STATE"));
         });
-        let outcome = mount(
+        let outcome = mount_with(
             &m.host,
-            &*disks,
-            &*disks,
-            &state("{dev: LABEL=RANCHER_STATE, wait: true, required: true}"),
+            &disks,
+            "{dev: LABEL=RANCHER_STATE, wait: true, required: true}",
             &m.paths,
         )
         .await
@@ -583,11 +567,10 @@ mod tests {
         assert!(matches!(outcome, StateOutcome::Mounted { .. }));
         // Never there: required fails after the wait.
         let empty = FakeDisks::default();
-        let error = mount(
+        let error = mount_with(
             &m.host,
             &empty,
-            &empty,
-            &state("{dev: LABEL=GONE, wait: true, required: true}"),
+            "{dev: LABEL=GONE, wait: true, required: true}",
             &m.paths,
         )
         .await
@@ -599,11 +582,10 @@ mod tests {
     async fn a_directory_outside_the_partition_is_refused() {
         let m = machine();
         let disks = FakeDisks::with(&[("/dev/vda", ext("RANCHER_STATE"))]);
-        let error = mount(
+        let error = mount_with(
             &m.host,
             &disks,
-            &disks,
-            &state("{dev: /dev/vda, directory: ../etc}"),
+            "{dev: /dev/vda, directory: ../etc}",
             &m.paths,
         )
         .await
