@@ -20,6 +20,12 @@ pub enum UserDataError {
     /// gzip that does not decompress.
     #[error("user-data looks like gzip but does not decompress: {0}")]
     Gzip(std::io::Error),
+    /// gzip that unpacks to more than user-data may be.
+    #[error("gzip user-data unpacks to more than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// Not a `#cloud-config` document or a `#!` script.
     #[error(
         "user-data is neither `#cloud-config` YAML nor a `#!` script (it starts with {start:?})"
@@ -59,11 +65,17 @@ impl Payload {
     /// Classifies raw user-data, decompressing gzip first.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, UserDataError> {
         let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let limit = crate::datasource::http::MAX_BODY;
             let mut out = Vec::new();
+            // One byte past the limit tells a payload that is too large
+            // from one that fits exactly.
             flate2::read::GzDecoder::new(bytes)
-                .take(crate::datasource::http::MAX_BODY as u64)
+                .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(UserDataError::Gzip)?;
+            if out.len() > limit {
+                return Err(UserDataError::TooLarge { limit });
+            }
             out
         } else {
             bytes.to_vec()
@@ -226,6 +238,23 @@ mod tests {
             Payload::from_bytes(&[0x1f, 0x8b, 0, 1]),
             Err(UserDataError::Gzip(_))
         ));
+    }
+
+    #[test]
+    fn gzip_that_unpacks_past_the_limit_is_refused_not_cut_short() {
+        let limit = crate::datasource::http::MAX_BODY;
+        let mut script = b"#!/bin/sh\n".to_vec();
+        script.resize(limit, b'#');
+        assert_eq!(
+            Payload::from_bytes(&gzip(&script)).unwrap(),
+            Payload::Script(script.clone())
+        );
+        script.push(b'#');
+        let error = Payload::from_bytes(&gzip(&script)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("gzip user-data unpacks to more than {limit} bytes")
+        );
     }
 
     #[test]

@@ -149,6 +149,7 @@ fn quick_http() -> HttpClient {
         timeout: Duration::from_secs(2),
         attempts: 3,
         backoff: Duration::from_millis(20),
+        ..HttpClient::default()
     }
 }
 
@@ -584,17 +585,6 @@ async fn url_and_cmdline_fetch_over_http() {
         .count();
     assert_eq!(broken, 3);
 
-    let error = fetch_one("url:https://example.com/user-data", &env)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DatasourceError::Http(HttpError::HttpsNotSupported { .. })
-        ),
-        "{error}"
-    );
-
     env.cmdline = format!(
         "quiet cloud-config-url={}/user-data rancher.debug",
         server.base_url
@@ -718,4 +708,105 @@ async fn in_parallel_the_fastest_answer_wins_and_the_deadline_holds() {
     .await;
     assert!(report.found.is_none());
     assert_eq!(report.timed_out, ["slow"]);
+}
+
+/// `openssl s_server -WWW` serving `dir` over TLS on 127.0.0.1, with a
+/// self-signed certificate for that address (`cert.pem` in `dir`).
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+/// `cert.pem` and `key.pem` in `dir`: self-signed, for 127.0.0.1.
+fn self_signed(dir: &Path) {
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .current_dir(dir));
+}
+
+impl TlsServer {
+    fn start(dir: &Path) -> Self {
+        self_signed(dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args([
+                "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem",
+            ])
+            .arg("-accept")
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl from Debian's openssl package");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "openssl s_server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn url_over_https_trusts_the_ca_bundle_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("user-data"), CLOUD_CONFIG).unwrap();
+    let server = TlsServer::start(dir.path());
+    let url = format!("url:https://127.0.0.1:{}/user-data", server.port);
+    let mut env = environment(
+        dir.path(),
+        Arc::new(ImageFiles(vec![])),
+        Arc::new(ExtractingMounter::default()),
+    );
+
+    // The server's certificate in the bundle: fetched.
+    env.http.ca_bundle = dir.path().join("cert.pem");
+    let data = fetch_one(&url, &env).await.unwrap().unwrap();
+    assert_eq!(data.payload, Payload::CloudConfig(CLOUD_CONFIG.to_owned()));
+
+    // A bundle without it: the handshake fails, and says why.
+    let other = tempfile::tempdir().unwrap();
+    self_signed(other.path());
+    env.http.ca_bundle = other.path().join("cert.pem");
+    let error = fetch_one(&url, &env).await.unwrap_err();
+    eprintln!("untrusted: {error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+
+    // No bundle at all: named.
+    env.http.ca_bundle = dir.path().join("absent.pem");
+    let error = fetch_one(&url, &env).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            DatasourceError::Http(HttpError::CaCertificates { .. })
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("absent.pem"), "{error}");
 }

@@ -1,17 +1,22 @@
-//! A small HTTP/1.1 client over a tokio `TcpStream`: enough for the EC2
-//! instance metadata service and plain-http user-data URLs, without the
+//! A small HTTP/1.1 client over a tokio `TcpStream`, with TLS (rustls,
+//! which `ros` links for registry pulls anyway) for `https://`: enough for
+//! the EC2 instance metadata service and user-data URLs, without the
 //! weight of a full client in PID 1. One request per connection
 //! (`Connection: close`); bounded retries with doubling backoff.
-//!
-//! `https://` is refused with [`HttpError::HttpsNotSupported`]: this client
-//! has no TLS. (`ros` links rustls for registry pulls since; user-data
-//! over HTTPS could use it, and does not yet.)
 
 use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The CA certificates `https://` trusts: Debian's bundle, which the
+/// image build puts in the root.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The largest body accepted: user-data is small, a runaway server is not.
 pub const MAX_BODY: usize = 16 << 20;
@@ -19,14 +24,18 @@ pub const MAX_BODY: usize = 16 << 20;
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// TLS is not available.
-    #[error("{url}: https is not supported yet (no TLS in the image); use http://")]
-    HttpsNotSupported {
+    /// The CA certificates for `https://` cannot be read.
+    #[error("{url}: no CA certificates for https from {}: {reason}", path.display())]
+    CaCertificates {
         /// The URL.
         url: String,
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
-    /// Not an `http://host[:port]/path` URL.
-    #[error("`{url}` is not an http:// URL")]
+    /// Not an `http://` or `https://host[:port]/path` URL.
+    #[error("`{url}` is not an http:// or https:// URL")]
     BadUrl {
         /// The URL.
         url: String,
@@ -68,29 +77,29 @@ impl HttpError {
     }
 }
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`.
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
-    /// Port, 80 by default.
+    /// Port, 80 or 443 by default.
     pub port: u16,
     /// Path and query, at least `/`.
     pub path: String,
 }
 
 impl HttpUrl {
-    /// Parses `http://host[:port][/path]`.
+    /// Parses `http[s]://host[:port][/path]`.
     pub fn parse(url: &str) -> Result<Self, HttpError> {
-        if url.starts_with("https://") {
-            return Err(HttpError::HttpsNotSupported {
-                url: url.to_owned(),
-            });
-        }
         let bad = || HttpError::BadUrl {
             url: url.to_owned(),
         };
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://").ok_or_else(bad)?),
+        };
         let (authority, path) = match rest.find('/') {
             Some(index) => (&rest[..index], &rest[index..]),
             None => (rest, "/"),
@@ -111,12 +120,13 @@ impl HttpUrl {
         };
         let port = match port {
             Some(port) => port.parse().map_err(|_| bad())?,
-            None => 80,
+            None => default_port(tls),
         };
         if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
             return Err(bad());
         }
         Ok(Self {
+            tls,
             host: host.to_owned(),
             port,
             path: path.to_owned(),
@@ -129,12 +139,16 @@ impl HttpUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == default_port(self.tls) {
             host
         } else {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+fn default_port(tls: bool) -> u16 {
+    if tls { 443 } else { 80 }
 }
 
 /// A response: status and body.
@@ -162,6 +176,8 @@ pub struct HttpClient {
     pub attempts: u32,
     /// Wait before the second attempt; doubles after each.
     pub backoff: Duration,
+    /// The PEM bundle of CA certificates `https://` trusts.
+    pub ca_bundle: PathBuf,
 }
 
 impl Default for HttpClient {
@@ -170,6 +186,7 @@ impl Default for HttpClient {
             timeout: Duration::from_secs(5),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            ca_bundle: PathBuf::from(CA_BUNDLE),
         }
     }
 }
@@ -193,6 +210,17 @@ impl HttpClient {
         headers: &[(&str, &str)],
     ) -> Result<HttpResponse, HttpError> {
         let parsed = HttpUrl::parse(url)?;
+        let tls = if parsed.tls {
+            Some(
+                tls_connector(&self.ca_bundle).map_err(|reason| HttpError::CaCertificates {
+                    url: url.to_owned(),
+                    path: self.ca_bundle.clone(),
+                    reason,
+                })?,
+            )
+        } else {
+            None
+        };
         let attempts = self.attempts.max(1);
         let mut backoff = self.backoff;
         let mut last_error = None;
@@ -201,7 +229,10 @@ impl HttpClient {
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
             }
-            let exchange = tokio::time::timeout(self.timeout, exchange(&parsed, method, headers));
+            let exchange = tokio::time::timeout(
+                self.timeout,
+                exchange(&parsed, tls.as_ref(), method, headers),
+            );
             match exchange.await {
                 Ok(Ok(bytes)) => {
                     let response =
@@ -234,8 +265,49 @@ impl HttpClient {
     }
 }
 
-async fn exchange(url: &HttpUrl, method: &str, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+/// TLS that trusts the certificates of `ca_bundle`, with ring (as for
+/// registry pulls).
+fn tls_connector(ca_bundle: &Path) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca_bundle).map_err(|e| e.to_string())? {
+        // One certificate the store refuses does not spoil the rest.
+        let _ = roots.add(certificate.map_err(|e| e.to_string())?);
+    }
+    if roots.is_empty() {
+        return Err("no certificate in it".to_owned());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn exchange(
+    url: &HttpUrl,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    method: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Vec<u8>> {
+    let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    let Some(tls) = tls else {
+        return talk(stream, url, method, headers).await;
+    };
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let stream = tls.connect(name, stream).await?;
+    talk(stream, url, method, headers).await
+}
+
+/// One request and its whole response over `stream`.
+async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &HttpUrl,
+    method: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Vec<u8>> {
     let mut request = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ros\r\nAccept: */*\r\nConnection: close\r\n",
         url.path,
@@ -252,10 +324,14 @@ async fn exchange(url: &HttpUrl, method: &str, headers: &[(&str, &str)]) -> io::
     let mut response = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            break;
-        }
+        let read = match stream.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            // A TLS server that closes without saying so ends an answer
+            // without a length as a plain close does.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => break,
+            Err(e) => return Err(e),
+        };
         if response.len() + read > MAX_BODY + 64 * 1024 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -376,13 +452,23 @@ mod tests {
             ("::1", 8080, "/")
         );
         assert_eq!(url.host_header(), "[::1]:8080");
-        assert!(matches!(
-            HttpUrl::parse("https://example.com/x"),
-            Err(HttpError::HttpsNotSupported { .. })
-        ));
+        assert!(!url.tls);
+        let url = HttpUrl::parse("https://example.com/x?y=1").unwrap();
+        assert_eq!(
+            (url.tls, url.host.as_str(), url.port, url.path.as_str()),
+            (true, "example.com", 443, "/x?y=1")
+        );
+        assert_eq!(url.host_header(), "example.com");
+        assert_eq!(
+            HttpUrl::parse("https://example.com:8443")
+                .unwrap()
+                .host_header(),
+            "example.com:8443"
+        );
         for bad in [
             "ftp://x",
             "http://",
+            "https://",
             "http://host:port/",
             "http://[::1/x",
             "http://u@h/",

@@ -1,4 +1,4 @@
-//! `url:URL`: user-data from a plain-http URL (https is not supported yet).
+//! `url:URL`: user-data from an `http://` or `https://` URL.
 
 use super::http::HttpClient;
 use super::{BoxFuture, Datasource, DatasourceError, Environment};
