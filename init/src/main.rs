@@ -103,10 +103,17 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     let paths = ConfigPaths::system();
     // The state partition keeps cloud-config.yml and /home across boots;
     // where it is, the layers below that file say (built-in, OEM, cmdline).
-    mount_state(host, &reaper, &paths, cmdline).await?;
+    let state = mount_state(host, &reaper, &paths, cmdline).await?;
     let mut config = config::load(&paths, cmdline);
-    if config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await {
+    let found_locally = config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await;
+    if found_locally {
         config = config::load(&paths, cmdline);
+    }
+    if config.rancher.state != state {
+        console::report(
+            "rancher.state is read from the built-in, OEM and command-line layers only, before the rest; \
+             the setting in cloud-config.yml or user-data is not used",
+        );
     }
     tracing::debug!(?config, "configuration");
     // What the configuration asks of the machine itself comes before any
@@ -134,7 +141,10 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     ));
     // Datasources on the network answer once DHCP has leases; containerd
     // starts meanwhile, the services only after their user-data joined.
+    // The first source with user-data wins: a local one that had some
+    // leaves them out.
     if let Some(network) = &network
+        && !found_locally
         && config::has_sources(&config, Phase::Network)
     {
         let joined = join_network_user_data(host, &reaper, &paths, cmdline, config, network);
@@ -201,15 +211,16 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     Ok(how)
 }
 
-/// Mounts the state partition where `rancher.state` says. Only a missing
-/// partition that is `required` stops the boot; otherwise the machine
-/// runs from memory, and says so when something went wrong.
+/// Mounts the state partition where `rancher.state` says, and returns
+/// the settings used. Only a missing partition that is `required` stops
+/// the boot; otherwise the machine runs from memory, and says so when
+/// something went wrong.
 async fn mount_state(
     host: &dyn Host,
     reaper: &Reaper,
     paths: &ConfigPaths,
     cmdline: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<os_config::schema::State> {
     let settings = config::load_quietly(paths, cmdline).rancher.state;
     let formatter = state::Mke2fs {
         reaper,
@@ -235,7 +246,7 @@ async fn mount_state(
         Err(error @ StateError::Required { .. }) => return Err(error.into()),
         Err(error) => console::report(&format!("state partition: {error}; running from memory")),
     }
-    Ok(())
+    Ok(settings)
 }
 
 /// Where the output of bootcmd, runcmd and the user-data script goes.
@@ -295,7 +306,10 @@ async fn join_network_user_data(
         network.set_hostname(fetched.hostname.clone());
     }
     if fetched.rancher.network != config.rancher.network {
-        console::report("rancher.network from the fetched user-data takes effect at the next boot");
+        console::report(
+            "rancher.network from network user-data is not applied now (the network came first); \
+             with a state partition it applies from the next boot",
+        );
     }
     fetched
 }

@@ -189,12 +189,23 @@ impl UserData {
         };
         let text = serde_norway::to_string(&user_config.value).unwrap_or_default();
         save(paths.user_data_file(), text.as_bytes())?;
+        let script_path = paths.user_script_file();
         if let Some(script) = &user_config.script {
-            let path = paths.user_script_file();
-            save(path.clone(), script)?;
+            save(script_path.clone(), script)?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|source| UserDataError::Save { path, source })?;
+            std::fs::set_permissions(&script_path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|source| UserDataError::Save {
+                    path: script_path,
+                    source,
+                })?;
+        } else if let Err(source) = std::fs::remove_file(&script_path)
+            // The script of earlier user-data would otherwise still run.
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(UserDataError::Save {
+                path: script_path,
+                source,
+            });
         }
         let metadata = serde_json::to_vec_pretty(&self.metadata).unwrap_or_default();
         save(paths.metadata_file(), &metadata)?;
@@ -315,5 +326,12 @@ mod tests {
             layers.merged().unwrap().config.hostname.unwrap().as_str(),
             "node-7"
         );
+        // Cloud-config saved later: the earlier script goes.
+        let later = UserData {
+            payload: Payload::CloudConfig("#cloud-config\nhostname: node-8\n".into()),
+            metadata: Metadata::default(),
+        };
+        later.save(&paths).unwrap();
+        assert!(!paths.user_script_file().exists());
     }
 }

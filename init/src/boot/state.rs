@@ -125,9 +125,10 @@ impl DeviceSpec {
         let listed = devices.list().unwrap_or_default();
         let fs_of = |head: &[u8]| filesystem_label(head).map(|(fs, _)| fs.mount_name());
         match self {
+            // A blank device is not a state partition yet.
             Self::Path(path) => {
                 let head = devices.read_head(path, HEAD_LEN).ok()?;
-                Some((path.clone(), fs_of(&head)))
+                (!is_blank(&head)).then(|| (path.clone(), fs_of(&head)))
             }
             Self::Label(label) => listed.into_iter().find_map(|device| {
                 let head = devices.read_head(&device, HEAD_LEN).ok()?;
@@ -149,6 +150,21 @@ impl DeviceSpec {
             Self::Label(label) => label,
             _ => DEFAULT_LABEL,
         }
+    }
+
+    /// The `autoformat` devices this spec finds again once formatted: all
+    /// for a label (they get it), the one device a path names, none for a
+    /// UUID (a new filesystem has a new one).
+    fn formattable<'a>(&self, autoformat: &'a [String]) -> Vec<&'a str> {
+        autoformat
+            .iter()
+            .map(String::as_str)
+            .filter(|candidate| match self {
+                Self::Label(_) => true,
+                Self::Path(path) => Path::new(candidate) == path,
+                Self::Uuid(_) => false,
+            })
+            .collect()
     }
 }
 
@@ -173,7 +189,10 @@ pub async fn mount(
         if let Some(found) = spec.find(devices) {
             break found;
         }
-        if let Some(blank) = first_blank(devices, &state.autoformat) {
+        // Only once the wait is over: a slow disk that is the state
+        // partition must not lose to a blank one formatted meanwhile.
+        let waited = tokio::time::Instant::now() >= deadline;
+        if waited && let Some(blank) = first_blank(devices, &spec.formattable(&state.autoformat)) {
             tracing::info!("formatting {} as the state partition", blank.display());
             formatter
                 .format(&blank, spec.label())
@@ -185,7 +204,7 @@ pub async fn mount(
             formatted = true;
             break (blank, Some(DEFAULT_FSTYPE));
         }
-        if tokio::time::Instant::now() >= deadline {
+        if waited {
             if state.required {
                 return Err(StateError::Required {
                     dev: dev.to_owned(),
@@ -214,12 +233,18 @@ pub async fn mount(
     for dir in PERSISTENT {
         let persistent = state_root.join(dir);
         let live = paths.root.join(dir);
-        // The first boot seeds the partition with what the image has.
+        // The first boot seeds the partition with what the image has,
+        // under another name until complete, so a seed cut short is
+        // made again.
         if !persistent.exists() {
-            copy_tree(&live, &persistent).map_err(|source| StateError::Io {
-                path: persistent.clone(),
-                source,
-            })?;
+            let seeding = persistent.with_extension("seeding");
+            let _ = std::fs::remove_dir_all(&seeding);
+            copy_tree(&live, &seeding)
+                .and_then(|()| std::fs::rename(&seeding, &persistent))
+                .map_err(|source| StateError::Io {
+                    path: persistent.clone(),
+                    source,
+                })?;
         }
         host.create_dir_all(&live)?;
         host.mount(
@@ -250,13 +275,17 @@ fn state_directory(directory: Option<&str>) -> Result<PathBuf, StateError> {
     Ok(relative)
 }
 
-/// The first `autoformat` device that exists and is blank.
-fn first_blank(devices: &dyn BlockDevices, candidates: &[String]) -> Option<PathBuf> {
+/// The first of `candidates` that exists and is blank.
+fn first_blank(devices: &dyn BlockDevices, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|device| {
         devices
             .read_head(device, BLANK_LEN)
-            .is_ok_and(|head| !head.is_empty() && head.iter().all(|&b| b == 0))
+            .is_ok_and(|head| is_blank(&head))
     })
+}
+
+fn is_blank(head: &[u8]) -> bool {
+    !head.is_empty() && head.iter().all(|&b| b == 0)
 }
 
 /// Copies `from` (when it exists) to `to`, keeping modes, owners and links.
@@ -546,7 +575,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn wait_gives_a_slow_device_time_to_appear() {
         let m = machine();
-        let disks = std::sync::Arc::new(FakeDisks::default());
+        // A blank disk listed for autoformat is there from the start.
+        let disks = std::sync::Arc::new(FakeDisks::with(&[("/dev/sda", vec![0; 8192])]));
         let later = std::sync::Arc::clone(&disks);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -559,12 +589,21 @@ mod tests {
         let outcome = mount_with(
             &m.host,
             &disks,
-            "{dev: LABEL=RANCHER_STATE, wait: true, required: true}",
+            "{dev: LABEL=RANCHER_STATE, wait: true, required: true, autoformat: [/dev/sda]}",
             &m.paths,
         )
         .await
         .unwrap();
-        assert!(matches!(outcome, StateOutcome::Mounted { .. }));
+        // The slow state partition won; the blank disk was not touched.
+        assert_eq!(
+            outcome,
+            StateOutcome::Mounted {
+                device: "/dev/sdb1".into(),
+                formatted: false
+            }
+        );
+        let sda = disks.read_head(Path::new("/dev/sda"), 8192).unwrap();
+        assert!(is_blank(&sda));
         // Never there: required fails after the wait.
         let empty = FakeDisks::default();
         let error = mount_with(
@@ -576,6 +615,46 @@ mod tests {
         .await
         .unwrap_err();
         assert!(error.to_string().contains("(waited 10 s)"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn only_what_the_spec_finds_again_is_formatted() {
+        let m = machine();
+        let blank = || FakeDisks::with(&[("/dev/vda", vec![0; 8192]), ("/dev/vdb", vec![0; 8192])]);
+        // A UUID names one filesystem; a new one would not have it.
+        let disks = blank();
+        let outcome = mount_with(
+            &m.host,
+            &disks,
+            "{dev: UUID=ab000000-0000-0000-0000-000000000000, autoformat: [/dev/vda]}",
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(outcome, StateOutcome::Missing { .. }));
+        assert!(is_blank(
+            &disks.read_head(Path::new("/dev/vda"), 8192).unwrap()
+        ));
+        // A path: that device only, blank until formatted.
+        let disks = blank();
+        let outcome = mount_with(
+            &m.host,
+            &disks,
+            "{dev: /dev/vdb, autoformat: [/dev/vda, /dev/vdb]}",
+            &m.paths,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome,
+            StateOutcome::Mounted {
+                device: "/dev/vdb".into(),
+                formatted: true
+            }
+        );
+        assert!(is_blank(
+            &disks.read_head(Path::new("/dev/vda"), 8192).unwrap()
+        ));
     }
 
     #[tokio::test]
