@@ -88,7 +88,7 @@ pub enum StateOutcome {
 pub enum StateError {
     #[error(
         "rancher.state.dev {dev}: no such device, and rancher.state.required is set{}",
-        if *waited { " (waited 10 s)" } else { "" }
+        if *waited { format!(" (waited {} s)", WAIT.as_secs()) } else { String::new() }
     )]
     Required { dev: String, waited: bool },
     #[error("rancher.state.directory {0:?}: must stay inside the partition")]
@@ -122,7 +122,7 @@ impl DeviceSpec {
 
     /// The device it names now, and the filesystem found on it.
     fn find(&self, devices: &dyn BlockDevices) -> Option<(PathBuf, Option<&'static str>)> {
-        let listed = devices.list().unwrap_or_default();
+        let listed = || devices.list().unwrap_or_default();
         let fs_of = |head: &[u8]| filesystem_label(head).map(|(fs, _)| fs.mount_name());
         match self {
             // A blank device is not a state partition yet.
@@ -130,14 +130,14 @@ impl DeviceSpec {
                 let head = devices.read_head(path, HEAD_LEN).ok()?;
                 (!is_blank(&head)).then(|| (path.clone(), fs_of(&head)))
             }
-            Self::Label(label) => listed.into_iter().find_map(|device| {
+            Self::Label(label) => listed().into_iter().find_map(|device| {
                 let head = devices.read_head(&device, HEAD_LEN).ok()?;
                 let (fs, found) = filesystem_label(&head)?;
                 found
                     .eq_ignore_ascii_case(label)
                     .then(|| (device, Some(fs.mount_name())))
             }),
-            Self::Uuid(uuid) => listed.into_iter().find_map(|device| {
+            Self::Uuid(uuid) => listed().into_iter().find_map(|device| {
                 let head = devices.read_head(&device, HEAD_LEN).ok()?;
                 (ext_uuid(&head).as_deref() == Some(uuid)).then(|| (device, fs_of(&head)))
             }),
@@ -377,6 +377,13 @@ mod tests {
         head
     }
 
+    fn mounted(device: &str, formatted: bool) -> StateOutcome {
+        StateOutcome::Mounted {
+            device: device.into(),
+            formatted,
+        }
+    }
+
     /// `mount` with `disks` as devices and formatter, and `rancher.state`
     /// as YAML.
     async fn mount_with(
@@ -436,13 +443,7 @@ mod tests {
         let outcome = mount_with(&m.host, &disks, "{dev: LABEL=RANCHER_STATE}", &m.paths)
             .await
             .unwrap();
-        assert_eq!(
-            outcome,
-            StateOutcome::Mounted {
-                device: "/dev/vdb".into(),
-                formatted: false
-            }
-        );
+        assert_eq!(outcome, mounted("/dev/vdb", false));
         let state = &m.paths.mount;
         assert_eq!(
             mounts(&m.host),
@@ -495,13 +496,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(
-            outcome,
-            StateOutcome::Mounted {
-                device: "/dev/vdb".into(),
-                formatted: true
-            }
-        );
+        assert_eq!(outcome, mounted("/dev/vdb", true));
         let head = disks.read_head(Path::new("/dev/vdb"), HEAD_LEN).unwrap();
         assert_eq!(
             filesystem_label(&head).map(|(_, label)| label).as_deref(),
@@ -595,13 +590,7 @@ mod tests {
         .await
         .unwrap();
         // The slow state partition won; the blank disk was not touched.
-        assert_eq!(
-            outcome,
-            StateOutcome::Mounted {
-                device: "/dev/sdb1".into(),
-                formatted: false
-            }
-        );
+        assert_eq!(outcome, mounted("/dev/sdb1", false));
         let sda = disks.read_head(Path::new("/dev/sda"), 8192).unwrap();
         assert!(is_blank(&sda));
         // Never there: required fails after the wait.
@@ -645,13 +634,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(
-            outcome,
-            StateOutcome::Mounted {
-                device: "/dev/vdb".into(),
-                formatted: true
-            }
-        );
+        assert_eq!(outcome, mounted("/dev/vdb", true));
         assert!(is_blank(
             &disks.read_head(Path::new("/dev/vda"), 8192).unwrap()
         ));
