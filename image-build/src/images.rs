@@ -78,6 +78,10 @@ pub const SERVICE_IMAGES_DIR: &str = "usr/lib/ros/images";
 /// /proc, /sys, /dev, /run and /tmp over them, and binds files into /etc.
 pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "run", "tmp", "etc"];
 
+/// The host's name files, bound over these in services on the host's
+/// network (empty here, so the root needs no change when it is bound).
+pub const NAME_FILES: &[&str] = &["etc/resolv.conf", "etc/hosts", "etc/hostname"];
+
 /// What a service root has besides the mount points: a writable place
 /// for logs when the root is read-only.
 const SERVICE_DIRS: &[&str] = &["var/log"];
@@ -112,12 +116,7 @@ pub const SERVICES: &[ImageDef] = &[
         programs: &["/usr/sbin/ntpd"],
         files: &[],
         busybox_links: false,
-        dirs: &[
-            "host/etc",
-            "var/empty",
-            "var/lib/openntpd/db",
-            "var/lib/openntpd/run",
-        ],
+        dirs: &["var/empty", "var/lib/openntpd/db", "var/lib/openntpd/run"],
     },
     // systemd-udevd (udevadm) and its rules; a busybox shell runs the
     // start script (udevd, trigger, settle).
@@ -136,8 +135,9 @@ pub const SERVICES: &[ImageDef] = &[
         busybox_links: true,
         dirs: SERVICE_DIRS,
     },
-    // Mount points only: the optional user containerd runs the host's
-    // containerd, shim and crun, bound in read-only.
+    // Mount points only: the user containerd runs the host's containerd,
+    // shim, crun and ros, bound in read-only; `ros user-containerd` writes
+    // its configuration.
     ImageDef {
         name: "user-containerd",
         packages: &[],
@@ -145,12 +145,17 @@ pub const SERVICES: &[ImageDef] = &[
         files: &[],
         busybox_links: false,
         dirs: &[
-            "etc/containerd",
             "lib",
             "lib64",
             "usr/bin",
+            "usr/lib/x86_64-linux-gnu",
             "var/lib/containerd",
-            "var/log",
+            "var/lib/rancher/preload/docker",
+            "home",
+            "opt",
+            "mnt",
+            "media",
+            "srv",
         ],
     },
 ];

@@ -138,6 +138,7 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
                 .collect();
             let text = report::write(&parts, &files, &out("size-report.txt"))?;
             print!("{text}");
+            report::check_iso_size(std::fs::metadata(out("ros.iso"))?.len(), &text)?;
         }
         Step::All => unreachable!("expanded by main"),
     }

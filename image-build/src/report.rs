@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 /// How many of the largest files are listed.
 const LARGEST: usize = 20;
 
+/// The mission's limit for `ros.iso`: the build fails at it.
+pub const ISO_LIMIT: u64 = 30_000_000;
+
+/// Fails when the ISO of `iso_size` bytes reaches [`ISO_LIMIT`], with the
+/// size report, which names the largest parts and files.
+pub fn check_iso_size(iso_size: u64, report: &str) -> anyhow::Result<()> {
+    if iso_size >= ISO_LIMIT {
+        anyhow::bail!(
+            "ros.iso is {iso_size} bytes, at or past the limit of {ISO_LIMIT}: cut size first\n{report}"
+        );
+    }
+    Ok(())
+}
+
 pub fn write(
     parts: &[(&str, &Path)],
     files: &[(u64, PathBuf)],
@@ -41,6 +55,17 @@ fn mib(bytes: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_iso_at_the_limit_fails_the_build_naming_the_sizes() {
+        check_iso_size(ISO_LIMIT - 1, "report").unwrap();
+        let error = check_iso_size(ISO_LIMIT, "largest: containerd").unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("30000000") && text.contains("largest: containerd"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn lists_parts_then_the_largest_files() {

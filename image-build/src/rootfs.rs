@@ -10,7 +10,7 @@ use crate::BuildDirs;
 use crate::debian::{Packages, run};
 use crate::images::{
     CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
-    SERVICE_IMAGES_DIR, SERVICES,
+    NAME_FILES, SERVICE_IMAGES_DIR, SERVICES,
 };
 use crate::tree::{Pool, Tree};
 
@@ -43,6 +43,13 @@ fn fill(
     let pool = Pool::new(roots);
     tree.dirs(MOUNT_POINTS)?;
     tree.dirs(def.dirs)?;
+    // The host's own are written by PID 1.
+    for file in NAME_FILES.iter().filter(|_| def.name != HOST.name) {
+        let path = tree.root().join(file);
+        if path.symlink_metadata().is_err() {
+            std::fs::write(&path, "").with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     for program in def.programs {
         tree.program(&pool, program)
             .with_context(|| format!("image {}", def.name))?;

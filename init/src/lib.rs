@@ -10,3 +10,8 @@ pub mod log;
 pub mod network;
 pub mod services;
 pub mod supervise;
+pub mod user_containerd;
+
+/// This binary in the root image: the shims run it to write logs, crun
+/// runs it as the network hook, the user containerd's container starts it.
+pub const ROS_BINARY: &str = "/usr/bin/ros";

@@ -17,15 +17,12 @@ use ros::network::rtnl::RtNetlink;
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
-use ros::{apply, console, log, network, services};
+use ros::{ROS_BINARY, apply, console, log, network, services};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
 use system_services::supervisor::ServiceState;
 use tokio::sync::watch;
-
-/// This binary in the root image: the shims run it to write service logs.
-const ROS_BINARY: &str = "/usr/bin/ros";
 
 fn main() -> std::process::ExitCode {
     if runs_as_init() {
@@ -34,10 +31,14 @@ fn main() -> std::process::ExitCode {
     ros::cli::run(std::env::args_os())
 }
 
-/// PID 1, or started as `init` (the initramfs's /init).
+/// PID 1, or started as `init` (the initramfs's /init). The user
+/// containerd's container starts `ros user-containerd` as PID 1 of its own
+/// PID namespace: that is not the machine's init.
 fn runs_as_init() -> bool {
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    std::process::id() == 1
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let in_container = args.next().is_some_and(|arg| arg == "user-containerd");
+    (std::process::id() == 1 && !in_container)
         || Path::new(&argv0)
             .file_name()
             .is_some_and(|name| name == "init")
@@ -127,6 +128,12 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         .inspect_err(|err| tracing::error!("network: {err}"))
         .ok();
 
+    // Services on the host network bind the host's name files: they are
+    // there even when the network did not start.
+    if let Err(error) = network::names::ensure_files(Path::new("/")) {
+        console::report(&format!("/etc/resolv.conf, hosts, hostname: {error}"));
+    }
+
     // The system containerd runs every service. It gets its own stop
     // signal: it goes down after the services, not with them.
     let daemon = DaemonConfig::system();
@@ -160,7 +167,11 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // Task output goes through `ros log-pipe`, which rotates the logs.
     let runtime = Containerd::connect(&socket, services::NAMESPACE, services::OCI_RUNTIME)
         .await?
-        .with_log_pipe(ROS_BINARY);
+        .with_log_pipe(ROS_BINARY)
+        .with_pull_options(system_pull_options(&config));
+    // Service images shipped as archives are there before any service
+    // would pull them (RancherOS loaded them before its services too).
+    preload_system_images(&runtime).await;
 
     // The services, in dependency order, each as soon as those it comes
     // after have settled; one that fails is retried by its supervisor and
@@ -180,21 +191,27 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // The machine is usable once the console runs; a console that failed
     // is retried by its supervisor, and the line comes when it is up.
     let console_name = system_services::service::ServiceName::new("console")?;
-    match engine.status_of(&console_name) {
-        Some(mut console) => {
-            tokio::spawn(async move {
-                if console
-                    .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
-                    .await
-                    .is_ok()
-                {
-                    announce_ready();
-                }
-            });
+    let console = engine.status_of(&console_name);
+    let user_containerd = services::definitions(&config)
+        .get("user-containerd")
+        .is_some_and(|defined| defined.enabled);
+    let preload = (config.rancher.preload_wait && user_containerd).then(user_preload_done);
+    tokio::spawn(async move {
+        if let Some(mut console) = console
+            && console
+                .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
+                .await
+                .is_err()
+        {
+            return;
         }
-        // Disabled (or not startable): the services are up, that is all.
-        None => announce_ready(),
-    }
+        // rancher.preload_wait: the user's preloaded images count as
+        // part of a ready machine.
+        if let Some(preload) = preload {
+            preload.await;
+        }
+        announce_ready();
+    });
 
     // runcmd and the user-data script come last, with the machine up.
     tokio::spawn(run_late(reaper, late_commands(&config, &paths)));
@@ -238,6 +255,7 @@ async fn mount_state(
         Ok(StateOutcome::Mounted { device, formatted }) => {
             let made = if formatted { ", formatted now" } else { "" };
             console::line(&format!("ros: state on {}{made}", device.display()));
+            return Ok(settings);
         }
         Ok(StateOutcome::Missing { dev }) => {
             tracing::info!("no state partition {dev}: running from memory");
@@ -245,6 +263,12 @@ async fn mount_state(
         Ok(StateOutcome::NotConfigured) => {}
         Err(error @ StateError::Required { .. }) => return Err(error.into()),
         Err(error) => console::report(&format!("state partition: {error}; running from memory")),
+    }
+    // From memory, containers still need a store overlayfs accepts.
+    if let Err(error) = state::stores_in_memory(host, Path::new("/")) {
+        console::report(&format!(
+            "containerd stores: {error}; images pulled in this machine cannot be mounted"
+        ));
     }
     Ok(settings)
 }
@@ -312,6 +336,63 @@ async fn join_network_user_data(
         );
     }
     fetched
+}
+
+/// How service images are pulled: `rancher.system_docker.insecure_registry`
+/// over plain HTTP, the others over HTTPS.
+fn system_pull_options(config: &CloudConfig) -> system_services::image::PullOptions {
+    system_services::image::PullOptions {
+        registry: system_services::image::RegistryOptions {
+            plain_http: config.rancher.system_docker.insecure_registry.clone(),
+            ..Default::default()
+        },
+        platform: None,
+    }
+}
+
+/// Where the system containerd's image archives are loaded from (RancherOS's).
+const SYSTEM_PRELOAD_DIR: &str = "/var/lib/rancher/preload/system-docker";
+/// The sha256 of every archive loaded already, kept with the images.
+const SYSTEM_PRELOADED_RECORD: &str = "/var/lib/system-containerd/io.ros/preloaded";
+/// How long `rancher.preload_wait` holds `ros: ready` at most.
+const PRELOAD_WAIT: Duration = Duration::from_secs(600);
+
+/// Loads the archives of [`SYSTEM_PRELOAD_DIR`] not loaded before; what
+/// was loaded or failed goes on the console.
+async fn preload_system_images(runtime: &Containerd) {
+    let outcomes = system_services::image::preload_dir(
+        runtime,
+        Path::new(SYSTEM_PRELOAD_DIR),
+        Path::new(SYSTEM_PRELOADED_RECORD),
+    )
+    .await;
+    for outcome in outcomes {
+        let line = ros::user_containerd::describe(&outcome);
+        match outcome {
+            system_services::image::PreloadOutcome::AlreadyLoaded { .. } => {
+                tracing::info!("preload {line}");
+            }
+            _ => console::line(&format!("ros: preload {line}")),
+        }
+    }
+}
+
+/// Resolves once the user containerd has loaded its preloaded archives
+/// (or after [`PRELOAD_WAIT`], saying so).
+async fn user_preload_done() {
+    let done = Path::new(ros::user_containerd::PRELOAD_DONE);
+    let waited = tokio::time::timeout(PRELOAD_WAIT, async {
+        while !done.exists() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        console::report(&format!(
+            "rancher.preload_wait: the user containerd's preload did not finish in {} s",
+            PRELOAD_WAIT.as_secs()
+        ));
+    }
 }
 
 /// runcmd, then the user-data script if user-data was one.

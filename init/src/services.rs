@@ -128,8 +128,19 @@ mod tests {
         // Resolving checks that ros/console is shipped; not on this host.
         let errors = console.service.as_ref().unwrap_err();
         assert_eq!(errors.0[0].key, "image");
-        let optional = definitions.get("user-containerd").unwrap();
-        assert!(!optional.enabled);
+        // On by default, as RancherOS's user Docker was.
+        let user = definitions.get("user-containerd").unwrap();
+        assert!(user.enabled);
+        let config = current_config(
+            &ConfigPaths::under(dir.path()),
+            "rancher.services_include.user-containerd=false",
+        );
+        assert!(
+            !super::definitions(&config)
+                .get("user-containerd")
+                .unwrap()
+                .enabled
+        );
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn definitions(rancher_yaml: &str, images: &Path) -> Definitions {
         images_dir: images.to_path_buf(),
         environment: BTreeMap::new(),
         defaults: Vec::new(),
+        etc_dir: images.join("no-etc"),
     };
     Definitions::from_config(&rancher, &BTreeMap::new(), &context)
 }

@@ -93,6 +93,7 @@ fn containerd_is_restarted_when_it_dies_and_stopped_on_shutdown() {
         state: dir.path().join("state"),
         socket,
         log: dir.path().join("log/daemon.log"),
+        cri: false,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

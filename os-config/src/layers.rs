@@ -407,6 +407,7 @@ mod tests {
 
     #[test]
     fn optional_services_check_and_come_in_only_when_included() {
+        // The user containerd is included by the built-in layer itself.
         for (name, text) in OPTIONAL {
             let checked = check_document(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(checked.warnings, vec![], "{name}");
@@ -423,7 +424,10 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let paths = ConfigPaths::under(dir.path());
-        let without = Layers::load_with_cmdline(&paths, Some(""));
+        let without = Layers::load_with_cmdline(
+            &paths,
+            Some("rancher.services_include.user-containerd=false"),
+        );
         let config = without.merged().unwrap().config;
         assert!(
             !config
@@ -432,18 +436,15 @@ mod tests {
                 .contains_key(&"user-containerd".parse().unwrap())
         );
 
-        // Included from the command line, changed by cloud-config.yml: the
-        // optional file sits below both.
+        // Included by default, changed by cloud-config.yml: the optional
+        // file sits below it.
         std::fs::create_dir_all(paths.conf_dir()).unwrap();
         std::fs::write(
             paths.cloud_config_file(),
             "rancher:\n  services:\n    user-containerd:\n      environment: {EXTRA: '1'}\n",
         )
         .unwrap();
-        let with = Layers::load_with_cmdline(
-            &paths,
-            Some("rancher.services_include.user-containerd=true"),
-        );
+        let with = Layers::load_with_cmdline(&paths, Some(""));
         let config = with.merged().unwrap().config;
         let user = &config.rancher.services[&"user-containerd".parse::<ServiceName>().unwrap()];
         assert_eq!(user.image.as_deref(), Some("ros/user-containerd"));

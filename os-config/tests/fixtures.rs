@@ -278,8 +278,13 @@ fn a_full_rancheros_config_loads_with_warnings_for_what_is_not_applied() {
     assert_eq!(
         warned,
         [
-            "rancher.docker@27",
-            "rancher.system_docker@32",
+            // The user engine's bridge, bip, mtu and insecure registries
+            // apply here; its other options are each warned about.
+            "rancher.docker.engine@28",
+            "rancher.docker.tls@29",
+            "rancher.docker.extra_args@30",
+            "rancher.docker.log_opts@31",
+            "rancher.system_docker.storage_driver@33",
             "rancher.upgrade@34",
         ]
     );

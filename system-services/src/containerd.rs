@@ -1,5 +1,8 @@
 //! The containerd driver: one gRPC channel per daemon, the namespace fixed
 //! at construction and sent on every call by an interceptor.
+//! The user's workloads (the `workloads` crate) keep richer records on
+//! the same handle and reuse its pieces: `create_record`,
+//! `create_and_start_task`, `task_status`, `rootfs_mount` and `error`.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +98,8 @@ pub struct Containerd {
     /// [`Containerd::with_log_pipe`]); without one the shim appends to the
     /// file itself.
     log_pipe: Option<PathBuf>,
+    /// How images missing at `prepare_root` are pulled.
+    pull: crate::image::PullOptions,
 }
 
 impl Containerd {
@@ -123,6 +128,7 @@ impl Containerd {
             namespace: NamespaceInterceptor(header),
             oci_runtime: oci_runtime.to_string(),
             log_pipe: None,
+            pull: crate::image::PullOptions::default(),
         })
     }
 
@@ -136,8 +142,16 @@ impl Containerd {
         self
     }
 
+    /// Images that `prepare_root` pulls are pulled with `options` (plain
+    /// HTTP registries, CA certificates); HTTPS with the system's CAs
+    /// without it.
+    pub fn with_pull_options(mut self, options: crate::image::PullOptions) -> Self {
+        self.pull = options;
+        self
+    }
+
     /// The stdout/stderr URI of a task whose output goes to `log`.
-    fn log_uri(&self, log: &Path) -> String {
+    pub fn log_uri(&self, log: &Path) -> String {
         match &self.log_pipe {
             // containerd 1.6 turns each query pair into two arguments.
             Some(program) => format!(
@@ -150,12 +164,12 @@ impl Containerd {
     }
 
     /// The daemon's channel, shared by every client of it.
-    pub(crate) fn channel(&self) -> &Channel {
+    pub fn channel(&self) -> &Channel {
         &self.channel
     }
 
     /// The interceptor that sends this handle's namespace.
-    pub(crate) fn namespace(&self) -> &NamespaceInterceptor {
+    pub fn namespace(&self) -> &NamespaceInterceptor {
         &self.namespace
     }
 
@@ -167,7 +181,9 @@ impl Containerd {
         TasksClient::with_interceptor(self.channel.clone(), self.namespace.clone())
     }
 
-    fn runtime(&self) -> Runtime {
+    /// The runtime a container record names: the runc shim running
+    /// this handle's OCI runtime binary.
+    pub fn runtime(&self) -> Runtime {
         let options = RuncOptions {
             binary_name: self.oci_runtime.clone(),
         };
@@ -181,7 +197,114 @@ impl Containerd {
     }
 }
 
-fn error<'a>(operation: &'static str, id: &'a str) -> impl FnOnce(GrpcStatus) -> RuntimeError + 'a {
+impl Containerd {
+    /// Creates the container record `container` (its id, labels,
+    /// snapshot...) running `spec` on this handle's runtime.
+    pub async fn create_record(
+        &self,
+        mut container: Container,
+        spec: &Spec,
+    ) -> Result<(), RuntimeError> {
+        let id = container.id.clone();
+        let value = serde_json::to_vec(spec).map_err(|e| {
+            RuntimeError::new("encode spec", &id, Code::InvalidArgument, e.to_string())
+        })?;
+        container.runtime = Some(self.runtime());
+        container.spec = Some(Any {
+            type_url: SPEC_TYPE_URL.to_string(),
+            value,
+        });
+        self.containers()
+            .create(CreateContainerRequest {
+                container: Some(container),
+            })
+            .await
+            .map_err(error("create container", &id))?;
+        Ok(())
+    }
+
+    /// Creates and starts the task of container `id` on `rootfs`; returns
+    /// its pid. Its output goes to `log` (a file, or the log pipe): both
+    /// streams, or with `terminal` the one stream of the pty the shim
+    /// makes. The shim opens the file; its directory is made here.
+    pub async fn create_and_start_task(
+        &self,
+        id: &str,
+        log: &Path,
+        rootfs: &[RootfsMount],
+        terminal: bool,
+    ) -> Result<u32, RuntimeError> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RuntimeError::new("create log directory", id, Code::Internal, e.to_string())
+            })?;
+        }
+        let log_uri = self.log_uri(log);
+        let request = CreateTaskRequest {
+            container_id: id.to_string(),
+            // A terminal has one stream: stderr stays empty.
+            stderr: if terminal {
+                String::new()
+            } else {
+                log_uri.clone()
+            },
+            stdout: log_uri,
+            terminal,
+            rootfs: rootfs
+                .iter()
+                .map(|m| ContainerdMount {
+                    r#type: m.typ.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.tasks()
+            .create(request)
+            .await
+            .map_err(error("create task", id))?;
+        let started = self
+            .tasks()
+            .start(StartRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            })
+            .await
+            .map_err(error("start task", id))?;
+        Ok(started.into_inner().pid)
+    }
+}
+
+/// A mount containerd gave for a snapshot, as a task's rootfs takes it.
+pub fn rootfs_mount(mount: ContainerdMount) -> RootfsMount {
+    RootfsMount {
+        typ: mount.r#type,
+        source: mount.source,
+        options: mount.options,
+    }
+}
+
+/// A task's status as containerd reports its process.
+pub fn task_status(process: &containerd_client::types::v1::Process) -> TaskStatus {
+    match Status::try_from(process.status) {
+        Ok(Status::Created) => TaskStatus::Created,
+        Ok(Status::Running) => TaskStatus::Running,
+        Ok(Status::Paused | Status::Pausing) => TaskStatus::Paused,
+        Ok(Status::Stopped) => TaskStatus::Stopped {
+            exit_code: process.exit_status,
+        },
+        Ok(Status::Unknown) | Err(_) => TaskStatus::Unknown,
+    }
+}
+
+/// Turns a failed call's status into a `RuntimeError` naming the
+/// operation and the container, its code kept (see [`code_of`]).
+pub fn error<'a>(
+    operation: &'static str,
+    id: &'a str,
+) -> impl FnOnce(GrpcStatus) -> RuntimeError + 'a {
     move |status| RuntimeError::new(operation, id, code_of(&status), status.message())
 }
 
@@ -226,25 +349,11 @@ fn create_bind_sources(id: &str, spec: &Spec) -> Result<(), RuntimeError> {
 impl ContainerRuntime for Containerd {
     async fn create_container(&self, id: &str, spec: &Spec) -> Result<(), RuntimeError> {
         create_bind_sources(id, spec)?;
-        let spec_json = serde_json::to_vec(spec).map_err(|e| {
-            RuntimeError::new("encode spec", id, Code::InvalidArgument, e.to_string())
-        })?;
         let container = Container {
             id: id.to_string(),
-            runtime: Some(self.runtime()),
-            spec: Some(Any {
-                type_url: SPEC_TYPE_URL.to_string(),
-                value: spec_json,
-            }),
             ..Default::default()
         };
-        self.containers()
-            .create(CreateContainerRequest {
-                container: Some(container),
-            })
-            .await
-            .map_err(error("create container", id))?;
-        Ok(())
+        self.create_record(container, spec).await
     }
 
     async fn delete_container(&self, id: &str) -> Result<(), RuntimeError> {
@@ -259,29 +368,16 @@ impl ContainerRuntime for Containerd {
         let Root::Image(reference) = root else {
             return Ok(PreparedRoot::dir());
         };
-        // A service's image comes from a public registry over HTTPS, as
-        // `image:` names it; private registries are `ros service pull`'s.
+        // A service's image comes from the registry `image:` names, with
+        // this daemon's pull options.
         let mut quiet = |_: crate::image::PullEvent| {};
-        let rootfs = crate::image::prepare_rootfs_pulling(
-            self,
-            reference,
-            id,
-            &crate::image::PullOptions::default(),
-            &mut quiet,
-        )
-        .await
-        .map_err(|e| RuntimeError::new("prepare image", id, e.code(), e.to_string()))?;
+        let rootfs =
+            crate::image::prepare_rootfs_pulling(self, reference, id, &self.pull, &mut quiet)
+                .await
+                .map_err(|e| RuntimeError::new("prepare image", id, e.code(), e.to_string()))?;
         let config = rootfs.config;
         Ok(PreparedRoot {
-            mounts: rootfs
-                .mounts
-                .into_iter()
-                .map(|m| RootfsMount {
-                    typ: m.r#type,
-                    source: m.source,
-                    options: m.options,
-                })
-                .collect(),
+            mounts: rootfs.mounts.into_iter().map(rootfs_mount).collect(),
             image: Some(crate::root::ImageDefaults {
                 entrypoint: config.entrypoint,
                 cmd: config.cmd,
@@ -308,42 +404,8 @@ impl ContainerRuntime for Containerd {
         rootfs: &[RootfsMount],
     ) -> Result<u32, RuntimeError> {
         // The shim (or the program it runs) writes both streams, so
-        // output is kept while containerd restarts. It opens the file; the
-        // directory must be there.
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                RuntimeError::new("create log directory", id, Code::Internal, e.to_string())
-            })?;
-        }
-        let log_uri = self.log_uri(log);
-        let request = CreateTaskRequest {
-            container_id: id.to_string(),
-            stdout: log_uri.clone(),
-            stderr: log_uri,
-            rootfs: rootfs
-                .iter()
-                .map(|m| ContainerdMount {
-                    r#type: m.typ.clone(),
-                    source: m.source.clone(),
-                    options: m.options.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        self.tasks()
-            .create(request)
-            .await
-            .map_err(error("create task", id))?;
-        let started = self
-            .tasks()
-            .start(StartRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            })
-            .await
-            .map_err(error("start task", id))?;
-        Ok(started.into_inner().pid)
+        // output is kept while containerd restarts.
+        self.create_and_start_task(id, log, rootfs, false).await
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskState>, RuntimeError> {
@@ -354,15 +416,7 @@ impl ContainerRuntime for Containerd {
         match self.tasks().get(request).await {
             Ok(response) => Ok(response.into_inner().process.map(|p| TaskState {
                 pid: p.pid,
-                status: match Status::try_from(p.status) {
-                    Ok(Status::Created) => TaskStatus::Created,
-                    Ok(Status::Running) => TaskStatus::Running,
-                    Ok(Status::Paused | Status::Pausing) => TaskStatus::Paused,
-                    Ok(Status::Stopped) => TaskStatus::Stopped {
-                        exit_code: p.exit_status,
-                    },
-                    Ok(Status::Unknown) | Err(_) => TaskStatus::Unknown,
-                },
+                status: task_status(&p),
             })),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(error("get task", id)(status)),
@@ -430,6 +484,7 @@ mod tests {
             namespace: NamespaceInterceptor("ros".parse().unwrap()),
             oci_runtime: "crun".into(),
             log_pipe: None,
+            pull: crate::image::PullOptions::default(),
         };
         let log = Path::new("/var/log/ros/my svc.log");
         assert_eq!(plain.log_uri(log), "file:///var/log/ros/my svc.log");

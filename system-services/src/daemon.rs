@@ -12,6 +12,8 @@ pub struct DaemonConfig {
     pub state: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// Whether the CRI plugin runs (the user containerd's, for a kubelet).
+    pub cri: bool,
 }
 
 impl DaemonConfig {
@@ -24,6 +26,7 @@ impl DaemonConfig {
             state: dir.join("state"),
             socket: dir.join("containerd.sock"),
             log: dir.join("containerd.log"),
+            cri: false,
         }
     }
 
@@ -36,19 +39,47 @@ impl DaemonConfig {
             state: "/run/system-containerd".into(),
             socket: "/run/system-containerd/containerd.sock".into(),
             log: "/var/log/ros/system-containerd.log".into(),
+            cri: false,
         }
     }
 
-    /// The daemon's config. Plugins the system containerd has no use for
-    /// are off: CRI (that is the user containerd's job), snapshotters for
-    /// file systems we do not ship, tracing.
+    /// The user containerd of DESIGN.md, as its container sees it: the
+    /// paths Docker users know, CRI on. Its output is the service's log.
+    pub fn user() -> Self {
+        Self {
+            binary: "/usr/bin/containerd".into(),
+            config_file: "/run/user-containerd.toml".into(),
+            root: "/var/lib/containerd".into(),
+            state: "/run/containerd".into(),
+            socket: "/run/containerd/containerd.sock".into(),
+            log: "/dev/stdout".into(),
+            cri: true,
+        }
+    }
+
+    /// The daemon's config. Plugins neither daemon has a use for are off:
+    /// snapshotters for file systems we do not ship, tracing; CRI unless
+    /// asked for (that is the user containerd's job). CRI's runc runtime
+    /// runs crun, the one OCI runtime in the image.
     pub fn toml(&self) -> String {
+        let cri_off = if self.cri {
+            ""
+        } else {
+            "\n  \"io.containerd.grpc.v1.cri\","
+        };
+        let cri_runtime = if self.cri {
+            r#"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "crun"
+"#
+        } else {
+            ""
+        };
         format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+disabled_plugins = [{cri_off}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -63,7 +94,7 @@ disabled_plugins = [
 
 [ttrpc]
   address = "{socket}.ttrpc"
-"#,
+{cri_runtime}"#,
             root = self.root.display(),
             state = self.state.display(),
             socket = self.socket.display(),
@@ -82,5 +113,14 @@ mod tests {
         assert!(text.contains(r#"root = "/var/lib/system-containerd""#));
         assert!(text.contains(r#"state = "/run/system-containerd""#));
         assert!(text.contains(r#"address = "/run/system-containerd/containerd.sock""#));
+    }
+
+    #[test]
+    fn user_config_keeps_cri_on_with_crun_and_the_docker_paths() {
+        let text = DaemonConfig::user().toml();
+        assert!(!text.contains(r#""io.containerd.grpc.v1.cri","#), "{text}");
+        assert!(text.contains(r#"BinaryName = "crun""#), "{text}");
+        assert!(text.contains(r#"root = "/var/lib/containerd""#));
+        assert!(text.contains(r#"address = "/run/containerd/containerd.sock""#));
     }
 }

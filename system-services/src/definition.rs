@@ -53,6 +53,9 @@ pub struct Context {
     /// `NAME=value` entries every service gets unless it sets NAME itself
     /// (the proxy settings of `rancher.network`).
     pub defaults: Vec<String>,
+    /// Where the host's `resolv.conf`, `hosts` and `hostname` are, bound
+    /// into the services that share its network or host name.
+    pub etc_dir: PathBuf,
 }
 
 impl Context {
@@ -62,6 +65,7 @@ impl Context {
             images_dir: PathBuf::from(IMAGES_DIR),
             environment: rancher.environment.clone(),
             defaults: rancher.network.proxy_environment(),
+            etc_dir: PathBuf::from("/etc"),
         }
     }
 }
@@ -224,6 +228,7 @@ pub fn resolve(
     host.uts = definition.uts.is_some();
     host.cgroup = definition.cgroup.is_some();
 
+    mounts.extend(host_names(host, &context.etc_dir, &mounts));
     let capabilities = capabilities(definition, &mut problems);
     let devices = devices(&definition.devices, &mut problems);
     let user = definition
@@ -292,6 +297,32 @@ pub fn resolve(
         }]));
     }
     Ok(service)
+}
+
+/// The host's name files for a service on the host's network (names
+/// resolve as on the host: PID 1 rewrites them in place when DHCP changes
+/// them, so the binds stay current) or with its host name; read-only,
+/// and only those the host has and the service does not bind itself.
+fn host_names(host: HostNamespaces, etc_dir: &Path, own: &[BindMount]) -> Vec<BindMount> {
+    let files: &[&str] = match (host.net, host.uts) {
+        (true, true) => &["resolv.conf", "hosts", "hostname"],
+        (true, false) => &["resolv.conf", "hosts"],
+        (false, true) => &["hostname"],
+        (false, false) => &[],
+    };
+    files
+        .iter()
+        .map(|file| (etc_dir.join(file), Path::new("/etc").join(file)))
+        .filter(|(source, destination)| {
+            source.is_file() && !own.iter().any(|m| &m.destination == destination)
+        })
+        .map(|(source, destination)| BindMount {
+            source,
+            destination,
+            read_only: true,
+            propagation: None,
+        })
+        .collect()
 }
 
 fn root(definition: &schema::Service, context: &Context, problems: &mut Problems) -> Option<Root> {
@@ -652,12 +683,17 @@ mod tests {
         .unwrap();
         std::fs::write(ntp.join("group"), "root:x:0:\nntp:x:102:\nclock:x:55:\n").unwrap();
         std::fs::create_dir_all(dir.path().join("console")).unwrap();
+        let etc = dir.path().join("host-etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("resolv.conf"), "nameserver 10.0.2.3\n").unwrap();
+        std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
         let context = Context {
             images_dir: dir.path().to_path_buf(),
             environment: [("HTTP_PROXY".to_string(), "http://proxy:3128".to_string())]
                 .into_iter()
                 .collect(),
             defaults: Vec::new(),
+            etc_dir: etc,
         };
         Fixture { _dir: dir, context }
     }
@@ -671,6 +707,41 @@ mod tests {
         let all = definitions(yaml);
         let (name, definition) = all.iter().next().unwrap();
         resolve(name.as_str(), definition, &all, &fixture.context)
+    }
+
+    #[test]
+    fn a_service_on_the_host_network_sees_the_hosts_names_read_only() {
+        let f = fixture();
+        let yaml = "s:\n  image: ros/console\n  command: [sh]\n  net: host\n  volumes: [/srv/hosts:/etc/hosts]\n";
+        let all = definitions(yaml);
+        let (name, def) = all.iter().next().unwrap();
+        let service = resolve(name.as_str(), def, &all, &f.context).unwrap();
+        let binds: Vec<_> = service
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.destination.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            binds,
+            vec![
+                ("/srv/hosts".into(), "/etc/hosts".into(), false),
+                (
+                    f.context.etc_dir.join("resolv.conf"),
+                    "/etc/resolv.conf".into(),
+                    true
+                ),
+            ],
+            "its own /etc/hosts wins; the host has no hostname file to bind"
+        );
+    }
+
+    #[test]
+    fn a_service_with_its_own_network_gets_no_host_names() {
+        let f = fixture();
+        let all = definitions("s:\n  image: ros/console\n  command: [sh]\n");
+        let (name, def) = all.iter().next().unwrap();
+        let service = resolve(name.as_str(), def, &all, &f.context).unwrap();
+        assert!(service.mounts.is_empty(), "{:?}", service.mounts);
     }
 
     /// The (service, key) of each problem, and the first problem's text.
@@ -730,7 +801,11 @@ keys:
         assert_eq!(names(&s.after), ["udev", "syslog"]);
         assert_eq!(names(&s.before), ["console"]);
         assert!(s.detach && !s.create_only);
-        assert_eq!(s.mounts.len(), 3);
+        // Its three volumes, then the host's resolv.conf and hosts (on
+        // the host network; the fixture's host has no hostname file).
+        assert_eq!(s.mounts.len(), 5);
+        assert_eq!(s.mounts[3].destination, Path::new("/etc/resolv.conf"));
+        assert_eq!(s.mounts[4].destination, Path::new("/etc/hosts"));
         assert!(s.mounts[0].read_only);
         assert_eq!(s.mounts[1].propagation.as_deref(), Some("rshared"));
         assert_eq!(s.mounts[2].destination, Path::new("/keys"));

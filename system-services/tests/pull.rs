@@ -1,34 +1,30 @@
-//! Registry pulls end to end: Debian's `docker-registry` on a free local
-//! port, a private containerd, images built and pushed here (busybox in
-//! one layer, a file in a second), pulled through `system_services::image`
-//! and run. Needs root; skipped loudly otherwise.
+//! Registry pulls end to end: `test_images::LocalRegistry` (Debian's
+//! `docker-registry` on a free local port, also with HTTPS or basic
+//! auth), a private containerd, images built with `test-images` (busybox
+//! in one layer, a file in a second) and pushed here with an OCI client
+//! (it speaks HTTPS, basic auth and indexes, which `test-images`' own
+//! push does not), pulled through `system_services::image` and run.
+//! Needs root; skipped loudly otherwise.
 
 mod common;
+#[path = "common/images.rs"]
+mod images;
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::PrivateContainerd;
-use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{
-    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
-};
 use containerd_client::with_namespace;
+use images::{collect_garbage, run_image};
 use oci_client::client::{ClientConfig, ClientProtocol, ImageLayer};
 use oci_client::manifest::{
     ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex,
 };
 use oci_client::secrets::RegistryAuth;
-use system_services::containerd::Containerd;
 use system_services::image::{
     self, Credentials, LayerStatus, PullEvent, PullOptions, RegistryOptions, sha256_digest,
 };
-use system_services::root::Root;
-use system_services::runtime::ContainerRuntime;
-use system_services::service::{Service, ServiceName};
+use test_images::{Config, Layer, LocalRegistry, Pki, RegistrySettings};
 use tonic::Request;
 
 /// `docker-registry`'s htpasswd line for `ros:pull-test-secret` (bcrypt,
@@ -36,249 +32,35 @@ use tonic::Request;
 const HTPASSWD: &str = "ros:$2b$04$NIr4jpZf.m7i1gLKstbU0ulT4Od7EKK0aBakbxmuaqBjKr48QoENe";
 const PASSWORD: &str = "pull-test-secret";
 
-/// Debian's `docker-registry` (distribution 2.8), storing in a temp dir.
-struct LocalRegistry {
-    _dir: tempfile::TempDir,
-    child: Child,
-    address: String,
-    /// The CA of its certificate when it serves HTTPS.
-    ca: Option<String>,
-}
-
-/// A CA and a certificate it signed for 127.0.0.1, made with openssl.
-struct TestPki {
-    ca: String,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl from Debian's openssl package");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn test_pki(dir: &Path) -> TestPki {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let ca = [
-        &["req", "-x509"][..],
-        &ec,
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-    ];
-    openssl(
-        dir,
-        &[ca.concat(), vec!["-days", "1", "-subj", "/CN=ros test CA"]].concat(),
-    );
-    let csr = [
-        &["req"][..],
-        &ec,
-        &["-keyout", "leaf.key", "-out", "leaf.csr"],
-    ];
-    openssl(
-        dir,
-        &[csr.concat(), vec!["-subj", "/CN=127.0.0.1"]].concat(),
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-        ],
-    );
-    TestPki {
-        ca: std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
-        cert: dir.join("leaf.pem"),
-        key: dir.join("leaf.key"),
-    }
-}
-
-impl LocalRegistry {
-    /// `htpasswd`: one `user:bcrypt-hash` line to require basic auth.
-    fn start(htpasswd: Option<&str>) -> Self {
-        Self::start_with(htpasswd, None)
-    }
-
-    /// `tls`: serve HTTPS with this certificate.
-    fn start_with(htpasswd: Option<&str>, tls: Option<&TestPki>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let auth = match htpasswd {
-            Some(line) => {
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, format!("{line}\n")).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: ros-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-            None => String::new(),
-        };
-        let ca = tls.map(|pki| pki.ca.clone());
-        let tls = match tls {
-            Some(pki) => format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                pki.cert.display(),
-                pki.key.display()
-            ),
-            None => String::new(),
-        };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: {address}\n{tls}{auth}",
-            dir.path().join("data").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry from Debian's docker-registry package");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            _dir: dir,
-            child,
-            address,
-            ca,
-        }
-    }
-
-    fn options(&self) -> PullOptions {
-        PullOptions {
-            registry: match &self.ca {
-                Some(ca) => RegistryOptions {
-                    ca_certificates: vec![ca.clone()],
-                    ..RegistryOptions::default()
-                },
-                None => RegistryOptions {
-                    plain_http: vec![self.address.clone()],
-                    ..RegistryOptions::default()
-                },
+/// How the pulls reach `registry`: trusting its CA when it serves HTTPS,
+/// over plain HTTP otherwise.
+fn options(registry: &LocalRegistry) -> PullOptions {
+    PullOptions {
+        registry: match &registry.ca {
+            Some(ca) => RegistryOptions {
+                ca_certificates: vec![ca.clone()],
+                ..RegistryOptions::default()
             },
-            platform: None,
-        }
+            None => RegistryOptions {
+                plain_http: vec![registry.address.clone()],
+                ..RegistryOptions::default()
+            },
+        },
+        platform: None,
     }
 }
 
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A gzipped layer: the tar of `dir` and its diff ID.
-struct Layer {
-    gzip: Vec<u8>,
-    diff_id: String,
-}
-
-fn layer_of(dir: &Path) -> Layer {
-    let tar = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--numeric-owner",
-            "--owner=0",
-            "--group=0",
-            "-C",
-        ])
-        .arg(dir)
-        .args(["-cf", "-", "."])
-        .output()
-        .unwrap();
-    assert!(
-        tar.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tar.stderr)
-    );
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&tar.stdout).unwrap();
-    Layer {
-        gzip: encoder.finish().unwrap(),
-        diff_id: sha256_digest(&tar.stdout),
-    }
-}
-
-/// Busybox with a few applet links and the usual mount points.
-fn busybox_layer(scratch: &Path) -> Layer {
-    let root = scratch.join("busybox-layer");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "sleep"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    for dir in ["proc", "sys", "dev", "etc", "tmp", "run"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    layer_of(&root)
-}
-
-/// A second layer with one file: proves layers stack.
-fn motd_layer(scratch: &Path, text: &str) -> Layer {
-    let root = scratch.join("motd-layer");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/motd"), text).unwrap();
-    layer_of(&root)
-}
-
+/// The config of the test images: `GREETING` in the environment and
+/// `/etc` as the working directory, so a run shows both came through.
 fn config(architecture: &str, layers: &[&Layer], cmd: &[&str]) -> Vec<u8> {
     let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
-    serde_json::to_vec(&serde_json::json!({
-        "architecture": architecture,
-        "os": "linux",
-        "config": {
-            "Cmd": cmd,
-            "Env": ["PATH=/bin", "GREETING=from-the-image"],
-            "WorkingDir": "/etc",
-        },
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap()
+    Config {
+        architecture: architecture.into(),
+        env: vec!["PATH=/bin".into(), "GREETING=from-the-image".into()],
+        working_dir: Some("/etc".into()),
+        ..Config::new(cmd)
+    }
+    .to_json(&diff_ids)
 }
 
 fn push_client(registry: &LocalRegistry) -> oci_client::Client {
@@ -337,8 +119,8 @@ async fn push_as(
 }
 
 /// The two-layer test image as `test/busybox:<tag>`; returns its reference.
-async fn push_test_image(registry: &LocalRegistry, scratch: &Path, tag: &str) -> String {
-    push_test_image_as(registry, &RegistryAuth::Anonymous, scratch, tag)
+async fn push_test_image(registry: &LocalRegistry, tag: &str) -> String {
+    push_test_image_as(registry, &RegistryAuth::Anonymous, tag)
         .await
         .0
 }
@@ -347,11 +129,11 @@ async fn push_test_image(registry: &LocalRegistry, scratch: &Path, tag: &str) ->
 async fn push_test_image_as(
     registry: &LocalRegistry,
     auth: &RegistryAuth,
-    scratch: &Path,
     tag: &str,
 ) -> (String, [Layer; 2]) {
-    let busybox = busybox_layer(scratch);
-    let motd = motd_layer(scratch, "hello from layer two\n");
+    // Busybox in one layer, a file in a second: proves layers stack.
+    let busybox = Layer::busybox(&[]);
+    let motd = Layer::files(&[("etc/motd", "hello from layer two\n")]);
     let cmd = ["/bin/sh", "-c", "cat /etc/motd; echo \"$GREETING in $PWD\""];
     push_as(
         registry,
@@ -392,79 +174,20 @@ impl Recorded {
     }
 }
 
-/// Runs containerd's garbage collector now: deleting a lease with `sync`
-/// collects before answering.
-async fn collect_garbage(daemon: &PrivateContainerd) {
-    let channel = containerd_client::connect(&daemon.config.socket)
-        .await
-        .unwrap();
-    let mut leases = LeasesClient::new(channel);
-    let id = "ros-test-gc-trigger".to_string();
-    leases
-        .create(with_namespace!(
-            CreateLeaseRequest {
-                id: id.clone(),
-                labels: Default::default(),
-            },
-            daemon.namespace.as_str()
-        ))
-        .await
-        .unwrap();
-    leases
-        .delete(with_namespace!(
-            DeleteLeaseRequest { id, sync: true },
-            daemon.namespace.as_str()
-        ))
-        .await
-        .unwrap();
-}
-
-/// Runs the image's default command as the engine would: the driver
-/// prepares the root (a snapshot of the image), the spec takes the image's
-/// defaults, the task runs on the snapshot; returns what it printed.
-async fn run_image(daemon: &PrivateContainerd, runtime: &Containerd, image: &str) -> String {
-    let id = "pulled";
-    let root = Root::Image(image.to_string());
-    let prepared = runtime.prepare_root(id, &root).await.unwrap();
-    assert!(!prepared.mounts.is_empty());
-    let mut service = Service::new(ServiceName::new(id).unwrap(), "unused", Vec::new());
-    service.command = None;
-    service.root = root.clone();
-    let spec = system_services::spec::build(&service, &prepared).unwrap();
-    runtime.create_container(id, &spec).await.unwrap();
-
-    let log = daemon.dir.path().join("pulled.log");
-    runtime
-        .start_task(id, &log, &prepared.mounts)
-        .await
-        .unwrap_or_else(|e| panic!("start task: {e}\n{}", daemon.log()));
-    let exit = tokio::time::timeout(Duration::from_secs(30), runtime.wait_task(id))
-        .await
-        .expect("the container exits")
-        .unwrap();
-    let output = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(exit, 0, "exit status; output {output:?}");
-    runtime.delete_task(id).await.unwrap();
-    runtime.delete_container(id).await.unwrap();
-    runtime.release_root(id, &root).await.unwrap();
-    output
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pulled_image_runs_as_a_container() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let reference = push_test_image(&registry, scratch.path(), "v1").await;
+    let reference = push_test_image(&registry, "v1").await;
 
     let recorded = Recorded::default();
     let started = Instant::now();
     let pulled = image::pull(
         &runtime,
         &reference,
-        &registry.options(),
+        &options(&registry),
         &mut recorded.callback(),
     )
     .await
@@ -518,12 +241,11 @@ async fn a_pulled_image_runs_as_a_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulling_again_downloads_no_blob() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let reference = push_test_image(&registry, scratch.path(), "again").await;
-    let options = registry.options();
+    let reference = push_test_image(&registry, "again").await;
+    let options = options(&registry);
     let first = image::pull(&runtime, &reference, &options, &mut |_| {})
         .await
         .unwrap();
@@ -553,13 +275,12 @@ async fn pulling_again_downloads_no_blob() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_tag_is_a_clear_error_naming_the_reference() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    push_test_image(&registry, scratch.path(), "v1").await;
+    push_test_image(&registry, "v1").await;
     let missing = format!("{}/test/busybox:no-such-tag", registry.address);
-    let error = image::pull(&runtime, &missing, &registry.options(), &mut |_| {})
+    let error = image::pull(&runtime, &missing, &options(&registry), &mut |_| {})
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -579,7 +300,7 @@ async fn an_unknown_tag_is_a_clear_error_naming_the_reference() {
         &runtime,
         &missing,
         "never",
-        &registry.options(),
+        &options(&registry),
         &mut |_| {},
     )
     .await
@@ -590,11 +311,10 @@ async fn an_unknown_tag_is_a_clear_error_naming_the_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_resolves_to_this_machines_manifest() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let busybox = busybox_layer(scratch.path());
+    let busybox = Layer::busybox(&[]);
     let arm = push(
         &registry,
         "arm64",
@@ -635,7 +355,7 @@ async fn an_index_resolves_to_this_machines_manifest() {
         .await
         .unwrap();
 
-    let pulled = image::pull(&runtime, &reference, &registry.options(), &mut |_| {})
+    let pulled = image::pull(&runtime, &reference, &options(&registry), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(pulled.manifest_digest, amd.0);
@@ -649,14 +369,16 @@ async fn an_index_resolves_to_this_machines_manifest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_is_sent_and_a_refusal_is_clear() {
     require_root!();
-    let registry = LocalRegistry::start(Some(HTPASSWD));
+    let registry = LocalRegistry::start_with(&RegistrySettings {
+        htpasswd: Some(HTPASSWD.into()),
+        tls: None,
+    });
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
     let auth = RegistryAuth::Basic("ros".into(), PASSWORD.into());
-    let (reference, _) = push_test_image_as(&registry, &auth, scratch.path(), "private").await;
+    let (reference, _) = push_test_image_as(&registry, &auth, "private").await;
 
-    let anonymous = image::pull(&runtime, &reference, &registry.options(), &mut |_| {})
+    let anonymous = image::pull(&runtime, &reference, &options(&registry), &mut |_| {})
         .await
         .unwrap_err();
     eprintln!("{anonymous}");
@@ -666,7 +388,7 @@ async fn basic_auth_is_sent_and_a_refusal_is_clear() {
     );
     assert!(anonymous.to_string().contains(&reference), "{anonymous}");
 
-    let mut options = registry.options();
+    let mut options = options(&registry);
     options.registry.credentials = Credentials::Basic {
         username: "ros".into(),
         password: PASSWORD.into(),
@@ -712,17 +434,11 @@ async fn leave_partial_ingest(daemon: &PrivateContainerd, data: &[u8], len: usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_layer_resumes_where_it_stopped() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let (reference, [busybox, _]) = push_test_image_as(
-        &registry,
-        &RegistryAuth::Anonymous,
-        scratch.path(),
-        "resume",
-    )
-    .await;
+    let (reference, [busybox, _]) =
+        push_test_image_as(&registry, &RegistryAuth::Anonymous, "resume").await;
     let half = busybox.gzip.len() / 2;
     leave_partial_ingest(&daemon, &busybox.gzip, half).await;
 
@@ -730,7 +446,7 @@ async fn an_interrupted_layer_resumes_where_it_stopped() {
     let pulled = image::pull(
         &runtime,
         &reference,
-        &registry.options(),
+        &options(&registry),
         &mut recorded.callback(),
     )
     .await
@@ -761,13 +477,15 @@ async fn an_interrupted_layer_resumes_where_it_stopped() {
 async fn an_https_registry_with_a_private_ca_is_trusted_when_told() {
     require_root!();
     let scratch = tempfile::tempdir().unwrap();
-    let pki = test_pki(scratch.path());
-    let registry = LocalRegistry::start_with(None, Some(&pki));
+    let registry = LocalRegistry::start_with(&RegistrySettings {
+        htpasswd: None,
+        tls: Some(Pki::for_loopback(scratch.path())),
+    });
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let reference = push_test_image(&registry, scratch.path(), "tls").await;
+    let reference = push_test_image(&registry, "tls").await;
 
-    let mut untrusting = registry.options();
+    let mut untrusting = options(&registry);
     untrusting.registry.ca_certificates.clear();
     let refused = image::pull(&runtime, &reference, &untrusting, &mut |_| {})
         .await
@@ -779,7 +497,7 @@ async fn an_https_registry_with_a_private_ca_is_trusted_when_told() {
     );
 
     let started = Instant::now();
-    let pulled = image::pull(&runtime, &reference, &registry.options(), &mut |_| {})
+    let pulled = image::pull(&runtime, &reference, &options(&registry), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("pulled {reference} over HTTPS in {:?}", started.elapsed());
@@ -789,17 +507,16 @@ async fn an_https_registry_with_a_private_ca_is_trusted_when_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_pulled_for_its_first_container() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let reference = push_test_image(&registry, scratch.path(), "lazy").await;
+    let reference = push_test_image(&registry, "lazy").await;
     let recorded = Recorded::default();
     let rootfs = image::prepare_rootfs_pulling(
         &runtime,
         &reference,
         "lazy",
-        &registry.options(),
+        &options(&registry),
         &mut recorded.callback(),
     )
     .await
@@ -816,7 +533,7 @@ async fn a_missing_image_is_pulled_for_its_first_container() {
         &runtime,
         &reference,
         "lazy",
-        &registry.options(),
+        &options(&registry),
         &mut again.callback(),
     )
     .await
@@ -830,12 +547,11 @@ async fn a_missing_image_is_pulled_for_its_first_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pulls_of_one_image_at_once_both_succeed() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let reference = push_test_image(&registry, scratch.path(), "twice").await;
-    let options = registry.options();
+    let reference = push_test_image(&registry, "twice").await;
+    let options = options(&registry);
     let (mut quiet, mut silent) = (|_| {}, |_| {});
     let (first, second) = tokio::join!(
         image::pull(&runtime, &reference, &options, &mut quiet),
@@ -854,18 +570,12 @@ async fn two_pulls_of_one_image_at_once_both_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_tag_moves_the_record() {
     require_root!();
-    let registry = LocalRegistry::start(None);
+    let registry = LocalRegistry::start();
     let daemon = PrivateContainerd::start();
     let runtime = daemon.client().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let (reference, [busybox, _]) = push_test_image_as(
-        &registry,
-        &RegistryAuth::Anonymous,
-        scratch.path(),
-        "moving",
-    )
-    .await;
-    let options = registry.options();
+    let (reference, [busybox, _]) =
+        push_test_image_as(&registry, &RegistryAuth::Anonymous, "moving").await;
+    let options = options(&registry);
     let before = image::pull(&runtime, &reference, &options, &mut |_| {})
         .await
         .unwrap();

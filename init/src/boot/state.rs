@@ -1,8 +1,9 @@
 //! The state partition (`rancher.state`): where the configuration
-//! (`/var/lib/rancher`) and `/home` persist across boots. It is found by
-//! `dev` (`LABEL=…`, `UUID=…` or a path); a blank device listed in
-//! `autoformat` becomes one first. Without one the machine runs from
-//! memory, as a live ISO does.
+//! (`/var/lib/rancher`), `/home` and both containerd stores persist
+//! across boots. It is found by `dev` (`LABEL=…`, `UUID=…` or a path); a
+//! blank device listed in `autoformat` becomes one first. Without one the
+//! machine runs from memory, as a live ISO does, and the containerd
+//! stores get a tmpfs each ([`stores_in_memory`]).
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -17,8 +18,19 @@ use os_config::schema::State;
 use crate::host::{Host, HostError};
 use crate::supervise::reaper::Reaper;
 
-/// The directories that persist, below `/`.
-pub const PERSISTENT: &[&str] = &["var/lib/rancher", "home"];
+/// Where the system and the user containerd keep images and container
+/// snapshots. Never the root's overlay: overlayfs refuses an overlay as
+/// its upper layer, so no container snapshot could be mounted there.
+pub const CONTAINER_STORES: &[&str] = &["var/lib/system-containerd", "var/lib/containerd"];
+/// The directories that persist, below `/`: the configuration, homes,
+/// and the containerd stores (pulled images and the user's containers
+/// survive a reboot).
+pub const PERSISTENT: &[&str] = &[
+    "var/lib/rancher",
+    "home",
+    "var/lib/system-containerd",
+    "var/lib/containerd",
+];
 /// The label an autoformatted device gets when `dev` names none.
 pub const DEFAULT_LABEL: &str = "RANCHER_STATE";
 /// How long `wait: true` waits for the device (USB disks take a while).
@@ -258,6 +270,23 @@ pub async fn mount(
     Ok(StateOutcome::Mounted { device, formatted })
 }
 
+/// Without a state partition: a tmpfs for each containerd store below
+/// `root`, a file system overlayfs takes as an upper layer.
+pub fn stores_in_memory(host: &dyn Host, root: &Path) -> Result<(), HostError> {
+    for dir in CONTAINER_STORES {
+        let live = root.join(dir);
+        host.create_dir_all(&live)?;
+        host.mount(
+            "tmpfs",
+            &live,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0711"),
+        )?;
+    }
+    Ok(())
+}
+
 /// `directory`, relative and inside the partition.
 fn state_directory(directory: Option<&str>) -> Result<PathBuf, StateError> {
     let relative: PathBuf = Path::new(directory.unwrap_or(""))
@@ -433,6 +462,38 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn without_a_partition_each_container_store_gets_a_tmpfs() {
+        let host = FakeHost::new();
+        stores_in_memory(&host, Path::new("/")).unwrap();
+        assert_eq!(
+            mounts(&host),
+            vec![
+                (
+                    "tmpfs".to_string(),
+                    PathBuf::from("/var/lib/system-containerd"),
+                    Some("tmpfs".to_string())
+                ),
+                (
+                    "tmpfs".to_string(),
+                    PathBuf::from("/var/lib/containerd"),
+                    Some("tmpfs".to_string())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_tmpfs_mount_names_the_store() {
+        let host = FakeHost::new();
+        host.fail_next(1);
+        let err = stores_in_memory(&host, Path::new("/")).unwrap_err();
+        assert!(
+            err.to_string().contains("/var/lib/system-containerd"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn found_by_label_mounted_and_seeded_then_bound() {
         let m = machine();
@@ -457,6 +518,19 @@ mod tests {
                 (
                     state.join("home").display().to_string(),
                     m.paths.root.join("home"),
+                    None
+                ),
+                (
+                    state
+                        .join("var/lib/system-containerd")
+                        .display()
+                        .to_string(),
+                    m.paths.root.join("var/lib/system-containerd"),
+                    None
+                ),
+                (
+                    state.join("var/lib/containerd").display().to_string(),
+                    m.paths.root.join("var/lib/containerd"),
                     None
                 ),
             ]

@@ -3,10 +3,12 @@
 //! refused change, I/O), 2 bad usage.
 
 pub mod config;
+pub mod images;
 pub mod log_pipe;
 pub mod network;
 pub mod pull;
 pub mod service;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,18 @@ enum Command {
     /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
     #[command(name = "log-pipe", hide = true)]
     LogPipe { file: PathBuf },
+    /// The user's containers: run, ps, logs, stop, start, restart, rm, exec,
+    /// pull, images, rmi, load.
+    #[command(flatten)]
+    Workload(workload::WorkloadCommand),
+    /// Run by crun as an OCI hook: wire (`up`) or unwire (`down`) the
+    /// network of the container whose state is on standard input.
+    #[command(name = "net-hook", hide = true)]
+    NetHook { phase: container_net::Phase },
+    /// The user containerd's container runs this first: containerd, the
+    /// preloaded images, the restart keeper.
+    #[command(name = "user-containerd", hide = true)]
+    UserContainerd,
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
@@ -54,6 +68,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // Answering as `docker`: its subset of commands are ours.
+    let argv0 = args.first().map(PathBuf::from).unwrap_or_default();
+    if argv0.file_name().is_some_and(|name| name == "docker") {
+        match workload::docker_args(&args) {
+            Ok(rewritten) => args = rewritten,
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -71,6 +97,9 @@ where
         Command::Service(args) => service::run(args),
         Command::Network(args) => network::run(args),
         Command::LogPipe { file } => log_pipe::run(&file),
+        Command::Workload(command) => workload::run(command),
+        Command::NetHook { phase } => net_hook(phase),
+        Command::UserContainerd => crate::user_containerd::run(),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),
@@ -82,6 +111,17 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// `ros net-hook up|down`: its errors go to crun, which fails the
+/// container's start with them.
+fn net_hook(phase: container_net::Phase) -> anyhow::Result<ExitCode> {
+    container_net::hook(
+        phase,
+        &mut std::io::stdin().lock(),
+        std::path::Path::new(container_net::STATE_DIR),
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Asks PID 1 for an orderly shutdown; it stops everything in order.

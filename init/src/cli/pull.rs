@@ -208,7 +208,7 @@ fn short(digest: &str) -> String {
 }
 
 /// Decimal units, one decimal place: `3.4 MB`, `812.0 kB`.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     let (value, unit) = unit_of(bytes);
     format!("{:.1} {unit}", bytes as f64 / value)
 }

@@ -132,6 +132,24 @@ pub fn write(
     Ok(())
 }
 
+/// Makes the name files under `root`/etc that do not exist yet, with the
+/// defaults, so services on the host network can bind them even when the
+/// network did not start. Existing ones are left as they are.
+pub fn ensure_files(root: &Path) -> io::Result<()> {
+    let defaults = [
+        ("resolv.conf", String::new()),
+        ("hostname", format!("{DEFAULT_HOSTNAME}\n")),
+        ("hosts", hosts(DEFAULT_HOSTNAME)),
+    ];
+    for (file, text) in defaults {
+        let path = root.join("etc").join(file);
+        if path.symlink_metadata().is_err() {
+            write_in_place(&path, &text)?;
+        }
+    }
+    Ok(())
+}
+
 /// Containers get these files bind-mounted, which pins the inode: a
 /// rename would leave them the old file, so the file is rewritten where it
 /// is (one small write; a reader at the wrong moment sees it empty).
@@ -157,6 +175,18 @@ fn write_in_place(path: &Path, text: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_name_files_are_made_and_existing_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/resolv.conf"), "nameserver 10.0.2.3\n").unwrap();
+        ensure_files(dir.path()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join("etc").join(f)).unwrap();
+        assert_eq!(read("resolv.conf"), "nameserver 10.0.2.3\n");
+        assert_eq!(read("hostname"), "rancher\n");
+        assert!(read("hosts").contains("localhost"), "{}", read("hosts"));
+    }
     use crate::host::{FakeHost, HostCall};
     use crate::network::dhcp::{DhcpStatus, Lease, Phase};
 

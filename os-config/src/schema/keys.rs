@@ -49,15 +49,6 @@ const fn unimplemented(pattern: &'static str) -> KeySpec {
     }
 }
 
-/// Read but not applied, with children that are checked.
-const fn unimplemented_section(pattern: &'static str) -> KeySpec {
-    KeySpec {
-        pattern,
-        support: Support::Unimplemented,
-        free_form: false,
-    }
-}
-
 /// The wildcard segment.
 pub const ANY_NAME: &str = "<name>";
 
@@ -168,8 +159,17 @@ pub static KEYS: &[KeySpec] = &[
     key("rancher.ssh.daemon"),
     free("rancher.sysctl"),
     free("rancher.modules"),
-    unimplemented_section("rancher.docker"),
-    unimplemented_section("rancher.system_docker"),
+    // The user containerd's bridge and registries; the rest of RancherOS's
+    // engine options are warned about one by one.
+    key("rancher.docker"),
+    key("rancher.docker.bridge"),
+    key("rancher.docker.bip"),
+    key("rancher.docker.mtu"),
+    free("rancher.docker.insecure_registry"),
+    // Registries the system containerd pulls service images from over
+    // plain HTTP; the rest of RancherOS's engine options are warned about.
+    key("rancher.system_docker"),
+    free("rancher.system_docker.insecure_registry"),
     key("rancher.system_containerd"),
     key("rancher.system_containerd.binary"),
     key("rancher.system_containerd.address"),
@@ -180,6 +180,7 @@ pub static KEYS: &[KeySpec] = &[
     key("rancher.cloud_init"),
     free("rancher.cloud_init.datasources"),
     free("rancher.disable"),
+    key("rancher.preload_wait"),
     key("rancher.debug"),
     key("rancher.password"),
     free("rancher.autologin"),
@@ -262,7 +263,9 @@ pub fn all_patterns() -> Vec<String> {
             patterns.extend(
                 ENGINE_OPTIONS
                     .iter()
-                    .map(|o| format!("{}.{o}", spec.pattern)),
+                    .map(|o| format!("{}.{o}", spec.pattern))
+                    // Those applied here have rows of their own.
+                    .filter(|pattern| !KEYS.iter().any(|k| k.pattern == pattern)),
             );
         }
     }

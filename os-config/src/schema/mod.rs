@@ -79,9 +79,12 @@ pub struct Rancher {
     pub sysctl: BTreeMap<String, String>,
     /// Kernel modules to load.
     pub modules: Vec<String>,
-    /// RancherOS user Docker options (not applied: the user engine is containerd).
+    /// RancherOS's user Docker options: `bridge`, `bip`, `mtu` and
+    /// `insecure_registry` apply to the user containerd's containers; the
+    /// rest are warned about (the engine is containerd).
     pub docker: EngineConfig,
-    /// RancherOS system Docker options (not applied).
+    /// RancherOS's system Docker options: `insecure_registry` applies to
+    /// service images; the rest are warned about.
     pub system_docker: EngineConfig,
     /// The system containerd PID 1 starts.
     pub system_containerd: SystemContainerd,
@@ -89,6 +92,11 @@ pub struct Rancher {
     pub cloud_init: CloudInit,
     /// Built-in services not to start.
     pub disable: Vec<ServiceName>,
+    /// `ros: ready` waits until the archives in
+    /// `/var/lib/rancher/preload/docker` are loaded (they load in the
+    /// background otherwise).
+    #[serde(deserialize_with = "bool_word")]
+    pub preload_wait: bool,
     /// Verbose logging.
     #[serde(deserialize_with = "bool_word")]
     pub debug: bool,

@@ -63,8 +63,9 @@ impl Ssh {
 }
 
 /// `rancher.docker` / `rancher.system_docker`: RancherOS's engine options,
-/// read so existing configs load. This system runs containerd, so they are
-/// not applied.
+/// read so existing configs load. This system runs containerd: of the user
+/// engine's, `bridge`, `bip`, `mtu` and `insecure_registry` apply to the
+/// user's containers; the others are warned about and not applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {

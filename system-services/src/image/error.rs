@@ -40,6 +40,9 @@ pub enum Failure {
     NotPulled,
     #[error("the layer unpacked to {actual}, but the image config says {expected}")]
     DiffId { expected: String, actual: String },
+    /// An image archive (`docker save`, OCI layout) that cannot be loaded.
+    #[error("{0}")]
+    Archive(super::archive::ArchiveError),
 }
 
 impl ImageError {
@@ -67,6 +70,7 @@ impl ImageError {
             Failure::Reference(_) => Code::InvalidArgument,
             Failure::Registry(_) | Failure::Transfer(_) => Code::Unavailable,
             Failure::Manifest(_) | Failure::DiffId { .. } => Code::DataLoss,
+            Failure::Archive(error) => error.code(),
         }
     }
 }

@@ -12,10 +12,18 @@
 //!   image and the image's default process ([`ImageConfig`]);
 //!   [`prepare_rootfs_pulling`] pulls first when the image is missing.
 //!   [`remove_rootfs`] drops the snapshot with the container.
+//! - [`load_archive`] loads a `docker save` or OCI-layout archive (`ros
+//!   load`) through the same content store, labels and unpack step as a
+//!   pull; [`preload_dir`] loads a directory's archives once each, by
+//!   content; [`list_images`] and [`remove_image`] are `ros images` and
+//!   `ros rmi`.
 
+mod archive;
+mod catalog;
 mod chain;
 mod error;
 mod manifest;
+mod preload;
 mod progress;
 mod pull;
 mod reference;
@@ -24,9 +32,12 @@ mod rootfs;
 mod store;
 mod unpack;
 
+pub use archive::{ArchiveError, LoadEvent, load_archive};
+pub use catalog::{ImageSummary, list_images, remove_image};
 pub use chain::sha256_digest;
 pub use error::{Failure, ImageError};
 pub use manifest::{ImageConfig, ManifestError, Platform};
+pub use preload::{PreloadOutcome, preload_dir};
 pub use progress::{LayerStatus, PullEvent};
 pub use pull::{PullOptions, PulledImage, pull};
 pub use reference::{ImageRef, ReferenceError};

@@ -423,7 +423,7 @@ impl Pull<'_> {
 }
 
 /// The ingest name prefix containerd's own client uses per kind of blob.
-fn ingest_kind(media_type: &str) -> &'static str {
+pub(super) fn ingest_kind(media_type: &str) -> &'static str {
     if media_type.contains("index") || media_type.contains("list") {
         "index"
     } else if media_type.contains("manifest") {
@@ -436,7 +436,7 @@ fn ingest_kind(media_type: &str) -> &'static str {
 }
 
 /// The garbage collector's references from a manifest to its blobs.
-fn manifest_labels(manifest: &ImageManifest) -> HashMap<String, String> {
+pub(super) fn manifest_labels(manifest: &ImageManifest) -> HashMap<String, String> {
     let mut map = HashMap::from([(
         labels::REF_CONFIG.to_string(),
         manifest.config.digest.clone(),

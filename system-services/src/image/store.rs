@@ -19,9 +19,9 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::{
     AbortRequest, ApplyRequest, CreateImageRequest, CreateRequest as CreateLeaseRequest,
-    DeleteRequest as DeleteLeaseRequest, GetImageRequest, Image, Info as ContentInfo, InfoRequest,
-    ReadContentRequest, UpdateImageRequest, UpdateRequest as UpdateContentRequest, WriteAction,
-    WriteContentRequest, WriteContentResponse,
+    DeleteImageRequest, DeleteRequest as DeleteLeaseRequest, GetImageRequest, Image,
+    Info as ContentInfo, InfoRequest, ListImagesRequest, ReadContentRequest, UpdateImageRequest,
+    UpdateRequest as UpdateContentRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::types::{Descriptor, Mount};
 use futures::channel::mpsc::{UnboundedSender, unbounded};
@@ -286,6 +286,50 @@ impl Store {
             Ok(response) => Ok(response.into_inner().image),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(status),
+        }
+    }
+
+    /// Every image record of the namespace, in containerd's order.
+    pub async fn images_list(&self) -> Result<Vec<Image>, Status> {
+        let response = self
+            .images()
+            .list(ListImagesRequest { filters: vec![] })
+            .await?;
+        Ok(response.into_inner().images)
+    }
+
+    /// Deletes the record `name` (NotFound when there is none). With
+    /// `sync`, containerd collects what it alone kept before answering.
+    pub async fn delete_image(&self, name: &str, sync: bool) -> Result<(), Status> {
+        self.images()
+            .delete(DeleteImageRequest {
+                name: name.to_string(),
+                sync,
+                target: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a small blob held in memory under the ingest `reference`,
+    /// or, when the store has it, sets `labels` on it.
+    pub async fn write_blob(
+        &self,
+        reference: &str,
+        bytes: &[u8],
+        digest: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), Status> {
+        match self.writer(reference, bytes.len() as u64, digest).await? {
+            Some(mut writer) => {
+                writer.restart();
+                for chunk in bytes.chunks(1 << 20) {
+                    writer.write(chunk.to_vec()).await?;
+                }
+                writer.commit(bytes.len() as u64, digest, labels).await
+            }
+            None if labels.is_empty() => Ok(()),
+            None => self.set_content_labels(digest, labels).await,
         }
     }
 
