@@ -231,9 +231,12 @@ fn validate_lists_every_error_and_exits_one() {
         .join("../os-config/tests/fixtures/valid/rancheros-v1-full.yml");
     let output = machine.ros(&["validate", "-i", fixture.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    // The user engine's options that do not apply are named one by one.
     assert!(
         stderr(&output)
-            .contains("`rancher.docker` is a RancherOS key this system does not implement")
+            .contains("`rancher.docker.engine` is a RancherOS key this system does not implement"),
+        "{}",
+        stderr(&output)
     );
 }
 

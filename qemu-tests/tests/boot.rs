@@ -8,6 +8,9 @@ use std::time::Duration;
 use qemu_tests::{Boot, Image, VmBuilder};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
+/// The pid of the system containerd, PID 1's child (the user containerd
+/// runs in a container, its parent a shim).
+const SYSTEM_CONTAINERD: &str = r#"for p in $(pidof containerd); do if [ "$(cut -d' ' -f4 /proc/$p/stat)" = 1 ]; then echo $p; fi; done"#;
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
@@ -29,7 +32,7 @@ fn boots_from_kernel_and_initrd_to_a_console_in_a_container() {
     );
 
     // The system containerd runs, with its own socket.
-    let containerd = vm.check("pidof containerd");
+    let containerd = vm.check(SYSTEM_CONTAINERD);
     assert!(!containerd.trim().is_empty());
     vm.check("test -S /run/system-containerd/containerd.sock");
 
@@ -41,7 +44,8 @@ fn boots_from_kernel_and_initrd_to_a_console_in_a_container() {
     assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
     assert_eq!(vm.check("cat /proc/1/cgroup").trim(), "0::/");
     assert_eq!(
-        vm.check("cat /proc/$(pidof containerd)/cgroup").trim(),
+        vm.check(&format!("cat /proc/$({SYSTEM_CONTAINERD})/cgroup"))
+            .trim(),
         "0::/"
     );
     let own_mounts =
@@ -141,7 +145,7 @@ fn a_killed_containerd_is_restarted_and_the_console_lives_on() {
     let mut vm = VmBuilder::kernel(Image::built(), "").start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
-    let before = vm.check("pidof containerd").trim().to_string();
+    let before = vm.check(SYSTEM_CONTAINERD).trim().to_string();
     let shell = vm.check("echo $$").trim().to_string();
     let shims = |vm: &mut qemu_tests::Vm| {
         vm.check("pidof containerd-shim-runc-v2")
@@ -153,7 +157,7 @@ fn a_killed_containerd_is_restarted_and_the_console_lives_on() {
     // The shim keeps the console running meanwhile: this shell still answers.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let after = loop {
-        let now = vm.run("pidof containerd").output.trim().to_string();
+        let now = vm.run(SYSTEM_CONTAINERD).output.trim().to_string();
         if !now.is_empty()
             && now != before
             && vm

@@ -1,8 +1,8 @@
 //! The system services, checked from the outside: the built-in ones run
 //! as containers of the system containerd, `ros service` manages them
 //! from the console, one killed comes back, their logs are there, the
-//! power button powers off through acpid, and an optional service comes
-//! in with `rancher.services_include`.
+//! power button powers off through acpid, and the user containerd, on by
+//! default, goes and comes back with `rancher.services_include`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -85,11 +85,24 @@ fn built_in_services_run_and_one_killed_comes_back() {
             format!("0::/ros/{name}")
         );
     }
-    // The optional user containerd is there, not included.
-    assert_eq!(
-        row(&list, "user-containerd").map(|r| (r.0, r.1)),
-        Some(("disabled".into(), "disabled".into()))
+    // The user containerd runs by default, nested: its first process is
+    // in a leaf cgroup below its service's (its workloads get the
+    // controllers) and in a PID namespace of its own.
+    let list = list_until(
+        &mut vm,
+        "user-containerd running",
+        RESTART_TIMEOUT,
+        |list| running(list, "user-containerd").is_some(),
     );
+    let user = running(&list, "user-containerd").unwrap();
+    assert_eq!(row(&list, "user-containerd").unwrap().0, "enabled");
+    assert_eq!(
+        vm.check(&format!("cat /proc/{user}/cgroup")).trim(),
+        "0::/ros/user-containerd/supervisor"
+    );
+    vm.check(&format!(
+        r#"[ "$(readlink /proc/{user}/ns/pid)" != "$(readlink /proc/1/ns/pid)" ]"#
+    ));
     // Least privilege: syslog runs without CAP_SYS_ADMIN.
     let syslog = running(&list, "syslog").unwrap();
     let caps = vm.check(&format!("grep CapEff /proc/{syslog}/status"));
@@ -217,41 +230,63 @@ fn connect(socket: &Path) -> BufReader<UnixStream> {
 }
 
 #[test]
-fn an_optional_service_comes_in_with_services_include() {
-    let mut vm = VmBuilder::kernel(
-        Image::built(),
-        "rancher.services_include.user-containerd=true",
-    )
-    .start();
+fn the_user_containerd_is_disabled_and_enabled_again_from_the_console() {
+    let mut vm = VmBuilder::kernel(Image::built(), "").start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
-    let list = list_until(
+    list_until(
         &mut vm,
         "user-containerd running",
         RESTART_TIMEOUT,
         |list| running(list, "user-containerd").is_some(),
     );
-    assert_eq!(row(&list, "user-containerd").unwrap().0, "enabled");
-    // Its own socket, root and state, next to the system containerd's.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while vm.run("test -S /run/containerd/containerd.sock").status != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no user containerd socket:\n{}",
-            vm.check("ros service logs --tail 20 user-containerd")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    vm.check("test -S /run/system-containerd/containerd.sock");
-    assert_eq!(vm.check("pidof containerd").split_whitespace().count(), 2);
 
-    // Disabled again for the next boot: the include is switched off.
+    // Disabled: kept in cloud-config.yml as the include switched off, and
+    // stopped now.
     assert!(
         vm.check("ros service disable user-containerd")
             .contains("user-containerd: disabled")
     );
     let stored = vm.check("cat /var/lib/rancher/conf/cloud-config.yml");
     assert!(stored.contains("user-containerd: false"), "{stored}");
+    vm.check("ros service stop user-containerd");
+    let list = list_until(
+        &mut vm,
+        "user-containerd stopped",
+        RESTART_TIMEOUT,
+        |list| running(list, "user-containerd").is_none(),
+    );
+    assert_eq!(
+        row(&list, "user-containerd").unwrap().0,
+        "disabled",
+        "{list}"
+    );
+    assert_eq!(vm.check("pidof containerd").split_whitespace().count(), 1);
+
+    // Enabled again and brought up without a reboot.
+    assert!(
+        vm.check("ros service enable user-containerd")
+            .contains("user-containerd: enabled")
+    );
+    vm.check("ros service up user-containerd");
+    list_until(
+        &mut vm,
+        "user-containerd running",
+        RESTART_TIMEOUT,
+        |list| running(list, "user-containerd").is_some(),
+    );
+    // Its own socket, root and state, next to the system containerd's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while vm.run("ros ps").status != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the user containerd does not answer:\n{}",
+            vm.check("ros service logs --tail 20 user-containerd")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    vm.check("test -S /run/system-containerd/containerd.sock");
+    assert_eq!(vm.check("pidof containerd").split_whitespace().count(), 2);
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
 }

@@ -29,6 +29,46 @@ fn web_image() -> TestImage {
     )
 }
 
+/// A name server on the host's loopback port 53 (the guest's 10.0.2.2:53)
+/// that answers `registry.test` with 10.0.2.2; stopped when dropped.
+struct NameServer(std::process::Child);
+
+impl NameServer {
+    fn start() -> Self {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+                "--no-resolv",
+                "--no-hosts",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--port=53",
+                "--address=/registry.test/10.0.2.2",
+            ])
+            .spawn()
+            .expect("dnsmasq from Debian's dnsmasq-base");
+        let server = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::UdpSocket::bind("127.0.0.1:53").is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not take 127.0.0.1:53"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free port on the host's loopback for a QEMU port forward.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -128,9 +168,12 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
         ),
     );
     let host_port = free_port();
+    let _names = NameServer::start();
     // A system service from a registry image too: pulled in the machine.
+    // Names come from the host's name server.
     let append = format!(
-        "rancher.docker.insecure_registry=[10.0.2.2:{port}] \
+        "rancher.network.dns.nameservers=[10.0.2.2] \
+         rancher.docker.insecure_registry=[10.0.2.2:{port}] \
          rancher.system_docker.insecure_registry=[10.0.2.2:{port}] \
          rancher.services.hello.image={hello} rancher.services.hello.restart=always",
         port = registry.port
@@ -179,14 +222,19 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
     // Names: the console has the host's, a container gets a resolv.conf
     // that works from its network.
     let resolv = vm.check("cat /etc/resolv.conf");
-    assert!(resolv.contains("nameserver 10.0.2.3"), "{resolv}");
+    assert!(resolv.contains("nameserver 10.0.2.2"), "{resolv}");
     vm.check("grep -q \"$(hostname)\" /etc/hosts");
+    let from_console = vm.check(&format!(
+        "wget -q -O - http://registry.test:{}/v2/",
+        registry.port
+    ));
+    assert!(from_console.contains("{}"), "{from_console}");
     let inside = vm.check(&format!("ros run --rm {web} cat /etc/resolv.conf"));
-    assert!(inside.contains("nameserver 10.0.2.3"), "{inside}");
-    // And the outside world is reached from a container through the
-    // bridge's masquerade (the registry on the host).
+    assert!(inside.contains("nameserver 10.0.2.2"), "{inside}");
+    // And the outside world is reached by name from a container, through
+    // the bridge's masquerade (the registry on the host).
     let fetched = vm.check(&format!(
-        "ros run --rm {web} wget -q -O - http://10.0.2.2:{}/v2/",
+        "ros run --rm {web} wget -q -O - http://registry.test:{}/v2/",
         registry.port
     ));
     assert!(fetched.contains("{}"), "{fetched}");
