@@ -22,7 +22,6 @@ use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
 use system_services::supervisor::ServiceState;
-use tokio::sync::watch;
 
 fn main() -> std::process::ExitCode {
     if runs_as_init() {
@@ -138,14 +137,7 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // signal: it goes down after the services, not with them.
     let daemon = DaemonConfig::system();
     let socket = daemon.socket.clone();
-    let (up_tx, mut up) = watch::channel(0);
-    let (stop_containerd, containerd_stop) = watch::channel(None);
-    let containerd = tokio::spawn(containerd::supervise(
-        Arc::clone(&reaper),
-        daemon,
-        up_tx,
-        containerd_stop,
-    ));
+    let mut containerd = containerd::Supervised::start(Arc::clone(&reaper), daemon);
     // Datasources on the network answer once DHCP has leases; containerd
     // starts meanwhile, the services only after their user-data joined.
     // The first source with user-data wins: a local one that had some
@@ -161,7 +153,7 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         }
     }
     tokio::select! {
-        up = up.wait_for(|generation| *generation > 0) => { up.context("containerd supervisor ended")?; }
+        up = containerd.answering() => { up.context("containerd supervisor ended")?; }
         how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
     }
     // Task output goes through `ros log-pipe`, which rotates the logs.
@@ -223,8 +215,10 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     if let Some(network) = network {
         network.shutdown().await;
     }
-    stop_containerd.send_replace(Some(how));
-    containerd.await.context("containerd supervisor")?;
+    containerd
+        .stop(how)
+        .await
+        .context("containerd supervisor")?;
     Ok(how)
 }
 

@@ -58,24 +58,18 @@ async fn supervise() -> anyhow::Result<ExitCode> {
     let reaper = Reaper::start().context("installing SIGCHLD handler")?;
     let daemon = DaemonConfig::user();
     let socket = daemon.socket.clone();
-    let (up_tx, mut up) = watch::channel(0);
-    let (stop_containerd, containerd_stop) = watch::channel(None);
-    let containerd = tokio::spawn(containerd::supervise(
-        Arc::clone(&reaper),
-        daemon,
-        up_tx,
-        containerd_stop,
-    ));
-    let stop_daemon = |containerd: tokio::task::JoinHandle<()>| async move {
-        stop_containerd.send_replace(Some(Shutdown::PowerOff));
-        let _ = containerd.await;
-    };
-    tokio::select! {
-        answered = up.wait_for(|generation| *generation > 0) => {
+    let mut containerd = containerd::Supervised::start(Arc::clone(&reaper), daemon);
+    let stopped = tokio::select! {
+        answered = containerd.answering() => {
             answered.context("containerd supervisor ended")?;
+            false
         }
-        _ = terminate.recv() => { stop_daemon(containerd).await; return Ok(ExitCode::SUCCESS); }
-        _ = interrupt.recv() => { stop_daemon(containerd).await; return Ok(ExitCode::SUCCESS); }
+        _ = terminate.recv() => true,
+        _ = interrupt.recv() => true,
+    };
+    if stopped {
+        let _ = containerd.stop(Shutdown::PowerOff).await;
+        return Ok(ExitCode::SUCCESS);
     }
     let settings = workloads::Settings::system();
     let client = settings
@@ -94,7 +88,7 @@ async fn supervise() -> anyhow::Result<ExitCode> {
     stop_keeper.send_replace(true);
     let _ = keeper.await;
     workloads::stop_all(&client, STOP_GRACE).await;
-    stop_daemon(containerd).await;
+    let _ = containerd.stop(Shutdown::PowerOff).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,6 +21,40 @@ use crate::host::Shutdown;
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// A containerd under [`supervise`], as PID 1 runs the system one and
+/// `ros user-containerd` the user one.
+#[derive(Debug)]
+pub struct Supervised {
+    task: tokio::task::JoinHandle<()>,
+    up: watch::Receiver<u64>,
+    stop: watch::Sender<Option<Shutdown>>,
+}
+
+impl Supervised {
+    /// Starts supervising a containerd run as `config` says.
+    pub fn start(reaper: Arc<Reaper>, config: DaemonConfig) -> Self {
+        let (up_tx, up) = watch::channel(0);
+        let (stop, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(supervise(reaper, config, up_tx, stop_rx));
+        Self { task, up, stop }
+    }
+
+    /// Resolves once its socket answered for the first time; an error
+    /// when the supervisor ended before.
+    pub async fn answering(&mut self) -> Result<(), watch::error::RecvError> {
+        self.up
+            .wait_for(|generation| *generation > 0)
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops containerd and waits for its supervisor to end.
+    pub async fn stop(self, how: Shutdown) -> Result<(), tokio::task::JoinError> {
+        self.stop.send_replace(Some(how));
+        self.task.await
+    }
+}
+
 /// Runs containerd until shutdown. Each time its socket starts answering,
 /// `up` gets the next generation number (1 for the first start).
 pub async fn supervise(
