@@ -171,6 +171,14 @@ impl Contents {
         None
     }
 
+    /// A layer file: its name in the archive and size, or `Missing`.
+    fn layer(&self, path: &str) -> Result<(&str, u64), ArchiveError> {
+        self.resolve(path).ok_or_else(|| ArchiveError::Missing {
+            what: "layer",
+            blob: path.to_string(),
+        })
+    }
+
     fn json(&self, path: &str) -> Option<&[u8]> {
         let (file, _) = self.resolve(path)?;
         self.json.get(file).map(Vec::as_slice)
@@ -766,12 +774,7 @@ fn add_layer(
     diff_id: &str,
     named_by: &str,
 ) -> Result<(), ArchiveError> {
-    let (file, size) = contents
-        .resolve(path)
-        .ok_or_else(|| ArchiveError::Missing {
-            what: "layer",
-            blob: path.to_string(),
-        })?;
+    let (file, size) = contents.layer(path)?;
     let expected = u64::try_from(descriptor.size).unwrap_or(0);
     if size != expected {
         return Err(ArchiveError::Size {
@@ -842,12 +845,7 @@ fn docker_image(
     // is the compressed original.
     let mut layers = Vec::with_capacity(entry.layers.len());
     for (path, diff_id) in entry.layers.iter().zip(&config.diff_ids) {
-        let (_, size) = contents
-            .resolve(path)
-            .ok_or_else(|| ArchiveError::Missing {
-                what: "layer",
-                blob: path.clone(),
-            })?;
+        let (_, size) = contents.layer(path)?;
         let (digest, media_type) = match digest_in_name(path) {
             Some(digest) if path.starts_with("blobs/") && digest != *diff_id => {
                 (digest, DOCKER_LAYER_GZIP)
