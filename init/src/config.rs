@@ -32,6 +32,12 @@ pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
     for (source, warning) in layers.warnings() {
         tracing::warn!("{source}: {warning}");
     }
+    // rancher.debug: the configuration, with its secrets replaced (the
+    // kernel log is readable by more than root).
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let merged = os_config::export::redacted_yaml(&layers.merged_value());
+        tracing::debug!("configuration:\n{merged}");
+    }
     merged_leaving_out_top(layers, report)
 }
 

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod boot;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod host;

@@ -115,7 +115,6 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
              the setting in cloud-config.yml or user-data is not used",
         );
     }
-    tracing::debug!(?config, "configuration");
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
     apply_early(host, &reaper, &CloudConfig::default(), &config).await;
@@ -179,7 +178,11 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
             "ros: no control socket, ros service will not work: {err}"
         ));
     }
-    services::start_all(&engine, &control, &config).await;
+    // The cluster agent finds its token and directories ready; it starts
+    // once the links have their leases, the rest meanwhile.
+    prepare_cluster_agent(host, &config);
+    let online = network_online(network.as_ref());
+    services::start_all(&engine, &control, &config, online).await;
     // The machine is usable once the console runs; a console that failed
     // is retried by its supervisor, and the line comes when it is up.
     let console_name = system_services::service::ServiceName::new("console")?;
@@ -330,6 +333,30 @@ async fn join_network_user_data(
         );
     }
     fetched
+}
+
+/// The cluster agent's token file (or its removal) and, when the agent
+/// runs, its host directories; problems go on the console.
+fn prepare_cluster_agent(host: &dyn Host, config: &CloudConfig) {
+    for problem in ros::cluster::prepare(host, config) {
+        console::report(&problem);
+    }
+}
+
+/// Resolves once every DHCP link has a lease or `dhcp_timeout` passed
+/// (at once without a network): what `io.rancher.os.after: network` waits for.
+fn network_online(
+    network: Option<&NetworkHandle<RtNetlink>>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let wait = network.map(|network| network.online(network.dhcp_timeout()));
+    async move {
+        if let Some(wait) = wait {
+            let online = wait.await;
+            if !online.pending.is_empty() {
+                tracing::warn!(pending = ?online.pending, "starting the services after the network without a lease on every link");
+            }
+        }
+    }
 }
 
 /// How service images are pulled: `rancher.system_docker.insecure_registry`

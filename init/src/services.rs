@@ -3,6 +3,7 @@
 //! `rancher.services_include`, the user's own), resolved, ordered and
 //! started; and the control socket `ros service` talks to.
 
+use std::future::Future;
 use std::sync::Arc;
 
 /// Where the services' logs go: `<dir>/<service>.log`.
@@ -62,12 +63,16 @@ pub fn unknown_includes(config: &CloudConfig) -> Vec<String> {
 }
 
 /// Starts every enabled service in dependency order; returns when all
-/// have settled. What cannot start is reported on the console and
+/// have settled, except those that come after the network
+/// (`io.rancher.os.after: network`): they start in the background once
+/// `online` resolves, so a slow lease or a long first pull does not hold
+/// up the console. What cannot start is reported on the console and
 /// recorded for `ros service list`; the rest starts.
 pub async fn start_all<R: ContainerRuntime>(
-    engine: &Engine<R>,
+    engine: &Arc<Engine<R>>,
     control: &Control<R>,
     config: &CloudConfig,
+    online: impl Future<Output = ()> + Send + 'static,
 ) {
     for problem in unknown_includes(config) {
         report(&problem);
@@ -86,9 +91,20 @@ pub async fn start_all<R: ContainerRuntime>(
             control.set_blocked(name.as_str(), problem.to_string());
         }
     }
-    for (name, status) in engine.start_plan(&services, &plan).await {
+    let (now, after_network) = plan.split_after_network(&services);
+    for (name, status) in engine.start_plan(&services, &now).await {
         log_settled(name.as_str(), &status);
     }
+    if after_network.order.is_empty() {
+        return;
+    }
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move {
+        online.await;
+        for (name, status) in engine.start_plan(&services, &after_network).await {
+            log_settled(name.as_str(), &status);
+        }
+    });
 }
 
 fn log_settled(name: &str, status: &ServiceStatus) {
@@ -101,8 +117,16 @@ fn log_settled(name: &str, status: &ServiceStatus) {
 }
 
 /// The control server's view of the configuration: re-read per request.
+/// The cluster agent's token file and directories follow it, so `ros
+/// service restart cluster-agent` after a new token uses the new one.
 pub fn loader(paths: ConfigPaths, cmdline: String) -> system_services::control::Loader {
-    Box::new(move || definitions(&current_config(&paths, &cmdline)))
+    Box::new(move || {
+        let config = current_config(&paths, &cmdline);
+        for problem in crate::cluster::prepare(&crate::host::RealHost, &config) {
+            tracing::warn!("{problem}");
+        }
+        definitions(&config)
+    })
 }
 
 /// The engine and control socket PID 1 serves.

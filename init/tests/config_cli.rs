@@ -208,9 +208,121 @@ fn export_redacts_secrets_unless_private_and_full_merges_every_layer() {
         "debug: true",
         "image: ros/console",
         "password: <redacted>",
+        "token: <redacted>",
     ] {
         assert!(full.contains(expected), "{expected} missing from:\n{full}");
     }
+    for secret in ["hunter2", "K10secret"] {
+        assert!(!full.contains(secret), "{secret} leaked:\n{full}");
+    }
+    let full_private = ok(machine.ros(&["export", "--full", "--private"]));
+    assert!(full_private.contains("token: K10secret"), "{full_private}");
+}
+
+#[test]
+fn get_redacts_secrets_below_the_key_and_prints_a_secret_asked_for_by_its_key() {
+    let machine = Machine::new();
+    ok(machine.ros_with_stdin(
+        &["merge"],
+        "hostname: node1\n\
+         rancher:\n  \
+           password: hunter2\n  \
+           cluster: {server: 'https://k8s:6443', token: K10secret, environment: {K3S_AGENT_TOKEN: K10agent}}\n  \
+           ssh: {keys: {ssh_host_ed25519_key: PRIVATEKEYTEXT, ssh_host_ed25519_key.pub: ssh-ed25519 AAAA}}\n",
+    ));
+
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.cluster"])),
+        "server: https://k8s:6443\ntoken: <redacted>\nenvironment:\n  K3S_AGENT_TOKEN: <redacted>\n"
+    );
+    let rancher = ok(machine.ros(&["get", "rancher"]));
+    let whole = ok(machine.ros(&["get"]));
+    for shown in [&rancher, &whole] {
+        for secret in ["hunter2", "K10secret", "K10agent", "PRIVATEKEYTEXT"] {
+            assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+        }
+        for kept in [
+            "password: <redacted>",
+            "token: <redacted>",
+            "ssh_host_ed25519_key: <redacted>",
+            "ssh_host_ed25519_key.pub: ssh-ed25519 AAAA",
+            "server: https://k8s:6443",
+            "image: ros/console",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing from:\n{shown}");
+        }
+    }
+    assert!(whole.contains("hostname: node1"), "{whole}");
+
+    // Asked for by its own key, the secret is printed as it is.
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.cluster.token"])),
+        "K10secret\n"
+    );
+    assert_eq!(ok(machine.ros(&["get", "rancher.password"])), "hunter2\n");
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.cluster.environment.K3S_AGENT_TOKEN"])),
+        "K10agent\n"
+    );
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.ssh.keys.ssh_host_ed25519_key"])),
+        "PRIVATEKEYTEXT\n"
+    );
+}
+
+#[track_caller]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn set_and_merge_write_the_configuration_for_root_alone() {
+    let machine = Machine::new();
+    ok(machine.ros(&["set", "rancher.cluster.token", "K10secret"]));
+    let conf_dir = machine.path("var/lib/rancher/conf");
+    assert_eq!(mode(&machine.cloud_config()), 0o600);
+    assert_eq!(mode(&conf_dir), 0o700);
+    ok(machine.ros_with_stdin(&["merge"], "hostname: node1\n"));
+    assert_eq!(mode(&machine.cloud_config()), 0o600);
+    assert_eq!(
+        fs::read_to_string(machine.cloud_config()).unwrap(),
+        "rancher:\n  cluster:\n    token: K10secret\nhostname: node1\n"
+    );
+}
+
+#[test]
+fn a_world_readable_configuration_is_narrowed_by_the_next_set() {
+    use std::os::unix::fs::PermissionsExt;
+    let machine = Machine::new();
+    let conf_dir = machine.path("var/lib/rancher/conf");
+    let drop_ins = conf_dir.join("cloud-config.d");
+    fs::create_dir_all(&drop_ins).unwrap();
+    fs::write(
+        machine.cloud_config(),
+        "rancher: {cluster: {token: K10old}}\n",
+    )
+    .unwrap();
+    fs::write(drop_ins.join("10-user.yml"), "hostname: node1\n").unwrap();
+    for (path, wide) in [
+        (&conf_dir, 0o755),
+        (&drop_ins, 0o755),
+        (&machine.cloud_config(), 0o644),
+    ] {
+        fs::set_permissions(path, fs::Permissions::from_mode(wide)).unwrap();
+        assert_eq!(mode(path), wide);
+    }
+
+    ok(machine.ros(&["set", "rancher.cluster.token", "K10new"]));
+    assert_eq!(mode(&machine.cloud_config()), 0o600);
+    assert_eq!(mode(&conf_dir), 0o700);
+    assert_eq!(mode(&drop_ins), 0o700);
+    assert_eq!(
+        ok(machine.ros(&["get", "rancher.cluster.token"])),
+        "K10new\n"
+    );
+    // The drop-in is still read; only the directory was narrowed.
+    assert_eq!(ok(machine.ros(&["get", "hostname"])), "node1\n");
 }
 
 #[test]

@@ -315,7 +315,8 @@ impl Layers {
     }
 
     /// All layers merged into one tree, with the optional services they
-    /// include merged just above the built-in layer.
+    /// include merged just above the built-in layer, and the cluster agent
+    /// `rancher.cluster` asks for under the `cluster-agent` they define.
     pub fn merged_value(&self) -> Value {
         let mut merged = Value::Mapping(Default::default());
         for layer in &self.layers {
@@ -323,6 +324,7 @@ impl Layers {
         }
         let included = included_optional(&merged);
         if included.is_empty() {
+            crate::cluster::add_agent(&mut merged);
             return merged;
         }
         let mut merged = Value::Mapping(Default::default());
@@ -345,6 +347,7 @@ impl Layers {
                 tree::merge(&mut merged, layer.value.clone());
             }
         }
+        crate::cluster::add_agent(&mut merged);
         merged
     }
 

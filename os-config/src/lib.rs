@@ -18,6 +18,7 @@
 //! - `ros config` reads and writes through [`Store`].
 
 pub mod check;
+pub mod cluster;
 pub mod datasource;
 pub mod export;
 pub mod layers;

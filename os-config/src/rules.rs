@@ -4,6 +4,7 @@
 use crate::check::ConfigError;
 use crate::parse::keypath::KeyPath;
 use crate::schema::CloudConfig;
+use crate::schema::cluster::{Cluster, label_key_problem, label_value_problem};
 use crate::schema::network::{BondOptions, InterfaceConfig, InvalidNetworkValue};
 use crate::schema::service::{InvalidServiceValue, Service};
 
@@ -40,7 +41,34 @@ pub fn cross_field_problems(config: &CloudConfig) -> Vec<ConfigError> {
     for (name, service) in &config.rancher.services {
         service_problems(&services.key(name.as_str()), service, &mut problems);
     }
+    cluster_problems(&config.rancher.cluster, &mut problems);
     problems
+}
+
+fn cluster_problems(cluster: &Cluster, problems: &mut Vec<ConfigError>) {
+    let path = KeyPath::root().key("rancher").key("cluster");
+    if let (Some(server), None) = (&cluster.server, &cluster.token) {
+        problems.push(inconsistent(
+            path.key("token"),
+            format!("missing: the agent needs a token to join {server}"),
+        ));
+    }
+    for (key, value) in &cluster.labels {
+        if let Some(problem) = label_key_problem(key).or_else(|| label_value_problem(value)) {
+            problems.push(invalid(path.key("labels").key(key.as_str()), problem));
+        }
+    }
+    if let (Some(checksum), Some(hash)) = (
+        &cluster.ca_checksum,
+        cluster.token.as_ref().and_then(|t| t.ca_hash()),
+    ) && !hash.eq_ignore_ascii_case(checksum.hex())
+    {
+        problems.push(inconsistent(
+            path.key("ca_checksum"),
+            "differs from the CA hash in the token (K10<hash>::…); give one or make them agree"
+                .to_owned(),
+        ));
+    }
 }
 
 fn interface_problems(

@@ -1,10 +1,16 @@
 //! `cloud-config.yml` on disk: read, and changed only by whole-file atomic
 //! replacement after the new content has been checked. A power cut at any
 //! point leaves the old file or the new one, never a mix.
+//!
+//! The configuration holds secrets (the cluster join token, the password,
+//! SSH host keys), so it is written 0600 in a 0700 directory
+//! ([`write_private`]); the same writer saves user-data and metadata.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_norway::Value;
 
@@ -109,36 +115,95 @@ impl Store {
         let layers = Layers::load_with_cloud_config(&self.paths, checked);
         layers.merged().map_err(StoreError::Refused)?;
 
+        // The conf directory and its drop-ins hold secrets (the join token,
+        // the password, user-data): only root may enter them.
+        let drop_ins = self.paths.cloud_config_dir();
+        narrow_dir_if_present(&drop_ins).map_err(|source| StoreError::Write {
+            path: drop_ins,
+            source,
+        })?;
         let path = self.paths.cloud_config_file();
-        write_atomically(&path, text.as_bytes())
+        write_private(&path, text.as_bytes())
             .map_err(|source| StoreError::Write { path, source })?;
         Ok(warnings)
     }
 }
 
-/// Replaces `path` with `contents`: temp file in the same directory,
-/// fsync, rename over the old file, fsync the directory so the rename
-/// itself is durable.
+/// Who may read a file written with [`write_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone may read it (0666 less the umask) and its directory is left
+    /// as it is: status files that `ros` reads without root.
+    Shared,
+    /// Root alone reads it (0600), in a directory only root enters (0700):
+    /// configuration, user-data and metadata, which hold secrets.
+    Private,
+    /// As `Private`, and root may run it (0700): the user-data script.
+    PrivateExecutable,
+}
+
+impl Access {
+    /// The mode the file is created with (the umask may narrow it).
+    fn file_mode(self) -> u32 {
+        match self {
+            Self::Shared => 0o666,
+            Self::Private => 0o600,
+            Self::PrivateExecutable => 0o700,
+        }
+    }
+}
+
+/// Replaces `path` with `contents`, readable by anyone (as `fs::write`
+/// would leave it); see [`write_file`].
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_file(path, contents, Access::Shared)
+}
+
+/// Replaces `path` with `contents` that only root may read: the file is
+/// created 0600 and its directory is made 0700; see [`write_file`].
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_file(path, contents, Access::Private)
+}
+
+/// Replaces `path` with `contents`: temp file in the same directory,
+/// created with the mode `access` gives (never wider, not even for a
+/// moment), fsync, rename over the old file, fsync the directory so the
+/// rename itself is durable. The old file's mode does not carry over: the
+/// renamed file is the new one. For private access the directory is
+/// created 0700, or narrowed to 0700 when it is wider.
+pub fn write_file(path: &Path, contents: &[u8], access: Access) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    match access {
+        Access::Shared => fs::create_dir_all(dir)?,
+        Access::Private | Access::PrivateExecutable => private_dir(dir)?,
+    }
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    // The pid tells a live writer's file from a killed one's; the counter
+    // keeps two writers in this process apart.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
-    temp_name.push(format!(".tmp.{}", std::process::id()));
+    temp_name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let temp = dir.join(temp_name);
     remove_stale_temp_files(dir, name);
+    // A file left under this name by an earlier process with our pid would
+    // keep its own mode if opened; it must go so ours is created fresh.
+    let _ = fs::remove_file(&temp);
 
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .mode(access.file_mode())
             .open(&temp)?;
         file.write_all(contents)?;
         file.sync_all()?;
@@ -153,6 +218,44 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Makes `dir` a directory only root enters: created 0700 (its missing
+/// parents as `create_dir_all` makes them), or narrowed to 0700 when it
+/// exists with group or other permissions.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    narrow_dir(dir)
+}
+
+/// Narrows `dir` to 0700 when it exists with group or other permissions;
+/// an absent `dir` is left absent.
+pub fn narrow_dir_if_present(dir: &Path) -> io::Result<()> {
+    match narrow_dir(dir) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn narrow_dir(dir: &Path) -> io::Result<()> {
+    let metadata = fs::metadata(dir)?;
+    if !metadata.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Removes temp files left by writers that were killed mid-write (their
 /// pid is gone). A live writer's file is left alone.
 fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
@@ -162,7 +265,12 @@ fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
     };
     for entry in entries.filter_map(Result::ok) {
         let file_name = entry.file_name();
-        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+        // `<pid>.<n>`, or `<pid>` from writers before the counter.
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('.').next())
+        else {
             continue;
         };
         let alive = pid

@@ -12,7 +12,7 @@ use serde_norway::Value;
 use crate::check::{ConfigErrors, Warning, check_document, check_value};
 use crate::layers::ConfigPaths;
 use crate::schema::Hostname;
-use crate::store::write_atomically;
+use crate::store::{Access, private_dir, write_file};
 
 /// Why user-data cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -181,23 +181,25 @@ impl UserData {
 
     /// Saves the user-data where the layers and `runcmd` find it: the
     /// cloud-config as `cloud-config.d/user-data.yml`, a script as
-    /// `cloud-config-script` (mode 0700), the metadata as JSON.
+    /// `cloud-config-script`, the metadata as JSON. They may hold secrets
+    /// (the join token, passwords), so the files are created 0600 (the
+    /// script 0700) in directories only root enters.
     pub fn save(&self, paths: &ConfigPaths) -> Result<UserConfig, UserDataError> {
         let user_config = self.to_user_config()?;
-        let save = |path: PathBuf, bytes: &[u8]| {
-            write_atomically(&path, bytes).map_err(|source| UserDataError::Save { path, source })
+        let save = |path: PathBuf, bytes: &[u8], access: Access| {
+            write_file(&path, bytes, access).map_err(|source| UserDataError::Save { path, source })
         };
+        // The conf directory first: user-data.yml is a level below it.
+        let conf_dir = paths.conf_dir();
+        private_dir(&conf_dir).map_err(|source| UserDataError::Save {
+            path: conf_dir,
+            source,
+        })?;
         let text = serde_norway::to_string(&user_config.value).unwrap_or_default();
-        save(paths.user_data_file(), text.as_bytes())?;
+        save(paths.user_data_file(), text.as_bytes(), Access::Private)?;
         let script_path = paths.user_script_file();
         if let Some(script) = &user_config.script {
-            save(script_path.clone(), script)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&script_path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|source| UserDataError::Save {
-                    path: script_path,
-                    source,
-                })?;
+            save(script_path, script, Access::PrivateExecutable)?;
         } else if let Err(source) = std::fs::remove_file(&script_path)
             // The script of earlier user-data would otherwise still run.
             && source.kind() != std::io::ErrorKind::NotFound
@@ -208,7 +210,7 @@ impl UserData {
             });
         }
         let metadata = serde_json::to_vec_pretty(&self.metadata).unwrap_or_default();
-        save(paths.metadata_file(), &metadata)?;
+        save(paths.metadata_file(), &metadata, Access::Private)?;
         Ok(user_config)
     }
 }

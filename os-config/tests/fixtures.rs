@@ -291,7 +291,7 @@ fn a_full_rancheros_config_loads_with_warnings_for_what_is_not_applied() {
     let config = checked.config;
     assert_eq!(config.ssh_authorized_keys.len(), 2);
     assert_eq!(
-        config.rancher.cluster.token.as_deref(),
+        config.rancher.cluster.token.as_ref().map(|t| t.reveal()),
         Some("K10secrettoken::server:abc")
     );
     assert_eq!(config.rancher.cluster.labels["zone"], "eu-1");

@@ -103,6 +103,12 @@ fn built_in_services_run_and_one_killed_comes_back() {
     vm.check(&format!(
         r#"[ "$(readlink /proc/{user}/ns/pid)" != "$(readlink /proc/1/ns/pid)" ]"#
     ));
+    // Without rancher.cluster no agent is defined, none runs, and no
+    // image was pulled for one (a pull writes the service's log).
+    assert!(row(&list, "cluster-agent").is_none(), "{list}");
+    let cluster = vm.check("ros cluster status");
+    assert!(cluster.contains("no agent runs"), "{cluster}");
+    vm.check("test ! -e /var/log/ros/cluster-agent.log");
     // Least privilege: syslog runs without CAP_SYS_ADMIN.
     let syslog = running(&list, "syslog").unwrap();
     let caps = vm.check(&format!("grep CapEff /proc/{syslog}/status"));

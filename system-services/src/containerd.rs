@@ -364,17 +364,28 @@ impl ContainerRuntime for Containerd {
         Ok(())
     }
 
-    async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
+    async fn prepare_root(
+        &self,
+        id: &str,
+        root: &Root,
+        log: &Path,
+    ) -> Result<PreparedRoot, RuntimeError> {
         let Root::Image(reference) = root else {
             return Ok(PreparedRoot::dir());
         };
         // A service's image comes from the registry `image:` names, with
-        // this daemon's pull options.
-        let mut quiet = |_: crate::image::PullEvent| {};
+        // this daemon's pull options; a pull shows in the service's log
+        // (`ros service logs`), the only place a person looks then.
+        let mut progress = PullLog::open(log, reference);
+        let mut report = |event: crate::image::PullEvent| progress.line(&event);
         let rootfs =
-            crate::image::prepare_rootfs_pulling(self, reference, id, &self.pull, &mut quiet)
+            crate::image::prepare_rootfs_pulling(self, reference, id, &self.pull, &mut report)
                 .await
-                .map_err(|e| RuntimeError::new("prepare image", id, e.code(), e.to_string()))?;
+                .map_err(|e| {
+                    let error = RuntimeError::new("prepare image", id, e.code(), e.to_string());
+                    progress.failed(&error);
+                    error
+                })?;
         let config = rootfs.config;
         Ok(PreparedRoot {
             mounts: rootfs.mounts.into_iter().map(rootfs_mount).collect(),
@@ -451,13 +462,64 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
-        self.tasks()
-            .delete(DeleteTaskRequest {
-                container_id: id.to_string(),
-            })
-            .await
-            .map_err(error("delete task", id))?;
+        let request = || DeleteTaskRequest {
+            container_id: id.to_string(),
+        };
+        match self.tasks().delete(request()).await {
+            // The shim was going away as its task had just exited: asked
+            // again, containerd answers from its own records (or NotFound).
+            Err(status) if status.message().contains("ttrpc: closed") => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                self.tasks()
+                    .delete(request())
+                    .await
+                    .map_err(error("delete task", id))?;
+            }
+            other => {
+                other.map_err(error("delete task", id))?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A pull's progress, appended to a service's log as `ros: pull …` lines.
+struct PullLog {
+    file: Option<std::fs::File>,
+    reference: String,
+}
+
+impl PullLog {
+    fn open(log: &Path, reference: &str) -> Self {
+        if let Some(dir) = log.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .inspect_err(|e| tracing::warn!("pull progress of {reference}: {}: {e}", log.display()))
+            .ok();
+        Self {
+            file,
+            reference: reference.to_owned(),
+        }
+    }
+
+    fn line(&mut self, event: &crate::image::PullEvent) {
+        self.write(&format!("ros: pull {}: {event}", self.reference));
+    }
+
+    fn failed(&mut self, error: &RuntimeError) {
+        self.write(&format!("ros: pull {} failed: {error}", self.reference));
+    }
+
+    fn write(&mut self, line: &str) {
+        use std::io::Write;
+        if let Some(file) = &mut self.file {
+            // A full disk loses progress lines, never the pull.
+            let _ = writeln!(file, "{line}");
+        }
     }
 }
 

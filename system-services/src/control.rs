@@ -81,6 +81,9 @@ pub struct ServiceInfo {
     pub command: Vec<String>,
     /// Why it is failed, exited, invalid or blocked.
     pub detail: Option<String>,
+    /// Since when it is in `state` (seconds since the epoch), when it ran.
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 /// The result for one name.
@@ -202,6 +205,7 @@ impl<R: ContainerRuntime> Control<R> {
                             privileged: service.is_some_and(|s| s.privileged),
                             command: service.map(|s| s.argv(None)).unwrap_or_default(),
                             detail,
+                            since: None,
                         }
                     }
                 }
@@ -309,6 +313,11 @@ fn info(name: &str, enabled: bool, service: &Service, status: &ServiceStatus) ->
         privileged: service.privileged,
         command: service.argv(None),
         detail,
+        since: status
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs()),
     }
 }
 

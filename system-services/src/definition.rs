@@ -17,6 +17,9 @@ use crate::service::{
 
 /// Where service root directories are: `image: ros/<name>` is `<dir>/<name>`.
 pub const IMAGES_DIR: &str = "/usr/lib/ros/images";
+/// What `io.rancher.os.after` names for "once the network is online":
+/// RancherOS's network service, here a milestone of the boot.
+pub const NETWORK_MILESTONE: &str = "network";
 /// The prefix of images shipped in the system.
 pub const SHIPPED_PREFIX: &str = "ros/";
 
@@ -195,7 +198,10 @@ pub fn resolve(
             "`user` services run in the user containerd, which does not run them yet; use `system`",
         );
     }
-    let after = label_names(definition.after(), &mut problems, "after");
+    let mut after = label_names(definition.after(), &mut problems, "after");
+    // `network` is the network being online, not a service.
+    let after_network = after.iter().any(|name| name.as_str() == NETWORK_MILESTONE);
+    after.retain(|name| name.as_str() != NETWORK_MILESTONE);
     let before = label_names(definition.before(), &mut problems, "before");
 
     let mut mounts = volumes(&definition.volumes, "volumes", &mut problems);
@@ -282,6 +288,7 @@ pub fn resolve(
         },
         restart,
         after,
+        after_network,
         before,
         detach: definition.detach().unwrap_or(true),
         create_only: definition.create_only().unwrap_or(false),

@@ -150,7 +150,12 @@ fn not_found(operation: &'static str, id: &str) -> RuntimeError {
 }
 
 impl ContainerRuntime for FakeRuntime {
-    async fn prepare_root(&self, id: &str, root: &Root) -> Result<PreparedRoot, RuntimeError> {
+    async fn prepare_root(
+        &self,
+        id: &str,
+        root: &Root,
+        _log: &Path,
+    ) -> Result<PreparedRoot, RuntimeError> {
         let state = self.enter(FakeCall::PrepareRoot(id.into()), id)?;
         match root {
             Root::Dir(_) => Ok(PreparedRoot::dir()),

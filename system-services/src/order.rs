@@ -187,6 +187,48 @@ pub fn plan(services: &[Service], is_defined: impl Fn(&ServiceName) -> bool) -> 
     plan
 }
 
+impl Plan {
+    /// Splits the plan in two: what starts now, and what waits for the
+    /// network to be online, with everything that comes after it (a
+    /// service waiting for one that waits for the network waits too).
+    /// The second starts once the first has settled, so it keeps only
+    /// its own waits.
+    pub fn split_after_network(self, services: &[Service]) -> (Plan, Plan) {
+        let waits_online: BTreeSet<&ServiceName> = services
+            .iter()
+            .filter(|s| s.after_network)
+            .map(|s| &s.name)
+            .collect();
+        let mut later: BTreeSet<ServiceName> = BTreeSet::new();
+        // In plan order every service comes after what it waits for, so
+        // one pass sees each dependency's side before the dependant's.
+        for name in &self.order {
+            let deps = self.waits_for.get(name).into_iter().flatten();
+            if waits_online.contains(name) || deps.into_iter().any(|d| later.contains(d)) {
+                later.insert(name.clone());
+            }
+        }
+        let mut now = Plan {
+            problems: self.problems,
+            ..Plan::default()
+        };
+        let mut after = Plan::default();
+        for name in self.order {
+            let deps = self.waits_for.get(&name).cloned().unwrap_or_default();
+            if later.contains(&name) {
+                let own: Vec<ServiceName> =
+                    deps.into_iter().filter(|d| later.contains(d)).collect();
+                after.waits_for.insert(name.clone(), own);
+                after.order.push(name);
+            } else {
+                now.waits_for.insert(name.clone(), deps);
+                now.order.push(name);
+            }
+        }
+        (now, after)
+    }
+}
+
 /// Every service reachable from `start` along `edges`, within `within`.
 fn reachable<'a>(
     start: &'a ServiceName,
@@ -335,5 +377,24 @@ mod tests {
         assert_eq!(plan.problems, vec![]);
         assert_eq!(order(&plan), ["console"]);
         assert_eq!(plan.waits_for[&name("console")], []);
+    }
+
+    #[test]
+    fn what_comes_after_the_network_waits_for_it_with_its_dependants() {
+        let mut agent = svc("agent", &["udev"], &[]);
+        agent.after_network = true;
+        let services = vec![
+            svc("udev", &[], &[]),
+            agent,
+            svc("metrics", &["agent"], &[]),
+            svc("console", &["udev"], &[]),
+        ];
+        let plan = plan(&services, |_| false);
+        let (now, later) = plan.split_after_network(&services);
+        assert_eq!(order(&now), ["udev", "console"]);
+        assert_eq!(order(&later), ["agent", "metrics"]);
+        // udev has settled by the time the later part starts.
+        assert!(later.waits_for[&name("agent")].is_empty());
+        assert_eq!(later.waits_for[&name("metrics")], [name("agent")]);
     }
 }

@@ -66,12 +66,14 @@ pub struct TaskState {
 /// The operations on one runtime namespace.
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// Makes `root` ready for the container `id`: nothing for a shipped
-    /// directory; for a registry image, pulled if missing and unpacked
-    /// into a snapshot of the container's own.
+    /// directory; for a registry image, pulled if missing (its progress
+    /// appended to `log`, the service's log) and unpacked into a snapshot
+    /// of the container's own.
     fn prepare_root(
         &self,
         id: &str,
         root: &Root,
+        log: &Path,
     ) -> impl Future<Output = Result<PreparedRoot, RuntimeError>> + Send;
     /// Frees what `prepare_root` made for `id` (its snapshot); the image
     /// stays.

@@ -170,6 +170,9 @@ pub struct Service {
     pub restart: RestartPolicy,
     /// Services this one starts after (`io.rancher.os.after`).
     pub after: Vec<ServiceName>,
+    /// Starts once the network is online (`io.rancher.os.after: network`,
+    /// RancherOS's name for its network service), not before.
+    pub after_network: bool,
     /// Services this one starts before (`io.rancher.os.before`).
     pub before: Vec<ServiceName>,
     /// False for one-shot jobs that services after them wait for
@@ -229,6 +232,7 @@ impl Service {
             before: Vec::new(),
             detach: true,
             create_only: false,
+            after_network: false,
         }
     }
 

@@ -159,6 +159,9 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
     if !service.privileged {
         linux = linux.seccomp(crate::seccomp::profile(&capabilities_held)?);
     }
+    if let Some(propagation) = rootfs_propagation(service) {
+        linux = linux.rootfs_propagation(propagation);
+    }
     let linux = linux
         .namespaces(namespaces(service)?)
         .cgroups_path(PathBuf::from(CGROUP_PARENT).join(service.name.as_str()))
@@ -441,6 +444,24 @@ fn bind(
         .build()
 }
 
+/// The root's propagation when a bind asks for shared or slave
+/// propagation: the runtime makes the whole tree private otherwise, which
+/// would undo the bind's (Docker sets it the same way).
+fn rootfs_propagation(service: &Service) -> Option<String> {
+    let asked: Vec<&str> = service
+        .mounts
+        .iter()
+        .filter_map(|m| m.propagation.as_deref())
+        .collect();
+    if asked.iter().any(|p| p.ends_with("shared")) {
+        Some("rshared".to_owned())
+    } else if asked.iter().any(|p| p.ends_with("slave")) {
+        Some("rslave".to_owned())
+    } else {
+        None
+    }
+}
+
 fn mounts(service: &Service) -> Result<Vec<Mount>, OciSpecError> {
     let mut mounts = vec![mount(
         "/proc",
@@ -558,6 +579,49 @@ mod tests {
             .iter()
             .map(|n| n.typ())
             .collect()
+    }
+
+    #[test]
+    fn a_shared_bind_makes_the_root_shared_so_the_runtime_keeps_it() {
+        let mut s = service();
+        assert_eq!(
+            build(&s, &PreparedRoot::dir())
+                .unwrap()
+                .linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation(),
+            &None
+        );
+        s.mounts.push(BindMount {
+            source: "/var/lib/kubelet".into(),
+            destination: "/var/lib/kubelet".into(),
+            read_only: false,
+            propagation: Some("rshared".into()),
+        });
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation()
+                .as_deref(),
+            Some("rshared")
+        );
+        let kubelet = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/var/lib/kubelet"))
+            .unwrap();
+        assert!(
+            kubelet
+                .options()
+                .as_ref()
+                .unwrap()
+                .contains(&"rshared".to_owned())
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -67,6 +67,8 @@ pub struct ServiceStatus {
     pub restarts: u32,
     /// Whether the current task was found running rather than started.
     pub reattached: bool,
+    /// When it entered this state (wall clock): "running since".
+    pub since: SystemTime,
 }
 
 /// A service under supervision.
@@ -144,6 +146,7 @@ pub fn supervise<R: ContainerRuntime>(
         state: ServiceState::Starting,
         restarts: 0,
         reattached: false,
+        since: SystemTime::now(),
     };
     let (status_tx, status) = watch::channel(initial);
     let (keep_running, keep_running_rx) = watch::channel(true);
@@ -295,7 +298,7 @@ impl<R: ContainerRuntime> Job<R> {
         self.set_state(ServiceState::Starting, false);
         let prepared = self
             .runtime
-            .prepare_root(&self.id, &self.service.root)
+            .prepare_root(&self.id, &self.service.root, &self.log)
             .await
             .map_err(StepError::Root)?;
         let spec = crate::spec::build(&self.service, &prepared)?;
@@ -399,10 +402,19 @@ impl<R: ContainerRuntime> Job<R> {
 
     fn set_state(&self, state: ServiceState, reattached: bool) {
         let restarts = self.starts.saturating_sub(1);
+        let since = {
+            let now = self.status.borrow();
+            if now.state == state {
+                now.since
+            } else {
+                SystemTime::now()
+            }
+        };
         self.status.send_replace(ServiceStatus {
             state,
             restarts,
             reattached,
+            since,
         });
     }
 }

@@ -19,12 +19,15 @@
 //! library.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
+
+mod cluster;
+pub use cluster::{HOST_FROM_GUEST, Registration, RegistrationServer, agent_binary, agent_image};
 
 /// The OCI media types used here.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -114,11 +117,14 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 }
 
 /// What an image config says beside its layers: the platform, when it
-/// was made, and the process (`Cmd`, `Env`, `WorkingDir`, `User`).
+/// was made, and the process (`Entrypoint`, `Cmd`, `Env`, `WorkingDir`,
+/// `User`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub architecture: String,
     pub created: Option<String>,
+    /// Left out of the JSON when empty.
+    pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub working_dir: Option<String>,
@@ -131,6 +137,7 @@ impl Config {
         Self {
             architecture: "amd64".into(),
             created: None,
+            entrypoint: Vec::new(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             env: vec!["PATH=/bin".into()],
             working_dir: None,
@@ -142,6 +149,9 @@ impl Config {
     /// the same config gives the same digest).
     pub fn to_json(&self, diff_ids: &[&str]) -> Vec<u8> {
         let mut process = serde_json::json!({"Cmd": self.cmd, "Env": self.env});
+        if !self.entrypoint.is_empty() {
+            process["Entrypoint"] = self.entrypoint.clone().into();
+        }
         if let Some(dir) = &self.working_dir {
             process["WorkingDir"] = dir.as_str().into();
         }
@@ -339,8 +349,8 @@ fn tar_dir(dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
-/// A throwaway CA and a certificate it signed for 127.0.0.1, made with
-/// openssl in a directory the caller keeps.
+/// A throwaway CA and a certificate it signed for some IP addresses,
+/// made with openssl in a directory the caller keeps.
 #[derive(Debug, Clone)]
 pub struct Pki {
     /// The CA certificate, PEM.
@@ -353,6 +363,14 @@ impl Pki {
     /// Makes the CA and the 127.0.0.1 certificate (P-256, valid a day)
     /// in `dir`.
     pub fn for_loopback(dir: &Path) -> Self {
+        Self::for_addresses(dir, &[IpAddr::from([127, 0, 0, 1])])
+    }
+
+    /// Makes the CA and a certificate for `addresses` (its subject
+    /// alternative names; the first is also its CN), P-256, valid a
+    /// day, in `dir`.
+    pub fn for_addresses(dir: &Path, addresses: &[IpAddr]) -> Self {
+        let first = addresses.first().expect("at least one address");
         let ec = [
             "-newkey",
             "ec",
@@ -374,14 +392,16 @@ impl Pki {
             &ec,
             &["-keyout", "leaf.key", "-out", "leaf.csr"],
         ];
-        openssl(
-            dir,
-            &[csr.concat(), vec!["-subj", "/CN=127.0.0.1"]].concat(),
-        );
+        let subject = format!("/CN={first}");
+        openssl(dir, &[csr.concat(), vec!["-subj", &subject]].concat());
+        let names: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
         std::fs::write(
             dir.join("leaf.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+                names.join(",")
+            ),
         )
         .expect("writing leaf.ext");
         openssl(

@@ -19,17 +19,28 @@ use crate::host::{Host, HostError};
 use crate::supervise::reaper::Reaper;
 
 /// Where the system and the user containerd keep images and container
-/// snapshots. Never the root's overlay: overlayfs refuses an overlay as
-/// its upper layer, so no container snapshot could be mounted there.
-pub const CONTAINER_STORES: &[&str] = &["var/lib/system-containerd", "var/lib/containerd"];
-/// The directories that persist, below `/`: the configuration, homes,
-/// and the containerd stores (pulled images and the user's containers
-/// survive a reboot).
+/// snapshots, and the cluster agent its own containerd's (in k3s's data),
+/// its pods' volumes and logs. Never the root's overlay: overlayfs refuses
+/// an overlay as its upper layer, so no container snapshot could be
+/// mounted there.
+pub const CONTAINER_STORES: &[&str] = &[
+    "var/lib/system-containerd",
+    "var/lib/containerd",
+    "var/lib/rancher/k3s",
+    "var/lib/kubelet",
+    "var/log/pods",
+];
+/// The directories that persist, below `/`: the configuration (k3s's data
+/// and the cluster node's password with it), homes, the containerd
+/// stores (pulled images and the user's containers survive a reboot),
+/// the kubelet's directory and the pods' logs.
 pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher",
     "home",
     "var/lib/system-containerd",
     "var/lib/containerd",
+    "var/lib/kubelet",
+    "var/log/pods",
 ];
 /// The label an autoformatted device gets when `dev` names none.
 pub const DEFAULT_LABEL: &str = "RANCHER_STATE";
@@ -479,6 +490,21 @@ mod tests {
                     PathBuf::from("/var/lib/containerd"),
                     Some("tmpfs".to_string())
                 ),
+                (
+                    "tmpfs".to_string(),
+                    PathBuf::from("/var/lib/rancher/k3s"),
+                    Some("tmpfs".to_string())
+                ),
+                (
+                    "tmpfs".to_string(),
+                    PathBuf::from("/var/lib/kubelet"),
+                    Some("tmpfs".to_string())
+                ),
+                (
+                    "tmpfs".to_string(),
+                    PathBuf::from("/var/log/pods"),
+                    Some("tmpfs".to_string())
+                ),
             ]
         );
     }
@@ -531,6 +557,16 @@ mod tests {
                 (
                     state.join("var/lib/containerd").display().to_string(),
                     m.paths.root.join("var/lib/containerd"),
+                    None
+                ),
+                (
+                    state.join("var/lib/kubelet").display().to_string(),
+                    m.paths.root.join("var/lib/kubelet"),
+                    None
+                ),
+                (
+                    state.join("var/log/pods").display().to_string(),
+                    m.paths.root.join("var/log/pods"),
                     None
                 ),
             ]

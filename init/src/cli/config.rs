@@ -2,8 +2,13 @@
 //!
 //! `get`, `export --full` and `keys` read; `set` and `merge` change
 //! `/var/lib/rancher/conf/cloud-config.yml`, refusing anything that does not
-//! check. Paths are under `--root` (or `ROS_CONFIG_ROOT`), `/` by default,
-//! so the command runs against a test tree without root.
+//! check, and write it 0600 in a 0700 directory. Secrets (the cluster
+//! token, the password, SSH host keys, registry credentials; see
+//! [`os_config::export::redact`]) are shown only when asked for: `get`
+//! redacts those below the key it is given but prints one given by its own
+//! key, and `export` redacts them all unless `--private`. Paths are under
+//! `--root` (or `ROS_CONFIG_ROOT`), `/` by default, so the command runs
+//! against a test tree without root.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -32,9 +37,13 @@ pub struct ConfigArgs {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print a value of the merged configuration: scalars bare, maps and lists as YAML.
+    ///
+    /// Secrets below the key are shown as `<redacted>`; a secret is printed
+    /// only when it is the key itself (`ros config get rancher.cluster.token`).
     Get {
-        /// Key path, like `rancher.network.dns.nameservers` or `write_files[0].path`.
-        key: String,
+        /// Key path, like `rancher.network.dns.nameservers` or `write_files[0].path`;
+        /// without one, the whole merged configuration.
+        key: Option<String>,
     },
     /// Set a value in cloud-config.yml; the value is YAML (`true`, `1500`, `[a,b]`).
     Set {
@@ -77,7 +86,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("/"));
     let paths = ConfigPaths::under(root);
     match args.command {
-        ConfigCommand::Get { key } => get(&paths, &key),
+        ConfigCommand::Get { key } => get(&paths, key.as_deref()),
         ConfigCommand::Set { key, value } => set(&paths, &key, &value),
         ConfigCommand::Merge { input } => merge(&paths, input),
         ConfigCommand::Export { full, private } => export(&paths, full, private),
@@ -92,18 +101,21 @@ fn parse_key(key: &str) -> anyhow::Result<KeyPath> {
     Ok(path)
 }
 
-fn get(paths: &ConfigPaths, key: &str) -> anyhow::Result<ExitCode> {
-    let path = parse_key(key)?;
+fn get(paths: &ConfigPaths, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let path = match key {
+        Some(key) => parse_key(key)?,
+        None => KeyPath::root(),
+    };
     let layers = Layers::load(paths);
     report_layer_problems(&layers);
     let merged = layers.merged_value();
     let mut out = std::io::stdout().lock();
-    match os_config::tree::get(&merged, &path) {
+    match os_config::export::get_redacted(&merged, &path) {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => writeln!(out, "{text}")?,
         Some(Value::Bool(b)) => writeln!(out, "{b}")?,
         Some(Value::Number(n)) => writeln!(out, "{n}")?,
-        Some(other) => write!(out, "{}", serde_norway::to_string(other)?)?,
+        Some(other) => write!(out, "{}", serde_norway::to_string(&other)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

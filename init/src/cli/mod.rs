@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 the command failed (invalid configuration,
 //! refused change, I/O), 2 bad usage.
 
+pub mod cluster;
 pub mod config;
 pub mod images;
 pub mod log_pipe;
@@ -37,6 +38,8 @@ enum Command {
     Config(config::ConfigArgs),
     /// List, start, stop and follow the system services.
     Service(service::ServiceArgs),
+    /// The cluster agent: `ros cluster status`.
+    Cluster(cluster::ClusterArgs),
     /// Show links, addresses, DHCP leases and routes.
     Network(network::NetworkArgs),
     /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
@@ -95,6 +98,7 @@ where
     let result = match cli.command {
         Command::Config(args) => config::run(args),
         Command::Service(args) => service::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Network(args) => network::run(args),
         Command::LogPipe { file } => log_pipe::run(&file),
         Command::Workload(command) => workload::run(command),

@@ -26,7 +26,7 @@ use system_services::daemon::DaemonConfig;
 use crate::services::{NAMESPACE, OCI_RUNTIME};
 use system_services::definition::SHIPPED_PREFIX;
 use system_services::image::{
-    self, Credentials, LayerStatus, PullEvent, PullOptions, PulledImage, RegistryOptions,
+    self, Credentials, PullEvent, PullOptions, PulledImage, RegistryOptions,
 };
 
 /// `ros service pull …`.
@@ -152,90 +152,17 @@ impl<W: Write> ProgressPrinter<W> {
 
 /// The line for one event.
 pub fn line(event: &PullEvent) -> String {
-    match event {
-        PullEvent::Resolving { reference } => format!("resolving {reference}"),
-        PullEvent::Resolved {
-            digest,
-            layers,
-            bytes,
-        } => format!(
-            "manifest {} {layers} layer{} {}",
-            short(digest),
-            if *layers == 1 { "" } else { "s" },
-            size(*bytes)
-        ),
-        PullEvent::Layer {
-            index,
-            count,
-            digest,
-            done,
-            total,
-            status,
-        } => {
-            let head = format!("layer {index}/{count} {}", short(digest));
-            match status {
-                LayerStatus::Present => format!("{head} already present"),
-                LayerStatus::Downloading => format!("{head} {}", fraction(*done, *total)),
-                LayerStatus::Complete => format!("{head} {} done", fraction(*done, *total)),
-            }
-        }
-        PullEvent::Unpacking {
-            index,
-            count,
-            digest,
-        } => format!("unpacking layer {index}/{count} {}", short(digest)),
-        PullEvent::Done {
-            reference,
-            digest,
-            downloaded,
-            elapsed,
-        } => format!(
-            "pulled {reference} {} {} in {:.1}s",
-            short(digest),
-            size(*downloaded),
-            elapsed.as_secs_f64()
-        ),
-    }
+    event.to_string()
 }
 
-/// `sha256:` and the first 12 hex digits.
-fn short(digest: &str) -> String {
-    let (algorithm, hex) = digest.split_once(':').unwrap_or(("", digest));
-    match hex.get(..12) {
-        Some(head) if head.len() < hex.len() => format!("{algorithm}:{head}…"),
-        _ => digest.to_string(),
-    }
-}
-
-/// Decimal units, one decimal place: `3.4 MB`, `812.0 kB`.
-pub(crate) fn size(bytes: u64) -> String {
-    let (value, unit) = unit_of(bytes);
-    format!("{:.1} {unit}", bytes as f64 / value)
-}
-
-/// `1.2/3.4 MB`: both in the total's unit.
-fn fraction(done: u64, total: u64) -> String {
-    let (value, unit) = unit_of(total);
-    format!(
-        "{:.1}/{:.1} {unit}",
-        done as f64 / value,
-        total as f64 / value
-    )
-}
-
-fn unit_of(bytes: u64) -> (f64, &'static str) {
-    match bytes {
-        0..1_000_000 => (1e3, "kB"),
-        1_000_000..1_000_000_000 => (1e6, "MB"),
-        _ => (1e9, "GB"),
-    }
-}
+pub(crate) use system_services::image::size;
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use system_services::image::LayerStatus;
 
     const DIGEST: &str = "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 
@@ -289,13 +216,6 @@ mod tests {
             }),
             "pulled docker.io/library/busybox:latest sha256:abcdef012345… 40.5 kB in 1.4s"
         );
-    }
-
-    #[test]
-    fn sizes_pick_the_totals_unit() {
-        assert_eq!(fraction(0, 999_999), "0.0/1000.0 kB");
-        assert_eq!(fraction(500_000_000, 2_000_000_000), "0.5/2.0 GB");
-        assert_eq!(short("sha256:abc"), "sha256:abc");
     }
 
     #[test]

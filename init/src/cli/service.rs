@@ -111,7 +111,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn services(socket: &Path) -> anyhow::Result<Vec<ServiceInfo>> {
+pub fn services(socket: &Path) -> anyhow::Result<Vec<ServiceInfo>> {
     match control::call(socket, &Request::List)? {
         Response::Services { services } => Ok(services),
         Response::Error { message } => bail!("PID 1: {message}"),
@@ -386,6 +386,7 @@ mod tests {
             privileged: name == "console",
             command: vec![format!("/usr/sbin/{name}"), "-n".into()],
             detail: (state == "failed").then(|| "exec: no such file".to_string()),
+            since: None,
         }
     }
 

@@ -256,19 +256,27 @@ impl<N: Netlink> NetworkHandle<N> {
 
     /// Waits until every DHCP link has a lease, or `timeout`.
     pub async fn wait_online(&self, timeout: Duration) -> Online {
+        self.online(timeout).await
+    }
+
+    /// [`Self::wait_online`] as a future of its own, for a task that
+    /// outlives this borrow (services that start once the network is online).
+    pub fn online(&self, timeout: Duration) -> impl Future<Output = Online> + Send + 'static {
         let links: Vec<String> = self.shared.clients().keys().cloned().collect();
-        let bound = |statuses: &DhcpStatuses, link: &String| {
-            statuses.get(link).is_some_and(|s| s.lease.is_some())
-        };
         let mut statuses = self.statuses.clone();
-        let _ = tokio::time::timeout(
-            timeout,
-            statuses.wait_for(|s| links.iter().all(|link| bound(s, link))),
-        )
-        .await;
-        let now = statuses.borrow().clone();
-        let (bound, pending) = links.into_iter().partition(|link| bound(&now, link));
-        Online { bound, pending }
+        async move {
+            let bound = |statuses: &DhcpStatuses, link: &String| {
+                statuses.get(link).is_some_and(|s| s.lease.is_some())
+            };
+            let _ = tokio::time::timeout(
+                timeout,
+                statuses.wait_for(|s| links.iter().all(|link| bound(s, link))),
+            )
+            .await;
+            let now = statuses.borrow().clone();
+            let (bound, pending) = links.into_iter().partition(|link| bound(&now, link));
+            Online { bound, pending }
+        }
     }
 
     /// A host name configured after the start (user-data from a network

@@ -107,7 +107,9 @@ impl Mounter for SystemMounter {
 }
 
 /// Mounts `device` at `target`, runs `read`, and unmounts whatever `read`
-/// returned.
+/// returned. The directory holding `target` is made 0700 first: while it
+/// is mounted, the device's user-data (which may hold the cluster token)
+/// shows with the device's own modes, so only root may reach it.
 pub fn with_mounted<T>(
     mounter: &dyn Mounter,
     device: &Path,
@@ -115,6 +117,9 @@ pub fn with_mounted<T>(
     target: &Path,
     read: impl FnOnce(&Path) -> T,
 ) -> io::Result<T> {
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::store::private_dir(parent)?;
+    }
     std::fs::create_dir_all(target)?;
     mounter.mount_read_only(device, target, fs_type)?;
     let result = read(target);

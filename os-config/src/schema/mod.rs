@@ -5,6 +5,7 @@
 //! suggestions on typos and for warnings on keys that are read but not
 //! applied; a test keeps it in step with these structs.
 
+pub mod cluster;
 pub mod files;
 pub mod keys;
 pub mod network;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_norway::Value;
 
+pub use cluster::Cluster;
 pub use files::{Command, Encoding, Mount, WriteFile};
 pub use network::{
     BondMode, BondOptions, BridgeRole, Dns, InterfaceConfig, InterfaceKey, InterfaceName, IpCidr,
@@ -26,7 +28,7 @@ pub use network::{
 pub use newtypes::{AbsolutePath, ByteSize, Capability, FileMode, Hostname, ServiceName};
 pub use scalar::{KeyValues, StringOrList};
 pub use service::{HostNamespace, NetworkMode, RestartPolicy, Scope, Service, Volume};
-pub use system::{CloudInit, Cluster, DatasourceSpec, EngineConfig, Ssh, State, SystemContainerd};
+pub use system::{CloudInit, DatasourceSpec, EngineConfig, Ssh, State, SystemContainerd};
 
 use scalar::{bool_word, scalar_map};
 

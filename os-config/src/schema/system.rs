@@ -1,6 +1,6 @@
 //! The remaining `rancher.*` sections: state partition, SSH, the engine
-//! options RancherOS passed to Docker, cloud-init datasources, the cluster
-//! agent.
+//! options RancherOS passed to Docker, cloud-init datasources (the cluster
+//! agent's section is in [`super::cluster`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -271,21 +271,6 @@ impl Default for SystemContainerd {
             debug: false,
         }
     }
-}
-
-/// `rancher.cluster`: how the cluster agent joins.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Cluster {
-    /// The server URL to join.
-    pub server: Option<String>,
-    /// The join token; secret.
-    pub token: Option<String>,
-    /// The agent image.
-    pub image: Option<String>,
-    /// Node labels.
-    #[serde(deserialize_with = "scalar_map")]
-    pub labels: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What a pull reports while it runs, as typed events for a callback: the
 //! CLI prints them as lines, PID 1 logs them.
 
+use std::fmt;
 use std::time::Duration;
 
 /// One step of a pull.
@@ -50,6 +51,91 @@ pub enum LayerStatus {
     Downloading,
     /// All bytes are in the content store and their digest checked.
     Complete,
+}
+
+/// One line per event: what `ros service pull` prints and what a
+/// service's log shows while its image is pulled.
+impl fmt::Display for PullEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = match self {
+            PullEvent::Resolving { reference } => format!("resolving {reference}"),
+            PullEvent::Resolved {
+                digest,
+                layers,
+                bytes,
+            } => format!(
+                "manifest {} {layers} layer{} {}",
+                short(digest),
+                if *layers == 1 { "" } else { "s" },
+                size(*bytes)
+            ),
+            PullEvent::Layer {
+                index,
+                count,
+                digest,
+                done,
+                total,
+                status,
+            } => {
+                let head = format!("layer {index}/{count} {}", short(digest));
+                match status {
+                    LayerStatus::Present => format!("{head} already present"),
+                    LayerStatus::Downloading => format!("{head} {}", fraction(*done, *total)),
+                    LayerStatus::Complete => format!("{head} {} done", fraction(*done, *total)),
+                }
+            }
+            PullEvent::Unpacking {
+                index,
+                count,
+                digest,
+            } => format!("unpacking layer {index}/{count} {}", short(digest)),
+            PullEvent::Done {
+                reference,
+                digest,
+                downloaded,
+                elapsed,
+            } => format!(
+                "pulled {reference} {} {} in {:.1}s",
+                short(digest),
+                size(*downloaded),
+                elapsed.as_secs_f64()
+            ),
+        };
+        f.write_str(&line)
+    }
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(digest: &str) -> String {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("", digest));
+    match hex.get(..12) {
+        Some(head) if head.len() < hex.len() => format!("{algorithm}:{head}…"),
+        _ => digest.to_string(),
+    }
+}
+
+/// Decimal units, one decimal place: `3.4 MB`, `812.0 kB`.
+pub fn size(bytes: u64) -> String {
+    let (value, unit) = unit_of(bytes);
+    format!("{:.1} {unit}", bytes as f64 / value)
+}
+
+/// `1.2/3.4 MB`: both in the total's unit.
+fn fraction(done: u64, total: u64) -> String {
+    let (value, unit) = unit_of(total);
+    format!(
+        "{:.1}/{:.1} {unit}",
+        done as f64 / value,
+        total as f64 / value
+    )
+}
+
+fn unit_of(bytes: u64) -> (f64, &'static str) {
+    match bytes {
+        0..1_000_000 => (1e3, "kB"),
+        1_000_000..1_000_000_000 => (1e6, "MB"),
+        _ => (1e9, "GB"),
+    }
 }
 
 /// Report progress at most once per this many bytes, so a large layer
@@ -113,6 +199,13 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_pick_the_totals_unit() {
+        assert_eq!(fraction(0, 999_999), "0.0/1000.0 kB");
+        assert_eq!(fraction(500_000_000, 2_000_000_000), "0.5/2.0 GB");
+        assert_eq!(short("sha256:abc"), "sha256:abc");
+    }
 
     #[test]
     fn reports_once_per_step_and_at_the_end() {

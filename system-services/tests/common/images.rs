@@ -52,7 +52,10 @@ pub async fn collect_garbage(daemon: &PrivateContainerd) {
 pub async fn run_image(daemon: &PrivateContainerd, runtime: &Containerd, image: &str) -> String {
     let id = "run-image";
     let root = Root::Image(image.to_string());
-    let prepared = runtime.prepare_root(id, &root).await.unwrap();
+    let prepared = runtime
+        .prepare_root(id, &root, std::path::Path::new("/dev/null"))
+        .await
+        .unwrap();
     assert!(!prepared.mounts.is_empty());
     let mut service = Service::new(ServiceName::new(id).unwrap(), "unused", Vec::new());
     service.command = None;
