@@ -71,6 +71,10 @@ pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 /// the console (`ros service pull`).
 pub const CA_BUNDLE_IMAGES: &[&str] = &["host", "console"];
 
+/// The workspace's `sudo` (built with `ros`, static for musl): installed
+/// setuid root in the console image, at this path.
+pub const SUDO: (&str, &str) = ("console", "usr/bin/sudo");
+
 /// Where service images go inside the host root.
 pub const SERVICE_IMAGES_DIR: &str = "usr/lib/ros/images";
 
@@ -98,15 +102,50 @@ const fn busybox_image(name: &'static str, dirs: &'static [&'static str]) -> Ima
     }
 }
 
+/// The rsyslog modules the syslog image keeps: the socket and the kernel
+/// log in; for omfwd (built in) over TCP its client, network stream and
+/// plain-TCP driver, and zlib for compressed forwarding.
+const RSYSLOG_MODULES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/rsyslog/imuxsock.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/imklog.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/lmnet.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/lmnetstrms.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ptcp.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/lmtcpclt.so",
+    "/usr/lib/x86_64-linux-gnu/rsyslog/lmzlibw.so",
+];
+
 /// One image per built-in service. Those built on busybox share its one
 /// copy in the squashfs (mksquashfs stores identical files once).
 pub const SERVICES: &[ImageDef] = &[
-    busybox_image(
-        "console",
-        &["root", "home", "var/log", "var/lib/rancher", "usr/bin"],
-    ),
-    // busybox syslogd, writing /var/log/syslog (rotated by size).
-    busybox_image("syslog", SERVICE_DIRS),
+    // The console: busybox (getty, login, the shell) and dropbear for
+    // SSH (with dropbearkey and dropbearconvert for its host keys);
+    // [`SUDO`] is added to it.
+    ImageDef {
+        name: "console",
+        packages: &["busybox-static", "dropbear-bin"],
+        programs: &[
+            "/bin/busybox",
+            "/usr/sbin/dropbear",
+            "/usr/bin/dropbearkey",
+            "/usr/bin/dropbearconvert",
+        ],
+        files: &[],
+        busybox_links: true,
+        dirs: &["root", "home", "var/log", "var/lib/rancher", "usr/bin"],
+    },
+    // rsyslog, as RancherOS shipped: /dev/log and the kernel log in,
+    // /var/log/syslog and the split files out, rotated by size by a
+    // busybox shell script; forwarding over UDP and TCP. Only the modules
+    // its configuration loads.
+    ImageDef {
+        name: "syslog",
+        packages: &["rsyslog", "busybox-static"],
+        programs: &["/usr/sbin/rsyslogd", "/bin/busybox"],
+        files: RSYSLOG_MODULES,
+        busybox_links: true,
+        dirs: &["var/log", "etc/rsyslog.d"],
+    },
     // busybox acpid: the power button powers the machine off.
     busybox_image("acpid", SERVICE_DIRS),
     // OpenNTPD: Debian builds it against libc alone (no TLS library).

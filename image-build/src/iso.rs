@@ -10,8 +10,10 @@ use crate::debian::{Packages, run};
 
 /// The kernel command line of the image. The last console= is where
 /// /dev/console (and `ros: ready`) goes: the serial port, for servers and
-/// tests; the screen gets the kernel's messages and a login too.
-pub const CMDLINE: &str = "console=tty1 console=ttyS0,115200n8";
+/// tests; the screen gets the kernel's messages and a login too. As on
+/// the RancherOS ISO, both log `rancher` in by themselves (a live
+/// medium; an installed or cloud machine asks for a password or a key).
+pub const CMDLINE: &str = "console=tty1 console=ttyS0,115200n8 rancher.autologin=[tty1,ttyS0]";
 
 /// The volume label: datasources and the installer find the media by it.
 const LABEL: &str = "ROS";

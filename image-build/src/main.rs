@@ -149,7 +149,8 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo build` of `ros` for musl; the binary is copied to `out/ros`.
+/// `cargo build` of `ros` and the console's `sudo` for musl; the
+/// binaries are copied to `out/ros` and `out/sudo`.
 fn build_ros(dirs: &BuildDirs) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     debian::run(
@@ -160,18 +161,23 @@ fn build_ros(dirs: &BuildDirs) -> anyhow::Result<()> {
                 "--locked",
                 "-p",
                 "ros",
+                "-p",
+                "sudo",
                 "--target",
                 ROS_TARGET,
             ])
             .current_dir(&dirs.workspace),
     )
     .with_context(|| format!("building ros (rustup target add {ROS_TARGET})"))?;
-    let built = dirs
-        .workspace
-        .join("target")
-        .join(ROS_TARGET)
-        .join("release/ros");
-    std::fs::copy(&built, dirs.out.join("ros"))
-        .with_context(|| format!("copying {}", built.display()))?;
+    for binary in ["ros", "sudo"] {
+        let built = dirs
+            .workspace
+            .join("target")
+            .join(ROS_TARGET)
+            .join("release")
+            .join(binary);
+        std::fs::copy(&built, dirs.out.join(binary))
+            .with_context(|| format!("copying {}", built.display()))?;
+    }
     Ok(())
 }

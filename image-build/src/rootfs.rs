@@ -10,7 +10,7 @@ use crate::BuildDirs;
 use crate::debian::{Packages, run};
 use crate::images::{
     CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
-    NAME_FILES, SERVICE_IMAGES_DIR, SERVICES,
+    NAME_FILES, SERVICE_IMAGES_DIR, SERVICES, SUDO,
 };
 use crate::tree::{Pool, Tree};
 
@@ -24,7 +24,28 @@ pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
         let mut tree = Tree::create(&host.root().join(SERVICE_IMAGES_DIR).join(service.name))?;
         fill(&mut tree, service, &packages, &repo_files)?;
     }
+    install_sudo(
+        &dirs.out.join("sudo"),
+        &host.root().join(SERVICE_IMAGES_DIR),
+    )?;
     Ok(host)
+}
+
+/// The `sudo` built with `ros`, setuid root in its image (mksquashfs
+/// keeps the mode; `-all-root` makes root its owner).
+fn install_sudo(built: &Path, images: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (image, path) = SUDO;
+    let target = images.join(image).join(path);
+    std::fs::copy(built, &target).with_context(|| {
+        format!(
+            "copying {} (built by the ros step) to {}",
+            built.display(),
+            target.display()
+        )
+    })?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4755))
+        .with_context(|| format!("making {} setuid", target.display()))
 }
 
 fn fill(

@@ -2,17 +2,32 @@
 //! `mounts`, `bootcmd`, and `runcmd` with the user-data script. Every
 //! entry is tried; each failure is reported naming the entry, and the rest
 //! go on — a typo in one file must not cost the machine its console.
+//!
+//! A `write_files` entry that says `container: <service>` (RancherOS's way
+//! to give a service its files) is written below
+//! [`CONTAINER_FILES_DIR`]`/<service>`; resolving the service binds each
+//! file there read-only over its path in the service's root
+//! (`system_services::definition`), so it is there before the service
+//! starts, for shipped and registry images alike.
 
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::mount::MsFlags;
-use os_config::schema::{Mount, StringOrList, WriteFile};
+use os_config::schema::{Mount, StringOrList, Syslog, WriteFile};
+
+pub use system_services::definition::CONTAINER_FILES_DIR;
 
 use crate::host::Host;
 use crate::supervise::reaper::Reaper;
+
+/// Where the syslog service listens, in a directory it shares with the
+/// host; the host's `/dev/log` links here (the console, with the host's
+/// `/dev` and `/run`, logs through the same link).
+pub const SYSLOG_SOCKET: &str = "/run/ros/syslog/log";
 
 /// One entry that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +40,14 @@ pub enum ApplyError {
     },
     #[error("write_files {path}: {reason}")]
     WriteFile { path: String, reason: String },
+    #[error("write_files[{index}].container: `{service}` is not a defined service")]
+    UnknownContainer { index: usize, service: String },
+    #[error("rancher.syslog.forward: writing {path}: {source}")]
+    SyslogForward {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("mounts {mount_point}: {reason}")]
     Mount { mount_point: String, reason: String },
     #[error("{stage} `{command}`: {reason}")]
@@ -58,12 +81,39 @@ pub fn sysctl<'a>(
         .collect()
 }
 
-/// Writes every file under `root` (the machine's `/`).
-pub fn write_files(root: &Path, files: &[WriteFile]) -> Vec<ApplyError> {
+/// Where `write_files` entries go.
+#[derive(Debug)]
+pub struct FileTargets<'a> {
+    /// The machine's `/`, for entries without `container:`.
+    pub root: &'a Path,
+    /// [`CONTAINER_FILES_DIR`]: one directory per service below it.
+    pub container_files: &'a Path,
+    /// The defined services (enabled or not).
+    pub services: &'a BTreeSet<String>,
+}
+
+/// Writes every entry, each given with its index in `write_files`: into
+/// the machine's root, or, with `container:`, into that service's
+/// directory below `container_files`.
+pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<ApplyError> {
     files
         .iter()
-        .filter_map(|file| {
-            write_file(root, file)
+        .filter_map(|(index, file)| {
+            let root = match file.container.as_deref() {
+                None => targets.root.to_path_buf(),
+                // A defined service's name is a plain file name: it cannot
+                // climb out of the directory.
+                Some(service) if targets.services.contains(service) => {
+                    targets.container_files.join(service)
+                }
+                Some(service) => {
+                    return Some(ApplyError::UnknownContainer {
+                        index: *index,
+                        service: service.to_string(),
+                    });
+                }
+            };
+            write_file(&root, file)
                 .err()
                 .map(|reason| ApplyError::WriteFile {
                     path: file.path.as_str().to_string(),
@@ -71,6 +121,46 @@ pub fn write_files(root: &Path, files: &[WriteFile]) -> Vec<ApplyError> {
                 })
         })
         .collect()
+}
+
+/// The rsyslog drop-in `rancher.syslog.forward` becomes, in the syslog
+/// service's root.
+pub const SYSLOG_FORWARD_FILE: &str = "etc/rsyslog.d/50-forward.conf";
+
+/// Gives the syslog service the drop-in that forwards to
+/// `rancher.syslog.forward`'s targets, as its own file below
+/// `container_files`, or removes it when there are none.
+pub fn syslog_forward(container_files: &Path, syslog: &Syslog) -> Result<(), ApplyError> {
+    let path = container_files.join("syslog").join(SYSLOG_FORWARD_FILE);
+    let fail = |source| ApplyError::SyslogForward {
+        path: path.clone(),
+        source,
+    };
+    match syslog.rsyslog_conf() {
+        Some(conf) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(fail)?;
+            }
+            std::fs::write(&path, conf).map_err(fail)
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(fail(error)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Makes `dev_log` a link to `socket` (replacing what was there), so
+/// `logger` and syslog(3) on the host reach the syslog service.
+pub fn link_dev_log(dev_log: &Path, socket: &Path) -> std::io::Result<()> {
+    if std::fs::read_link(dev_log).is_ok_and(|target| target == socket) {
+        return Ok(());
+    }
+    match std::fs::remove_file(dev_log) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    std::os::unix::fs::symlink(socket, dev_log)
 }
 
 fn write_file(root: &Path, file: &WriteFile) -> Result<(), String> {
@@ -245,8 +335,26 @@ mod tests {
     use super::*;
     use crate::host::{FakeHost, HostCall};
 
-    fn files(yaml: &str) -> Vec<WriteFile> {
-        serde_norway::from_str(yaml).unwrap()
+    fn files(yaml: &str) -> Vec<(usize, WriteFile)> {
+        serde_norway::from_str::<Vec<WriteFile>>(yaml)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .collect()
+    }
+
+    /// The machine's root at `root`, services' files below `root/run/files`,
+    /// `syslog` and `ntp` defined.
+    fn write_files(root: &Path, files: &[(usize, WriteFile)]) -> Vec<ApplyError> {
+        let container_files = root.join("run/files");
+        super::write_files(
+            &FileTargets {
+                root,
+                container_files: &container_files,
+                services: &["syslog", "ntp"].map(String::from).into(),
+            },
+            files,
+        )
     }
 
     #[test]
@@ -303,6 +411,94 @@ mod tests {
             std::fs::read_dir(root.path().join("etc")).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn a_container_entry_lands_in_that_services_directory_with_its_mode_and_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let errors = write_files(
+            root.path(),
+            &files(
+                "- path: /etc/openntpd/ntpd.conf\n  container: ntp\n  content: 'server 10.0.2.2'\n  permissions: '0640'\n  owner: '0:101'\n",
+            ),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let written = root.path().join("run/files/ntp/etc/openntpd/ntpd.conf");
+        assert_eq!(
+            std::fs::read_to_string(&written).unwrap(),
+            "server 10.0.2.2"
+        );
+        let meta = std::fs::metadata(&written).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 101);
+        // Not on the machine's own root.
+        assert!(!root.path().join("etc/openntpd").exists());
+    }
+
+    #[test]
+    fn a_container_entry_naming_no_service_is_an_error_naming_its_key() {
+        let root = tempfile::tempdir().unwrap();
+        let errors = write_files(
+            root.path(),
+            &files(
+                "- path: /etc/a\n  content: a\n- path: /etc/x.conf\n  container: nosuch\n  content: x\n- path: /etc/rsyslog.d/a.conf\n  container: syslog\n  content: y\n",
+            ),
+        );
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["write_files[1].container: `nosuch` is not a defined service"]
+        );
+        assert!(!root.path().join("run/files/nosuch").exists());
+        assert!(!root.path().join("etc/x.conf").exists());
+        assert!(
+            root.path()
+                .join("run/files/syslog/etc/rsyslog.d/a.conf")
+                .is_file()
+        );
+        assert!(root.path().join("etc/a").is_file());
+    }
+
+    #[test]
+    fn syslog_forwarding_is_a_drop_in_in_the_syslog_services_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let syslog: Syslog =
+            serde_norway::from_str("forward: [udp://10.0.2.2:5514, tcp://10.0.2.2:5601]").unwrap();
+        syslog_forward(dir.path(), &syslog).unwrap();
+        let written = dir.path().join("syslog").join(SYSLOG_FORWARD_FILE);
+        let conf = std::fs::read_to_string(&written).unwrap();
+        assert!(
+            conf.contains("target=\"10.0.2.2\" port=\"5514\" protocol=\"udp\""),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("target=\"10.0.2.2\" port=\"5601\" protocol=\"tcp\""),
+            "{conf}"
+        );
+        // Resolving the service binds it where rsyslog includes drop-ins.
+        let binds =
+            system_services::definition::container_files(&dir.path().join("syslog")).unwrap();
+        assert_eq!(binds.len(), 1);
+        assert_eq!(
+            binds[0].destination,
+            Path::new("/etc/rsyslog.d/50-forward.conf")
+        );
+        // No targets: no drop-in.
+        syslog_forward(dir.path(), &Syslog::default()).unwrap();
+        assert!(!written.exists());
+    }
+
+    #[test]
+    fn dev_log_becomes_a_link_to_the_syslog_socket_replacing_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev_log = dir.path().join("log");
+        let socket = Path::new(SYSLOG_SOCKET);
+        std::fs::write(&dev_log, "old").unwrap();
+        link_dev_log(&dev_log, socket).unwrap();
+        assert_eq!(std::fs::read_link(&dev_log).unwrap(), socket);
+        // Twice is the same.
+        link_dev_log(&dev_log, socket).unwrap();
+        assert_eq!(std::fs::read_link(&dev_log).unwrap(), socket);
     }
 
     #[test]

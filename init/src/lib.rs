@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod host;
 pub mod log;
+pub mod login;
 pub mod network;
 pub mod services;
 pub mod supervise;

@@ -118,6 +118,12 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
     apply_early(host, &reaper, &CloudConfig::default(), &config).await;
+    // syslog(3) and `logger` on the host and in the console reach the
+    // syslog service through /dev/log, before any service starts.
+    if let Err(error) = apply::link_dev_log(Path::new("/dev/log"), Path::new(apply::SYSLOG_SOCKET))
+    {
+        console::report(&format!("/dev/log: {error}"));
+    }
     // The network as rancher.network describes it (sysctl may have tuned
     // it): static settings now, DHCP in the background, so nothing here
     // waits for a lease.
@@ -283,8 +289,30 @@ async fn apply_early(host: &dyn Host, reaper: &Reaper, done: &CloudConfig, confi
         .iter()
         .filter(|(key, value)| done.rancher.sysctl.get(*key) != Some(value));
     let mut errors = apply::sysctl(Path::new("/proc/sys"), sysctl);
-    let files: Vec<_> = new_in(&config.write_files, &done.write_files);
-    errors.extend(apply::write_files(Path::new("/"), &files));
+    // Each new entry with its index in write_files, which errors name.
+    let files: Vec<_> = (config.write_files.iter().enumerate())
+        .filter(|(_, file)| !done.write_files.contains(file))
+        .map(|(index, file)| (index, file.clone()))
+        .collect();
+    let services: std::collections::BTreeSet<String> = (config.rancher.services.keys())
+        .chain(os_config::layers::optional_services().keys())
+        .map(ToString::to_string)
+        .collect();
+    errors.extend(apply::write_files(
+        &apply::FileTargets {
+            root: Path::new("/"),
+            container_files: Path::new(apply::CONTAINER_FILES_DIR),
+            services: &services,
+        },
+        &files,
+    ));
+    if config.rancher.syslog != done.rancher.syslog {
+        let forward = apply::syslog_forward(
+            Path::new(apply::CONTAINER_FILES_DIR),
+            &config.rancher.syslog,
+        );
+        errors.extend(forward.err());
+    }
     errors.extend(apply::mounts(host, &new_in(&config.mounts, &done.mounts)));
     if config.bootcmd != done.bootcmd {
         let bootcmd: Vec<Vec<String>> = config.bootcmd.iter().map(apply::argv).collect();

@@ -278,6 +278,7 @@ fn definitions(rancher_yaml: &str, images: &Path) -> Definitions {
         environment: BTreeMap::new(),
         defaults: Vec::new(),
         etc_dir: images.join("no-etc"),
+        files_dir: images.join("no-files"),
     };
     Definitions::from_config(&rancher, &BTreeMap::new(), &context)
 }

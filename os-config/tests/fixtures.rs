@@ -289,7 +289,15 @@ fn a_full_rancheros_config_loads_with_warnings_for_what_is_not_applied() {
         ]
     );
     let config = checked.config;
+    // The login keys are applied by the console (`ros console-init`:
+    // rancher's keys, password and autologin terminals), so no warning.
     assert_eq!(config.ssh_authorized_keys.len(), 2);
+    assert_eq!(config.rancher.password.as_deref(), Some("rancher-secret"));
+    assert_eq!(
+        config.rancher.autologin.as_ref().map(StringOrList::to_list),
+        Some(vec!["tty1".to_owned(), "ttyS0".to_owned()])
+    );
+    assert!(config.rancher.ssh.daemon_enabled());
     assert_eq!(
         config.rancher.cluster.token.as_ref().map(|t| t.reveal()),
         Some("K10secrettoken::server:abc")

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use os_config::schema::keys;
 use os_config::schema::{
     CloudConfig, CloudInit, Cluster, Dns, EngineConfig, InterfaceConfig, Network, Rancher, Service,
-    Ssh, State, SystemContainerd, WriteFile,
+    Ssh, State, Syslog, SystemContainerd, WriteFile,
 };
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
@@ -72,6 +72,7 @@ fn every_section_of_the_table_matches_its_struct() {
         ("rancher.services.<name>", fields_of::<Service>()),
         ("rancher.state", fields_of::<State>()),
         ("rancher.ssh", fields_of::<Ssh>()),
+        ("rancher.syslog", fields_of::<Syslog>()),
         ("rancher.docker", fields_of::<EngineConfig>()),
         ("rancher.system_docker", fields_of::<EngineConfig>()),
         ("rancher.system_containerd", fields_of::<SystemContainerd>()),

@@ -61,6 +61,10 @@ pub enum Boot {
 /// errors from the kernel log, so command output stays readable.
 pub const TEST_APPEND: &str = "console=ttyS0,115200n8 loglevel=3 panic=-1";
 
+/// What [`VmBuilder::kernel`] adds, as the ISO's boot entry does: the
+/// serial console logs `rancher` in by itself.
+pub const AUTOLOGIN_APPEND: &str = "rancher.autologin=ttyS0";
+
 /// A virtual machine being configured.
 #[derive(Debug, Clone)]
 pub struct VmBuilder {
@@ -82,8 +86,15 @@ impl VmBuilder {
         }
     }
 
-    /// Boots with `-kernel/-initrd` and the test command line plus `extra`.
+    /// Boots with `-kernel/-initrd` and the test command line plus `extra`;
+    /// the serial console logs `rancher` in by itself ([`AUTOLOGIN_APPEND`]).
     pub fn kernel(image: Image, extra_append: &str) -> Self {
+        Self::kernel_without_autologin(image, &format!("{AUTOLOGIN_APPEND} {extra_append}"))
+    }
+
+    /// Boots with `-kernel/-initrd` and the test command line plus `extra`
+    /// alone: the serial console asks for a login unless `extra` says otherwise.
+    pub fn kernel_without_autologin(image: Image, extra_append: &str) -> Self {
         let append = format!("{TEST_APPEND} {extra_append}").trim().to_string();
         Self::new(image, Boot::Kernel { append })
     }
@@ -346,6 +357,18 @@ impl Vm {
             .map(|end| self.output()[..end].to_string())
     }
 
+    /// Waits until `needle` appears at or after byte `from` of the output
+    /// (its length before a line was typed); returns the byte offset just
+    /// past it.
+    pub fn wait_for_since(
+        &self,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        self.wait_for_after(from, needle, timeout)
+    }
+
     /// Waits until `needle` appears at or after byte `from`; returns the
     /// byte offset just past it.
     fn wait_for_after(
@@ -444,9 +467,35 @@ impl Vm {
         stdin.flush().expect("writing to the console");
     }
 
-    /// Waits until a shell answers on the console: getty discards what is
-    /// typed before it runs, so this asks until there is an answer.
+    /// Waits until a shell answers on the console, and makes it a root
+    /// shell: the console logs `rancher` in (autologin), which becomes root
+    /// with `exec sudo -i`, as a person would, keeping the shell's pid.
+    /// A shell that is root already stays as it is.
     pub fn wait_for_shell(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.wait_for_user_shell(timeout);
+        self.send_line(r#"[ "$(id -u)" = 0 ] || exec sudo -i"#);
+        loop {
+            let from = self.output().len();
+            // The echo of the typed line shows `$(id -u)`, not the uid.
+            self.send_line(r#"echo "@@UID-$(id -u)@@""#);
+            let answer = self.wait_for_after(from, "@@\n", Duration::from_secs(5));
+            let text = self.output();
+            if answer.is_ok() && text[from..].contains("@@UID-0@@\n") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the console shell did not become root (sudo -i):\n{}",
+                tail(&text, 40)
+            );
+        }
+    }
+
+    /// Waits until a shell answers on the console, as whichever user it
+    /// runs: getty discards what is typed before it runs, so this asks
+    /// until there is an answer.
+    pub fn wait_for_user_shell(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let from = self.output().len();

@@ -1,6 +1,10 @@
 //! From `rancher.services.<name>` (the compose-like definition of the
 //! cloud-config) to a [`Service`]: every key checked, every problem
 //! reported with the service and the key, nothing left to interpret.
+//!
+//! Files PID 1 wrote for a service (`write_files` entries with
+//! `container: <name>`, under [`CONTAINER_FILES_DIR`]`/<name>`) become
+//! read-only binds over the same paths in its root.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -22,6 +26,9 @@ pub const IMAGES_DIR: &str = "/usr/lib/ros/images";
 pub const NETWORK_MILESTONE: &str = "network";
 /// The prefix of images shipped in the system.
 pub const SHIPPED_PREFIX: &str = "ros/";
+/// Where PID 1 writes the files of `write_files` entries that name a
+/// service: `<dir>/<service>/<path in its root>`.
+pub const CONTAINER_FILES_DIR: &str = "/run/ros/files";
 
 /// One problem with one key of one service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +66,9 @@ pub struct Context {
     /// Where the host's `resolv.conf`, `hosts` and `hostname` are, bound
     /// into the services that share its network or host name.
     pub etc_dir: PathBuf,
+    /// [`CONTAINER_FILES_DIR`]: each service's own files below
+    /// `<dir>/<service>`.
+    pub files_dir: PathBuf,
 }
 
 impl Context {
@@ -69,6 +79,7 @@ impl Context {
             environment: rancher.environment.clone(),
             defaults: rancher.network.proxy_environment(),
             etc_dir: PathBuf::from("/etc"),
+            files_dir: PathBuf::from(CONTAINER_FILES_DIR),
         }
     }
 }
@@ -234,6 +245,12 @@ pub fn resolve(
     host.uts = definition.uts.is_some();
     host.cgroup = definition.cgroup.is_some();
 
+    // After the volumes: a file given for a path inside a bound
+    // directory is mounted over it.
+    match container_files(&context.files_dir.join(name)) {
+        Ok(files) => mounts.extend(files),
+        Err(problem) => problems.add("write_files", problem),
+    }
     mounts.extend(host_names(host, &context.etc_dir, &mounts));
     let capabilities = capabilities(definition, &mut problems);
     let devices = devices(&definition.devices, &mut problems);
@@ -330,6 +347,43 @@ fn host_names(host: HostNamespaces, etc_dir: &Path, own: &[BindMount]) -> Vec<Bi
             propagation: None,
         })
         .collect()
+}
+
+/// A read-only bind for every file below `dir` (none when it does not
+/// exist), over the same path in the service's root, in path order.
+pub fn container_files(dir: &Path) -> Result<Vec<BindMount>, String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && current == dir => {
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(format!("reading {}: {error}", current.display())),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("reading {}: {e}", current.display()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file()
+                && let Ok(relative) = path.strip_prefix(dir)
+            {
+                found.push(BindMount {
+                    destination: Path::new("/").join(relative),
+                    source: path,
+                    read_only: true,
+                    propagation: None,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.destination.cmp(&b.destination));
+    Ok(found)
 }
 
 fn root(definition: &schema::Service, context: &Context, problems: &mut Problems) -> Option<Root> {
@@ -701,6 +755,7 @@ mod tests {
                 .collect(),
             defaults: Vec::new(),
             etc_dir: etc,
+            files_dir: dir.path().join("files"),
         };
         Fixture { _dir: dir, context }
     }
@@ -740,6 +795,48 @@ mod tests {
             ],
             "its own /etc/hosts wins; the host has no hostname file to bind"
         );
+    }
+
+    #[test]
+    fn files_written_for_a_service_are_bound_read_only_over_their_paths() {
+        let f = fixture();
+        let files = f.context.files_dir.join("ntp");
+        std::fs::create_dir_all(files.join("etc/openntpd")).unwrap();
+        std::fs::write(files.join("etc/openntpd/ntpd.conf"), "server 10.0.2.2\n").unwrap();
+        std::fs::create_dir_all(files.join("var/lib/x")).unwrap();
+        std::fs::write(files.join("var/lib/x/y"), "y").unwrap();
+        // Another service's files are not its own.
+        std::fs::create_dir_all(f.context.files_dir.join("console/etc")).unwrap();
+        std::fs::write(f.context.files_dir.join("console/etc/motd"), "hi").unwrap();
+        let yaml =
+            "ntp:\n  image: ros/ntp\n  command: [ntpd]\n  volumes: [/var/lib/ros/x:/var/lib/x]\n";
+        let all = definitions(yaml);
+        let (name, def) = all.iter().next().unwrap();
+        let service = resolve(name.as_str(), def, &all, &f.context).unwrap();
+        let binds: Vec<_> = service
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.destination.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            binds,
+            vec![
+                ("/var/lib/ros/x".into(), "/var/lib/x".into(), false),
+                (
+                    files.join("etc/openntpd/ntpd.conf"),
+                    "/etc/openntpd/ntpd.conf".into(),
+                    true
+                ),
+                (files.join("var/lib/x/y"), "/var/lib/x/y".into(), true),
+            ],
+            "the file inside a bound directory comes after that directory's bind"
+        );
+    }
+
+    #[test]
+    fn a_service_without_files_gets_no_file_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(container_files(&dir.path().join("none")), Ok(Vec::new()));
     }
 
     #[test]

@@ -33,13 +33,15 @@ pub const CONTAINER_STORES: &[&str] = &[
 /// The directories that persist, below `/`: the configuration (k3s's data
 /// and the cluster node's password with it), homes, the containerd
 /// stores (pulled images and the user's containers survive a reboot),
-/// the kubelet's directory and the pods' logs.
+/// the kubelet's directory, the system log (`/var/log`: rsyslog's files
+/// and the services' logs in `ros/`) and, bound after it, the pods' logs.
 pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher",
     "home",
     "var/lib/system-containerd",
     "var/lib/containerd",
     "var/lib/kubelet",
+    "var/log",
     "var/log/pods",
 ];
 /// The label an autoformatted device gets when `dev` names none.
@@ -562,6 +564,11 @@ mod tests {
                 (
                     state.join("var/lib/kubelet").display().to_string(),
                     m.paths.root.join("var/lib/kubelet"),
+                    None
+                ),
+                (
+                    state.join("var/log").display().to_string(),
+                    m.paths.root.join("var/log"),
                     None
                 ),
                 (

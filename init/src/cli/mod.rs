@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod images;
 pub mod log_pipe;
 pub mod network;
@@ -57,6 +58,9 @@ enum Command {
     /// preloaded images, the restart keeper.
     #[command(name = "user-containerd", hide = true)]
     UserContainerd,
+    /// The console service's script: accounts, SSH daemon, autologin.
+    #[command(name = "console-init", hide = true)]
+    ConsoleInit(console::ConsoleInitArgs),
     /// Stop every service and power the machine off.
     Poweroff,
     /// Stop every service and restart the machine.
@@ -104,6 +108,7 @@ where
         Command::Workload(command) => workload::run(command),
         Command::NetHook { phase } => net_hook(phase),
         Command::UserContainerd => crate::user_containerd::run(),
+        Command::ConsoleInit(args) => console::run(args),
         Command::Poweroff => request_shutdown(Shutdown::PowerOff),
         Command::Reboot => request_shutdown(Shutdown::Reboot),
         Command::Halt => request_shutdown(Shutdown::Halt),

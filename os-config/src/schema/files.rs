@@ -67,7 +67,9 @@ pub struct WriteFile {
     /// Mode bits.
     #[serde(default)]
     pub permissions: Option<FileMode>,
-    /// RancherOS wrote the file inside this service's container (not implemented).
+    /// The service whose root gets the file instead of the machine's
+    /// (RancherOS's `container:`): written under `/run/ros/files/<service>`
+    /// and bound read-only over `path` when the service starts.
     #[serde(default)]
     pub container: Option<String>,
 }

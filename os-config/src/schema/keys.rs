@@ -64,7 +64,7 @@ pub static KEYS: &[KeySpec] = &[
     key("write_files[].encoding"),
     key("write_files[].owner"),
     key("write_files[].permissions"),
-    unimplemented("write_files[].container"),
+    key("write_files[].container"),
     free("mounts"),
     free("runcmd"),
     free("bootcmd"),
@@ -159,6 +159,8 @@ pub static KEYS: &[KeySpec] = &[
     key("rancher.ssh.daemon"),
     free("rancher.sysctl"),
     free("rancher.modules"),
+    key("rancher.syslog"),
+    free("rancher.syslog.forward"),
     // The user containerd's bridge and registries; the rest of RancherOS's
     // engine options are warned about one by one.
     key("rancher.docker"),

@@ -12,6 +12,7 @@ pub mod network;
 pub mod newtypes;
 pub mod scalar;
 pub mod service;
+pub mod syslog;
 pub mod system;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub use network::{
 pub use newtypes::{AbsolutePath, ByteSize, Capability, FileMode, Hostname, ServiceName};
 pub use scalar::{KeyValues, StringOrList};
 pub use service::{HostNamespace, NetworkMode, RestartPolicy, Scope, Service, Volume};
+pub use syslog::{ForwardTarget, Syslog};
 pub use system::{CloudInit, DatasourceSpec, EngineConfig, Ssh, State, SystemContainerd};
 
 use scalar::{bool_word, scalar_map};
@@ -81,6 +83,8 @@ pub struct Rancher {
     pub sysctl: BTreeMap<String, String>,
     /// Kernel modules to load.
     pub modules: Vec<String>,
+    /// Remote syslog forwarding.
+    pub syslog: Syslog,
     /// RancherOS's user Docker options: `bridge`, `bip`, `mtu` and
     /// `insecure_registry` apply to the user containerd's containers; the
     /// rest are warned about (the engine is containerd).
