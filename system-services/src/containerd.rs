@@ -448,17 +448,11 @@ impl ContainerRuntime for Containerd {
     }
 
     async fn kill_task(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
-        let request = KillRequest {
-            container_id: id.to_string(),
-            exec_id: String::new(),
-            signal,
-            all: true,
-        };
-        self.tasks()
-            .kill(request)
-            .await
-            .map_err(error("kill task", id))?;
-        Ok(())
+        self.kill(id, signal, true).await
+    }
+
+    async fn kill_init(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        self.kill(id, signal, false).await
     }
 
     async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
@@ -479,6 +473,23 @@ impl ContainerRuntime for Containerd {
                 other.map_err(error("delete task", id))?;
             }
         }
+        Ok(())
+    }
+}
+
+impl Containerd {
+    /// `all`: every process of the task's cgroup, else its first one.
+    async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        let request = KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal,
+            all,
+        };
+        self.tasks()
+            .kill(request)
+            .await
+            .map_err(error("kill task", id))?;
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ pub enum FakeCall {
     Task(String),
     Wait(String),
     Kill(String, u32),
+    /// The task's first process only.
+    KillInit(String, u32),
     DeleteTask(String),
 }
 
@@ -147,6 +149,21 @@ impl FakeRuntime {
 
 fn not_found(operation: &'static str, id: &str) -> RuntimeError {
     RuntimeError::new(operation, id, Code::NotFound, "not found")
+}
+
+impl FakeRuntime {
+    /// A signal to a task: records `call`; the task exits with 128 +
+    /// `signal` unless it ignores SIGTERM.
+    fn signal(&self, call: FakeCall, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        let state = self.enter(call, id)?;
+        let Some(Some(task)) = state.containers.get(id) else {
+            return Err(not_found("kill task", id));
+        };
+        if !(signal == 15 && state.ignore_sigterm) && task.exit.borrow().is_none() {
+            task.exit.send_replace(Some(128 + signal));
+        }
+        Ok(())
+    }
 }
 
 impl ContainerRuntime for FakeRuntime {
@@ -289,14 +306,11 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn kill_task(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
-        let state = self.enter(FakeCall::Kill(id.into(), signal), id)?;
-        let Some(Some(task)) = state.containers.get(id) else {
-            return Err(not_found("kill task", id));
-        };
-        if !(signal == 15 && state.ignore_sigterm) && task.exit.borrow().is_none() {
-            task.exit.send_replace(Some(128 + signal));
-        }
-        Ok(())
+        self.signal(FakeCall::Kill(id.into(), signal), id, signal)
+    }
+
+    async fn kill_init(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        self.signal(FakeCall::KillInit(id.into(), signal), id, signal)
     }
 
     async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {

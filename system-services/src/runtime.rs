@@ -105,7 +105,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<TaskState>, RuntimeError>> + Send;
     /// Waits for the task to exit; returns its exit code.
     fn wait_task(&self, id: &str) -> impl Future<Output = Result<u32, RuntimeError>> + Send;
+    /// Signals every process of the task's cgroup.
     fn kill_task(
+        &self,
+        id: &str,
+        signal: u32,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Signals the task's first process only: for a task with its own PID
+    /// namespace, the one that ends the rest when it exits. (Its cgroup may
+    /// be empty: a nested engine moves itself into a leaf below it.)
+    fn kill_init(
         &self,
         id: &str,
         signal: u32,

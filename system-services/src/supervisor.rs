@@ -367,7 +367,14 @@ impl<R: ContainerRuntime> Job<R> {
         if let Ok(Some(task)) = self.runtime.task(id).await
             && task.status == TaskStatus::Running
         {
-            let _ = self.runtime.kill_task(id, SIGTERM).await;
+            // With its own PID namespace, its first process ends the rest
+            // and may have moved out of the top cgroup (a nested engine);
+            // in the host's, every process of the cgroup is told.
+            let _ = if self.service.host.pid {
+                self.runtime.kill_task(id, SIGTERM).await
+            } else {
+                self.runtime.kill_init(id, SIGTERM).await
+            };
             let exited = tokio::time::timeout(STOP_GRACE, self.runtime.wait_task(id)).await;
             if exited.is_err() {
                 tracing::warn!(service = %id, "did not stop in time; killing");
@@ -642,7 +649,7 @@ mod tests {
         assert_eq!(
             tail,
             vec![
-                FakeCall::Kill("svc".into(), SIGTERM),
+                FakeCall::KillInit("svc".into(), SIGTERM),
                 FakeCall::Wait("svc".into()),
                 FakeCall::DeleteTask("svc".into()),
                 FakeCall::DeleteContainer("svc".into()),
@@ -650,6 +657,23 @@ mod tests {
             ]
         );
         assert!(!runtime.has_container("svc"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_in_the_hosts_pid_namespace_is_stopped_process_by_process() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let mut service = service(RestartPolicy::Always);
+        service.host.pid = true;
+        let supervised = start_service(&runtime, service);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+        supervised.stop().await;
+        let calls = runtime.calls();
+        assert!(calls.contains(&FakeCall::Kill("svc".into(), SIGTERM)));
+        assert!(!calls.contains(&FakeCall::KillInit("svc".into(), SIGTERM)));
     }
 
     #[tokio::test(start_paused = true)]
