@@ -28,10 +28,10 @@ pub fn prepare(host: &dyn Host, config: &CloudConfig) -> Vec<String> {
             token_dir.display()
         ));
     }
-    let service = os_config::schema::ServiceName::try_from(cluster::SERVICE.to_owned());
-    let runs = service.is_ok_and(|name| {
-        config.rancher.services.contains_key(&name) && !config.rancher.disable.contains(&name)
-    });
+    let runs = config
+        .rancher
+        .enabled_services()
+        .any(|(name, _)| name.as_str() == cluster::SERVICE);
     if runs && let Err(error) = prepare_dirs(host, Path::new("/")) {
         problems.push(format!("cluster agent: {error}"));
     }

@@ -127,6 +127,12 @@ impl VmBuilder {
         self
     }
 
+    /// A raw disk image on virtio: `/dev/vda` for the first, `vdb` next.
+    pub fn drive(self, file: &Path) -> Self {
+        self.arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", file.display()))
+    }
+
     /// More QEMU arguments (drives, network devices).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra.push(arg.into());
@@ -671,6 +677,46 @@ pub fn tail(text: &str, lines: usize) -> String {
 pub fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
+}
+
+/// An OpenStack config drive: vfat labelled `config-2` with
+/// `openstack/latest/user_data`, built with dosfstools and mtools.
+pub fn config_drive(dir: &Path, user_data: &str) -> PathBuf {
+    let image = dir.join("config-2.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(4 << 20))
+        .expect("a config drive image");
+    let data = dir.join("user_data");
+    std::fs::write(&data, user_data).expect("writing user_data");
+    let run = |command: &mut Command| {
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
+        assert!(output.status.success(), "{command:?}: {output:?}");
+    };
+    run(Command::new("mkfs.vfat")
+        .args(["-n", "config-2"])
+        .arg(&image));
+    run(Command::new("mmd")
+        .arg("-i")
+        .arg(&image)
+        .args(["::openstack", "::openstack/latest"]));
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&image)
+        .arg(&data)
+        .arg("::openstack/latest/user_data"));
+    image
+}
+
+/// A blank 1 GiB disk image, `state.img` in `dir`: the first boot formats
+/// it as the state partition.
+pub fn blank_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("state.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("a blank disk image");
+    disk
 }
 
 #[cfg(test)]

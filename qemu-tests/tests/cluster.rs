@@ -9,11 +9,9 @@
 //! registers with a registration server the test runs on the host and then
 //! sends heartbeats.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Image, Vm, VmBuilder};
+use qemu_tests::{Image, Vm, VmBuilder, blank_disk, config_drive};
 use test_images::{LocalRegistry, RegistrationServer, agent_binary, agent_image};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -33,51 +31,6 @@ const CHECKS: &[&str] = &[
     "host_network",
     "pid_one",
 ];
-
-/// An OpenStack config drive (vfat labelled `config-2`) with `user_data`.
-fn config_drive(dir: &Path, user_data: &str) -> PathBuf {
-    let image = dir.join("config-2.img");
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(4 << 20))
-        .expect("a config drive image");
-    let data = dir.join("user_data");
-    std::fs::write(&data, user_data).unwrap();
-    let run = |command: &mut Command| {
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
-        assert!(output.status.success(), "{command:?}: {output:?}");
-    };
-    run(Command::new("mkfs.vfat")
-        .args(["-n", "config-2"])
-        .arg(&image));
-    run(Command::new("mmd")
-        .arg("-i")
-        .arg(&image)
-        .args(["::openstack", "::openstack/latest"]));
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&image)
-        .arg(&data)
-        .arg("::openstack/latest/user_data"));
-    image
-}
-
-/// A blank 1 GiB disk, formatted as the state partition on the first boot.
-fn blank_disk(dir: &Path) -> PathBuf {
-    let disk = dir.join("state.img");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(1 << 30))
-        .expect("a blank disk image");
-    disk
-}
-
-fn with_drive(vm: VmBuilder, file: &Path) -> VmBuilder {
-    vm.args([
-        "-drive",
-        &format!("file={},format=raw,if=virtio", file.display()),
-    ])
-}
 
 fn with_network(vm: VmBuilder) -> VmBuilder {
     vm.args([
@@ -141,11 +94,10 @@ fn provisioned_user_data_joins_the_cluster_again_after_a_kill_and_a_reboot() {
 
     // Provision: the state disk and the config drive, nothing typed.
     let powered_on = Instant::now();
-    let mut vm = with_drive(
-        with_drive(with_network(VmBuilder::kernel(Image::built(), "")), &disk),
-        &drive,
-    )
-    .start();
+    let mut vm = with_network(VmBuilder::kernel(Image::built(), ""))
+        .drive(&disk)
+        .drive(&drive)
+        .start();
     let first = server.wait_for_registrations(1, JOIN_TIMEOUT).remove(0);
     eprintln!(
         "power-on to the agent's first registration: {:?}",
@@ -222,10 +174,9 @@ fn provisioned_user_data_joins_the_cluster_again_after_a_kill_and_a_reboot() {
 
     // Rebooted without the config drive: the saved configuration on the
     // state partition joins again, as the same node.
-    let mut vm = boot(with_network(with_drive(
-        VmBuilder::kernel(Image::built(), ""),
-        &disk,
-    )));
+    let mut vm = boot(with_network(
+        VmBuilder::kernel(Image::built(), "").drive(&disk),
+    ));
     let rejoined = server.wait_for_registrations(3, JOIN_TIMEOUT);
     let third = &rejoined[2];
     assert_eq!(third.node_name, "node-7");

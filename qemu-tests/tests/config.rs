@@ -6,40 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use qemu_tests::{Image, VmBuilder};
+use qemu_tests::{Image, VmBuilder, config_drive};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// An OpenStack config drive: vfat labelled `config-2` with
-/// `openstack/latest/user_data`, built with dosfstools and mtools.
-fn config_drive(dir: &Path, user_data: &str) -> std::path::PathBuf {
-    let image = dir.join("config-2.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-    let run = |command: &mut Command| {
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
-        assert!(output.status.success(), "{command:?}: {output:?}");
-    };
-    run(Command::new("mkfs.vfat")
-        .args(["-n", "config-2"])
-        .arg(&image));
-    let data = dir.join("user_data");
-    std::fs::write(&data, user_data).unwrap();
-    run(Command::new("mmd")
-        .arg("-i")
-        .arg(&image)
-        .args(["::openstack", "::openstack/latest"]));
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&image)
-        .arg(&data)
-        .arg("::openstack/latest/user_data"));
-    image
-}
 
 #[test]
 fn user_data_from_a_config_drive_and_the_cmdline_are_layers() {

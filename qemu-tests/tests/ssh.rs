@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Image, Vm, VmBuilder};
+use qemu_tests::{Image, Vm, VmBuilder, blank_disk, config_drive};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
 const SSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,35 +31,6 @@ fn key_pair(dir: &Path, name: &str) -> (PathBuf, String) {
     assert!(output.status.success(), "{output:?}");
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     (key, public.trim().to_owned())
-}
-
-/// An OpenStack config drive with `user_data` (dosfstools, mtools).
-fn config_drive(dir: &Path, user_data: &str) -> PathBuf {
-    let image = dir.join("config-2.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-    let data = dir.join("user_data");
-    std::fs::write(&data, user_data).unwrap();
-    for command in [
-        Command::new("mkfs.vfat")
-            .args(["-n", "config-2"])
-            .arg(&image),
-        Command::new("mmd")
-            .arg("-i")
-            .arg(&image)
-            .args(["::openstack", "::openstack/latest"]),
-        Command::new("mcopy")
-            .arg("-i")
-            .arg(&image)
-            .arg(&data)
-            .arg("::openstack/latest/user_data"),
-    ] {
-        let output = run(command);
-        assert!(output.status.success(), "{output:?}");
-    }
-    image
 }
 
 fn free_port() -> u16 {
@@ -189,11 +160,7 @@ fn ssh_with_a_key_from_user_data_sudo_and_a_host_key_that_survives_a_reboot() {
         dir.path(),
         &format!("#cloud-config\nssh_authorized_keys:\n  - {public}\n"),
     );
-    let disk = dir.path().join("state.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
+    let disk = blank_disk(dir.path());
 
     // First boot: the blank disk (vda) becomes the state partition; the
     // config drive (vdb) brings the key; ttyS0 logs rancher in.

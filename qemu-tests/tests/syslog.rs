@@ -7,12 +7,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use qemu_tests::{Image, VmBuilder};
+use qemu_tests::{Image, VmBuilder, config_drive};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,36 +24,6 @@ const USER_NET: [&str; 4] = [
     "-device",
     "virtio-net-pci,netdev=n0",
 ];
-
-/// An OpenStack config drive (vfat `config-2`) with this user-data.
-fn config_drive(dir: &Path, user_data: &str) -> PathBuf {
-    let image = dir.join("config-2.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-    let run = |command: &mut Command| {
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
-        assert!(output.status.success(), "{command:?}: {output:?}");
-    };
-    run(Command::new("mkfs.vfat")
-        .args(["-n", "config-2"])
-        .arg(&image));
-    let data = dir.join("user_data");
-    std::fs::write(&data, user_data).unwrap();
-    run(Command::new("mmd")
-        .arg("-i")
-        .arg(&image)
-        .args(["::openstack", "::openstack/latest"]));
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&image)
-        .arg(&data)
-        .arg("::openstack/latest/user_data"));
-    image
-}
 
 /// Everything received, by any receiver, as text.
 type Received = Arc<Mutex<String>>;

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Image, Vm, VmBuilder};
+use qemu_tests::{Image, Vm, VmBuilder, blank_disk};
 use test_images::{Image as TestImage, LocalRegistry};
 
 const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -284,20 +284,8 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
     power_off(vm);
 }
 
-/// A blank 1 GiB disk, formatted as the state partition on the first boot.
-fn blank_disk(dir: &Path) -> std::path::PathBuf {
-    let disk = dir.join("state.img");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(1 << 30))
-        .expect("a blank disk image");
-    disk
-}
-
 fn with_disk(vm: VmBuilder, disk: &Path) -> VmBuilder {
-    vm.args([
-        "-drive",
-        &format!("file={},format=raw,if=virtio", disk.display()),
-    ])
+    vm.drive(disk)
 }
 
 #[test]
