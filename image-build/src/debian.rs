@@ -1,7 +1,15 @@
 //! Debian packages as the source of every file in the image: the candidate
 //! version from apt's lists, downloaded (and verified) by apt, unpacked with
 //! dpkg-deb, all cached.
+//!
+//! apt-cache parses every list on each call unless it may keep its binary
+//! cache (Debian's container images forbid that in docker-clean), and the
+//! lists are large (deb-src ones too, for containerd's source): seconds a
+//! call. So packages are looked up a breadth of the dependency graph per
+//! call, each answer is remembered, and apt-cache keeps its binary cache
+//! under the build cache.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,16 +37,26 @@ impl Package {
 pub struct Packages {
     debs: PathBuf,
     unpacked: PathBuf,
+    /// Where apt-cache keeps its binary caches.
+    apt_cache: PathBuf,
+    /// Every package looked up so far; `None` for a virtual one.
+    known: RefCell<BTreeMap<String, Option<Package>>>,
 }
 
 impl Packages {
     pub fn new(cache: &Path) -> anyhow::Result<Self> {
         let debs = cache.join("debian/debs");
         let unpacked = cache.join("debian/unpacked");
-        for dir in [&debs, &unpacked] {
+        let apt_cache = cache.join("debian/apt");
+        for dir in [&debs, &unpacked, &apt_cache] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Ok(Self { debs, unpacked })
+        Ok(Self {
+            debs,
+            unpacked,
+            apt_cache,
+            known: RefCell::new(BTreeMap::new()),
+        })
     }
 
     /// `names` and everything they depend on. Virtual packages (which no
@@ -47,28 +65,72 @@ impl Packages {
         let mut found: BTreeMap<String, Package> = BTreeMap::new();
         let mut seen: BTreeSet<String> = names.iter().map(|n| (*n).to_string()).collect();
         let mut queue: VecDeque<String> = seen.iter().cloned().collect();
-        while let Some(name) = queue.pop_front() {
-            let Some(package) = show(&name)? else {
-                if names.contains(&name.as_str()) {
-                    bail!("package {name} is not known to apt (apt-get update? a typo?)");
+        while !queue.is_empty() {
+            // One apt-cache call for the whole breadth.
+            let level: Vec<String> = queue.drain(..).collect();
+            self.look_up(&level)?;
+            for name in level {
+                let Some(package) = self.known.borrow().get(&name).cloned().flatten() else {
+                    if names.contains(&name.as_str()) {
+                        bail!("package {name} is not known to apt (apt-get update? a typo?)");
+                    }
+                    continue;
+                };
+                for dep in &package.depends {
+                    if seen.insert(dep.clone()) {
+                        queue.push_back(dep.clone());
+                    }
                 }
-                continue;
-            };
-            for dep in &package.depends {
-                if seen.insert(dep.clone()) {
-                    queue.push_back(dep.clone());
-                }
+                found.insert(name, package);
             }
-            found.insert(name, package);
         }
         Ok(found.into_values().collect())
     }
 
     /// The candidate version of one package, without its dependencies.
     pub fn candidate(&self, name: &str) -> anyhow::Result<Package> {
-        show(name)?.with_context(|| {
-            format!("package {name} is not known to apt (apt-get update? a typo?)")
-        })
+        self.look_up(&[name.to_string()])?;
+        self.known
+            .borrow()
+            .get(name)
+            .cloned()
+            .flatten()
+            .with_context(|| {
+                format!("package {name} is not known to apt (apt-get update? a typo?)")
+            })
+    }
+
+    /// Asks apt-cache, in one call, about those of `names` not known yet.
+    fn look_up(&self, names: &[String]) -> anyhow::Result<()> {
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|name| !self.known.borrow().contains_key(*name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let output = Command::new("apt-cache")
+            .arg("-o")
+            .arg(format!(
+                "Dir::Cache::pkgcache={}",
+                self.apt_cache.join("pkgcache.bin").display()
+            ))
+            .arg("-o")
+            .arg(format!(
+                "Dir::Cache::srcpkgcache={}",
+                self.apt_cache.join("srcpkgcache.bin").display()
+            ))
+            .args(["show", "--no-all-versions"])
+            .args(&missing)
+            .output()
+            .context("running apt-cache (is this Debian?)")?;
+        // apt-cache fails only when it found none of them: all virtual.
+        let found = parse_stanzas(&String::from_utf8_lossy(&output.stdout));
+        let mut known = self.known.borrow_mut();
+        for name in missing {
+            known.insert(name.clone(), found.get(name).cloned());
+        }
+        Ok(())
     }
 
     /// The package's files, unpacked into a directory of their own.
@@ -108,16 +170,16 @@ impl Packages {
     }
 }
 
-/// The candidate version of `name`, or `None` for a purely virtual package.
-fn show(name: &str) -> anyhow::Result<Option<Package>> {
-    let output = Command::new("apt-cache")
-        .args(["show", "--no-all-versions", name])
-        .output()
-        .context("running apt-cache (is this Debian?)")?;
-    if !output.status.success() {
-        return Ok(None);
+/// Every stanza of `apt-cache show` output by package name; the first
+/// one of a name wins.
+fn parse_stanzas(text: &str) -> BTreeMap<String, Package> {
+    let mut packages = BTreeMap::new();
+    for stanza in text.split("\n\n") {
+        if let Some(package) = parse_show(stanza) {
+            packages.entry(package.name.clone()).or_insert(package);
+        }
     }
-    Ok(parse_show(&String::from_utf8_lossy(&output.stdout)))
+    packages
 }
 
 /// The first stanza of `apt-cache show` output.
@@ -200,6 +262,19 @@ mod tests {
         assert_eq!(package.name, "crun");
         assert_eq!(package.version, "1.8.1-1+deb12u1");
         assert_eq!(package.depends, vec!["libc6", "libcap2", "libyajl2"]);
+    }
+
+    #[test]
+    fn one_answer_about_several_packages_is_split_by_name() {
+        let text = "Package: crun\nVersion: 1.8.1\nDepends: libc6\n\n\
+                    Package: libc6\nVersion: 2.36\n\n\
+                    Package: crun\nVersion: 0.1\n";
+        let packages = parse_stanzas(text);
+        assert_eq!(packages.len(), 2);
+        assert_eq!(packages["crun"].version, "1.8.1", "the first stanza wins");
+        assert_eq!(packages["crun"].depends, vec!["libc6"]);
+        assert_eq!(packages["libc6"].version, "2.36");
+        assert!(parse_stanzas("").is_empty());
     }
 
     #[test]

@@ -1,6 +1,19 @@
 //! What goes into the root file system: the host (what PID 1 runs
 //! directly: containerd, its shim, the OCI runtime) and one pre-extracted
-//! root directory per system service, all from Debian packages.
+//! root directory per system service, all from Debian packages but for
+//! the few files built here ([`Built`]).
+
+/// Files this build makes itself, each in place of the package file at
+/// the same path (see rootfs.rs: they come first in the file pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Built {
+    /// `/usr/bin/containerd` and its runc shim, compiled from Debian's
+    /// source with only the plugins we use (containerd.rs).
+    Containerd,
+    /// A `libkmod.so.2` that finds no modules (the kmod-stub crate): udev
+    /// without libkmod's libcrypto, liblzma and libzstd.
+    KmodStub,
+}
 
 /// One root file system.
 #[derive(Debug)]
@@ -9,6 +22,8 @@ pub struct ImageDef {
     pub name: &'static str,
     /// The packages its files come from; their dependencies are added.
     pub packages: &'static [&'static str],
+    /// Files built here that replace package files of the same path.
+    pub built: &'static [Built],
     /// The programs taken from them, each with the libraries it needs.
     pub programs: &'static [&'static str],
     /// Data files or whole directories taken from the packages as they
@@ -28,13 +43,15 @@ pub const MKE2FS: &str = "/sbin/mke2fs";
 /// the runc shim (measured: see image-build's size report).
 pub const OCI_RUNTIME: &str = "/usr/bin/crun";
 
+/// containerd and its shim are built from Debian's source ([`Built`]).
 /// busybox gives the host a shell for bootcmd, runcmd and the user-data
 /// script; it is the console's busybox, stored once in the squashfs.
 /// e2fsprogs' mke2fs (busybox's makes only ext2) formats a blank state
 /// partition.
 pub const HOST: ImageDef = ImageDef {
     name: "host",
-    packages: &["containerd", "crun", "busybox-static", "e2fsprogs"],
+    packages: &["crun", "busybox-static", "e2fsprogs"],
+    built: &[Built::Containerd],
     programs: &[
         "/usr/bin/containerd",
         "/usr/bin/containerd-shim-runc-v2",
@@ -95,6 +112,7 @@ const fn busybox_image(name: &'static str, dirs: &'static [&'static str]) -> Ima
     ImageDef {
         name,
         packages: &["busybox-static"],
+        built: &[],
         programs: &["/bin/busybox"],
         files: &[],
         busybox_links: true,
@@ -124,6 +142,7 @@ pub const SERVICES: &[ImageDef] = &[
     ImageDef {
         name: "console",
         packages: &["busybox-static", "dropbear-bin"],
+        built: &[],
         programs: &[
             "/bin/busybox",
             "/usr/sbin/dropbear",
@@ -141,6 +160,7 @@ pub const SERVICES: &[ImageDef] = &[
     ImageDef {
         name: "syslog",
         packages: &["rsyslog", "busybox-static"],
+        built: &[],
         programs: &["/usr/sbin/rsyslogd", "/bin/busybox"],
         files: RSYSLOG_MODULES,
         busybox_links: true,
@@ -152,16 +172,20 @@ pub const SERVICES: &[ImageDef] = &[
     ImageDef {
         name: "ntp",
         packages: &["openntpd"],
+        built: &[],
         programs: &["/usr/sbin/ntpd"],
         files: &[],
         busybox_links: false,
         dirs: &["var/empty", "var/lib/openntpd/db", "var/lib/openntpd/run"],
     },
     // systemd-udevd (udevadm) and its rules; a busybox shell runs the
-    // start script (udevd, trigger, settle).
+    // start script (udevd, trigger, settle). Our kernel has no modules:
+    // libkmod is the stub, which needs nothing (the real one pulled
+    // libcrypto, liblzma and libzstd, 5.8 MB).
     ImageDef {
         name: "udev",
         packages: &["udev", "busybox-static"],
+        built: &[Built::KmodStub],
         programs: &["/bin/udevadm", "/bin/busybox"],
         files: &[
             "/lib/systemd/systemd-udevd",
@@ -180,6 +204,7 @@ pub const SERVICES: &[ImageDef] = &[
     ImageDef {
         name: "user-containerd",
         packages: &[],
+        built: &[],
         programs: &[],
         files: &[],
         busybox_links: false,

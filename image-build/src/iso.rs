@@ -1,11 +1,15 @@
 //! The hybrid ISO: ISOLINUX boots it from a CD, and its MBR from a USB
-//! stick or a disk. ISOLINUX itself comes from Debian's packages.
+//! stick or a disk, with a BIOS; with UEFI, GRUB's EFI image boots it from
+//! the El Torito EFI entry (a CD) or from the EFI partition of its GPT (a
+//! disk), both the same FAT image. Both loaders boot the same kernel,
+//! initrd and [`CMDLINE`]. ISOLINUX and GRUB come from Debian's packages.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
 
+use crate::boot_loader;
 use crate::debian::{Packages, run};
 
 /// The kernel command line of the image. The last console= is where
@@ -13,7 +17,14 @@ use crate::debian::{Packages, run};
 /// tests; the screen gets the kernel's messages and a login too. As on
 /// the RancherOS ISO, both log `rancher` in by themselves (a live
 /// medium; an installed or cloud machine asks for a password or a key).
-pub const CMDLINE: &str = "console=tty1 console=ttyS0,115200n8 rancher.autologin=[tty1,ttyS0]";
+/// A live medium never writes to a disk unasked: no blank disk is
+/// formatted as the state partition (it may be the one to install to);
+/// a disk labelled RANCHER_STATE is still used.
+pub const CMDLINE: &str = "console=tty1 console=ttyS0,115200n8 rancher.autologin=[tty1,ttyS0] rancher.state.autoformat=[]";
+
+/// The UEFI boot image, inside the ISO 9660 tree (xorriso points both the
+/// El Torito entry and the GPT partition at it).
+const EFI_IMAGE: &str = "boot/efi.img";
 
 /// The volume label: datasources and the installer find the media by it.
 const LABEL: &str = "ROS";
@@ -52,6 +63,7 @@ pub fn write(
             "SERIAL 0 115200\nDEFAULT ros\nPROMPT 0\nTIMEOUT 0\nLABEL ros\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd\n  APPEND {CMDLINE}\n"
         ),
     )?;
+    boot_loader::iso_efi_image(cache, CMDLINE, &staging.join(EFI_IMAGE))?;
     run(Command::new("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-o"])
         .arg(iso)
@@ -59,6 +71,8 @@ pub fn write(
         .arg(isolinux.join("usr/lib/ISOLINUX/isohdpfx.bin"))
         .args(["-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin"])
         .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args(["-eltorito-alt-boot", "-e", EFI_IMAGE, "-no-emul-boot"])
+        .arg("-isohybrid-gpt-basdat")
         .args(["-V", LABEL, "-J", "-R"])
         .arg(staging))
     .context("xorriso (apt-get install xorriso)")

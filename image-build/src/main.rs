@@ -1,7 +1,10 @@
 //! `image-build`: turns the workspace, the pinned kernel source and Debian
 //! packages into the bootable image under `target/image/`.
 
+mod boot_loader;
+mod containerd;
 mod debian;
+mod disk_image;
 mod images;
 mod initrd;
 mod iso;
@@ -44,6 +47,9 @@ enum Step {
     Initrd,
     /// The hybrid ISO from vmlinuz and the initrd (built before).
     Iso,
+    /// ros-ec2.raw, the EC2 disk image, from vmlinuz, the initrd and
+    /// GRUB's disk loaders (built before).
+    Ec2,
     /// Every step, then size-report.txt.
     All,
 }
@@ -99,6 +105,7 @@ fn main() -> anyhow::Result<()> {
                 Step::Rootfs,
                 Step::Initrd,
                 Step::Iso,
+                Step::Ec2,
             ] {
                 run_step(&dirs, step)?;
             }
@@ -139,6 +146,16 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
             let text = report::write(&parts, &files, &out("size-report.txt"))?;
             print!("{text}");
             report::check_iso_size(std::fs::metadata(out("ros.iso"))?.len(), &text)?;
+        }
+        Step::Ec2 => {
+            let image = disk_image::build(dirs)?;
+            let line = report::append_disk_image(
+                &out("size-report.txt"),
+                disk_image::IMAGE_NAME,
+                image.apparent,
+                image.allocated,
+            )?;
+            print!("{line}");
         }
         Step::All => unreachable!("expanded by main"),
     }

@@ -45,6 +45,25 @@ pub fn write(
     Ok(text)
 }
 
+/// Adds the EC2 disk image to the report at `out`: its length and what it
+/// takes on disk (it is sparse), the state partition's share.
+pub fn append_disk_image(
+    out: &Path,
+    name: &str,
+    apparent: u64,
+    allocated: u64,
+) -> anyhow::Result<String> {
+    let line = format!(
+        "\n{name}: {apparent} bytes ({:.2} MiB), {allocated} allocated ({:.2} MiB, sparse)\n",
+        mib(apparent),
+        mib(allocated)
+    );
+    let mut text = std::fs::read_to_string(out).unwrap_or_default();
+    text.push_str(&line);
+    std::fs::write(out, &text)?;
+    Ok(line)
+}
+
 fn mib(bytes: u64) -> f64 {
     // Sizes of an image are far below 2^52: exact in f64.
     #[allow(clippy::cast_precision_loss)]
@@ -64,6 +83,22 @@ mod tests {
         assert!(
             text.contains("30000000") && text.contains("largest: containerd"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_disk_image_line_gives_both_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("size-report.txt");
+        std::fs::write(&report, "part\n").unwrap();
+        let line = append_disk_image(&report, "ros-ec2.raw", 3 << 20, 1 << 20).unwrap();
+        assert_eq!(
+            line,
+            "\nros-ec2.raw: 3145728 bytes (3.00 MiB), 1048576 allocated (1.00 MiB, sparse)\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&report).unwrap(),
+            format!("part\n{line}")
         );
     }
 

@@ -7,28 +7,92 @@ use std::process::Command;
 use anyhow::Context;
 
 use crate::BuildDirs;
+use crate::containerd;
 use crate::debian::{Packages, run};
 use crate::images::{
-    CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
+    Built, CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
     NAME_FILES, SERVICE_IMAGES_DIR, SERVICES, SUDO,
 };
 use crate::tree::{Pool, Tree};
 
+/// The glibc target the kmod stub is built for: udev is Debian's glibc
+/// program.
+const GLIBC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Where the kmod stub goes: where Debian's libkmod2 has `libkmod.so.2`,
+/// so that it is found before the package's.
+const KMOD_STUB_PATH: &str = "usr/lib/x86_64-linux-gnu/libkmod.so.2";
+
 /// Assembles the host root with every service image inside it.
 pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
     let packages = Packages::new(&dirs.cache)?;
+    let built = BuiltRoots {
+        containerd: containerd::build(&dirs.cache, &packages)?,
+        kmod_stub: build_kmod_stub(dirs)?,
+    };
     let repo_files = dirs.workspace.join("image-build/images");
     let mut host = Tree::create(&dirs.out.join("rootfs"))?;
-    fill(&mut host, &HOST, &packages, &repo_files)?;
+    fill(&mut host, &HOST, &packages, &built, &repo_files)?;
     for service in SERVICES {
         let mut tree = Tree::create(&host.root().join(SERVICE_IMAGES_DIR).join(service.name))?;
-        fill(&mut tree, service, &packages, &repo_files)?;
+        fill(&mut tree, service, &packages, &built, &repo_files)?;
     }
     install_sudo(
         &dirs.out.join("sudo"),
         &host.root().join(SERVICE_IMAGES_DIR),
     )?;
+    // `ros install` writes these to the disk it installs to.
+    crate::boot_loader::install(&crate::boot_loader::disk_loaders(dirs)?, host.root())?;
     Ok(host)
+}
+
+/// The roots holding what this build makes, laid out as the image has
+/// it: put first in an image's file pool, each file there replaces the
+/// package's at the same path.
+#[derive(Debug)]
+struct BuiltRoots {
+    containerd: PathBuf,
+    kmod_stub: PathBuf,
+}
+
+impl BuiltRoots {
+    fn root(&self, built: Built) -> PathBuf {
+        match built {
+            Built::Containerd => self.containerd.clone(),
+            Built::KmodStub => self.kmod_stub.clone(),
+        }
+    }
+}
+
+/// `cargo build` of the kmod-stub crate for glibc, copied to
+/// `out/kmod-stub/` + [`KMOD_STUB_PATH`]; returns `out/kmod-stub`. It has
+/// a target directory of its own: it builds in a second and need not
+/// wait for the workspace's build lock.
+fn build_kmod_stub(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = dirs.workspace.join("target/kmod-stub");
+    run(Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "kmod-stub",
+            "--target",
+        ])
+        .arg(GLIBC_TARGET)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&dirs.workspace))
+    .context("building the kmod stub")?;
+    let built = target_dir.join(GLIBC_TARGET).join("release/libkmod.so");
+    let root = dirs.out.join("kmod-stub");
+    let target = root.join(KMOD_STUB_PATH);
+    std::fs::create_dir_all(target.parent().unwrap_or(&root))
+        .with_context(|| format!("creating the directory of {}", target.display()))?;
+    std::fs::copy(&built, &target)
+        .with_context(|| format!("copying {} to {}", built.display(), target.display()))?;
+    Ok(root)
 }
 
 /// The `sudo` built with `ros`, setuid root in its image (mksquashfs
@@ -52,15 +116,17 @@ fn fill(
     tree: &mut Tree,
     def: &ImageDef,
     packages: &Packages,
+    built: &BuiltRoots,
     repo_files: &Path,
 ) -> anyhow::Result<()> {
     let closure = packages
         .closure(def.packages)
         .with_context(|| format!("packages of image {}", def.name))?;
-    let roots = closure
-        .iter()
-        .map(|p| packages.unpacked(p))
-        .collect::<anyhow::Result<Vec<PathBuf>>>()?;
+    // What is built here comes first: it replaces the packages' files.
+    let mut roots: Vec<PathBuf> = def.built.iter().map(|b| built.root(*b)).collect();
+    for package in &closure {
+        roots.push(packages.unpacked(package)?);
+    }
     let pool = Pool::new(roots);
     tree.dirs(MOUNT_POINTS)?;
     tree.dirs(def.dirs)?;

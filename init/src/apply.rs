@@ -9,6 +9,18 @@
 //! file there read-only over its path in the service's root
 //! (`system_services::definition`), so it is there before the service
 //! starts, for shipped and registry images alike.
+//!
+//! The console sees the machine as RancherOS's console did, where these
+//! were applied: an entry without `container:` and each mount point are
+//! shared with it by a link below `<CONTAINER_FILES_DIR>/console`, which
+//! resolving the console turns into a read-write bind of the machine's
+//! path ([`share_with_console`]); it also gets this system's
+//! `/etc/os-release` there ([`console_os_release`]).
+//!
+//! `mounts` entries are mounted as fstab reads them: `swap` turns swap on,
+//! `LABEL=`/`UUID=` sources are found by reading the block devices' first
+//! bytes, an empty or `auto` type is probed (magic numbers, else the
+//! kernel's block file systems in turn), `bind` binds a file or directory.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -17,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::mount::MsFlags;
-use os_config::schema::{Mount, StringOrList, Syslog, WriteFile};
+use os_config::datasource::block::{BlockDevices, SysBlockDevices};
+use os_config::datasource::label::{HEAD_LEN, ext_uuid, filesystem_label};
+use os_config::schema::{Mount, MountSource, StringOrList, Syslog, WriteFile};
 
 pub use system_services::definition::CONTAINER_FILES_DIR;
 
@@ -96,6 +110,11 @@ pub struct FileTargets<'a> {
 /// the machine's root, or, with `container:`, into that service's
 /// directory below `container_files`.
 pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<ApplyError> {
+    // Here because write_files runs at every boot before any service
+    // starts: the console's os-release is there when it first starts.
+    if let Err(reason) = console_os_release(targets.container_files) {
+        tracing::warn!("the console's /etc/os-release: {reason}");
+    }
     files
         .iter()
         .filter_map(|(index, file)| {
@@ -113,14 +132,55 @@ pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<A
                     });
                 }
             };
-            write_file(&root, file)
-                .err()
-                .map(|reason| ApplyError::WriteFile {
+            if let Err(reason) = write_file(&root, file) {
+                return Some(ApplyError::WriteFile {
                     path: file.path.as_str().to_string(),
                     reason,
-                })
+                });
+            }
+            if file.container.is_none() {
+                // RancherOS wrote these in the console: there they are.
+                let path = Path::new(file.path.as_str());
+                let on_machine = targets.root.join(path.strip_prefix("/").unwrap_or(path));
+                if let Err(error) = share_with_console(targets.container_files, path, &on_machine) {
+                    return Some(ApplyError::WriteFile {
+                        path: file.path.as_str().to_string(),
+                        reason: format!("written, but not shared with the console: {error}"),
+                    });
+                }
+            }
+            None
         })
         .collect()
+}
+
+/// The operating system's name and version, as `/etc/os-release` gives
+/// them (os-release(5)); the version is this binary's.
+pub fn os_release() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    format!(
+        "NAME=\"ros\"\nID=ros\nVERSION=\"{version}\"\nVERSION_ID={version}\n\
+         PRETTY_NAME=\"ros {version}\"\n"
+    )
+}
+
+/// Gives the console [`os_release`] as its `/etc/os-release`, among its
+/// files below `container_files`, whatever its image ships.
+pub fn console_os_release(container_files: &Path) -> Result<(), String> {
+    let path = container_files.join(CONSOLE).join("etc/os-release");
+    if std::fs::read_to_string(&path).is_ok_and(|text| text == os_release()) {
+        return Ok(());
+    }
+    let dir = path.parent().ok_or("no parent directory")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // A link left by a write_files entry for this path gives way.
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    std::fs::write(&path, os_release()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The rsyslog drop-in `rancher.syslog.forward` becomes, in the syslog
@@ -212,33 +272,332 @@ fn owner_ids(owner: &str) -> Result<(u32, u32), String> {
     }
 }
 
-/// Mounts each entry; the mount point is created.
+/// Turns a swap device on: the kernel's `swapon(2)`, behind a seam so
+/// the mount logic is tested without root.
+pub trait SwapOn {
+    fn swapon(&self, device: &Path) -> std::io::Result<()>;
+}
+
+/// The real `swapon(2)`.
+#[derive(Debug, Default)]
+pub struct KernelSwap;
+
+impl SwapOn for KernelSwap {
+    fn swapon(&self, device: &Path) -> std::io::Result<()> {
+        let path = std::ffi::CString::new(device.as_os_str().as_encoded_bytes())?;
+        // SAFETY: `path` is a NUL-terminated string that lives across the
+        // call; swapon(2) only reads it.
+        let rc = unsafe { libc::swapon(path.as_ptr(), 0) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+/// What mounting needs besides the host.
+pub struct MountContext<'a> {
+    /// Where `LABEL=`/`UUID=` sources are looked for and types probed.
+    pub devices: &'a dyn BlockDevices,
+    pub swap: &'a dyn SwapOn,
+    /// `/proc/filesystems`, as [`KernelFilesystems::parse`] reads it.
+    pub filesystems: KernelFilesystems,
+    /// [`CONTAINER_FILES_DIR`]: each mount point is shared with the
+    /// console from below `<dir>/console` ([`share_with_console`]).
+    pub container_files: &'a Path,
+}
+
+impl std::fmt::Debug for MountContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountContext")
+            .field("devices", &self.devices)
+            .field("filesystems", &self.filesystems)
+            .field("container_files", &self.container_files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file systems the kernel knows, from `/proc/filesystems`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelFilesystems {
+    /// Those that live on a device (no `nodev`), in the kernel's order:
+    /// what `auto` tries when probing finds nothing.
+    pub block: Vec<String>,
+    /// Every one, `tmpfs` and `proc` included.
+    pub all: Vec<String>,
+}
+
+impl KernelFilesystems {
+    /// Reads lines like `nodev\ttmpfs` and `\text4`.
+    pub fn parse(text: &str) -> Self {
+        let mut found = Self::default();
+        for line in text.lines() {
+            let (nodev, name) = match line.split_once('\t') {
+                Some((flag, name)) => (flag.trim() == "nodev", name.trim()),
+                None => (false, line.trim()),
+            };
+            if name.is_empty() {
+                continue;
+            }
+            if !nodev {
+                found.block.push(name.to_owned());
+            }
+            found.all.push(name.to_owned());
+        }
+        found
+    }
+
+    /// The running kernel's (none when /proc cannot be read).
+    pub fn running() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/filesystems").unwrap_or_default())
+    }
+}
+
+/// Mounts each entry, swap included, on the running machine; mount
+/// points are created and shared with the console.
 pub fn mounts(host: &dyn Host, entries: &[Mount]) -> Vec<ApplyError> {
+    let devices = SysBlockDevices::default();
+    let context = MountContext {
+        devices: &devices,
+        swap: &KernelSwap,
+        filesystems: KernelFilesystems::running(),
+        container_files: Path::new(CONTAINER_FILES_DIR),
+    };
+    mounts_with(host, &context, entries)
+}
+
+/// [`mounts`] with its devices, swap and file systems given.
+pub fn mounts_with(host: &dyn Host, context: &MountContext, entries: &[Mount]) -> Vec<ApplyError> {
     entries
         .iter()
         .filter_map(|entry| {
-            mount(host, entry).err().map(|reason| ApplyError::Mount {
-                mount_point: entry.mount_point.clone(),
-                reason,
-            })
+            mount(host, context, entry)
+                .err()
+                .map(|reason| ApplyError::Mount {
+                    mount_point: if entry.mount_point.is_empty() {
+                        entry.device.clone()
+                    } else {
+                        entry.mount_point.clone()
+                    },
+                    reason,
+                })
         })
         .collect()
 }
 
-fn mount(host: &dyn Host, entry: &Mount) -> Result<(), String> {
-    let (flags, data) = mount_options(&entry.options);
+/// What one `mounts` entry asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MountKind {
+    /// `swap` as the type: the mount point does not matter.
+    Swap,
+    /// No mount point (`""` or `none`): nothing to do (the checker warns).
+    Nothing,
+    /// `bind`/`rbind` among the options: the source is a path.
+    Bind,
+    /// A file system on a device or a virtual one.
+    Filesystem,
+}
+
+fn kind(entry: &Mount) -> MountKind {
+    let options: Vec<&str> = entry.options.split(',').collect();
+    if entry.is_swap() {
+        MountKind::Swap
+    } else if entry.skipped() {
+        MountKind::Nothing
+    } else if options.contains(&"bind") || options.contains(&"rbind") {
+        MountKind::Bind
+    } else {
+        MountKind::Filesystem
+    }
+}
+
+fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), String> {
+    let kind = kind(entry);
+    if kind == MountKind::Nothing {
+        return Ok(());
+    }
     let target = Path::new(&entry.mount_point);
-    host.create_dir_all(target).map_err(|e| e.to_string())?;
-    let fstype =
-        (!entry.fstype.is_empty() && entry.fstype != "auto").then_some(entry.fstype.as_str());
-    host.mount(
-        &entry.device,
-        target,
-        fstype,
-        flags,
-        (!data.is_empty()).then_some(data.as_str()),
-    )
-    .map_err(|e| e.to_string())
+    let (flags, data) = mount_options(&entry.options);
+    let data = (!data.is_empty()).then_some(data.as_str());
+    match kind {
+        MountKind::Nothing => return Ok(()),
+        MountKind::Swap => {
+            let device = resolve_device(context.devices, &entry.source())?;
+            return match context.swap.swapon(&device) {
+                // Already on (a second apply): what was asked.
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+                Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => Err(format!(
+                    "swap on {}: this kernel has no swap support",
+                    device.display()
+                )),
+                Err(error) => Err(format!("swap on {}: {error}", device.display())),
+                Ok(()) => Ok(()),
+            };
+        }
+        MountKind::Bind => {
+            // A file is bound over a file: the target must be one too.
+            if Path::new(&entry.device).is_file() {
+                if let Some(dir) = target.parent() {
+                    host.create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                host.touch(target).map_err(|e| e.to_string())?;
+            } else {
+                host.create_dir_all(target).map_err(|e| e.to_string())?;
+            }
+            host.mount(&entry.device, target, None, flags, None)
+                .map_err(|e| e.to_string())?;
+            // The kernel ignores ro and the like on the bind itself.
+            let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
+            if !extra.is_empty() {
+                host.mount(
+                    &entry.device,
+                    target,
+                    None,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        MountKind::Filesystem => {
+            host.create_dir_all(target).map_err(|e| e.to_string())?;
+            let source = resolve_device(context.devices, &entry.source())?
+                .display()
+                .to_string();
+            let candidates = fstype_candidates(context, &source, entry);
+            let mut failures = Vec::new();
+            let mounted = candidates.iter().any(|fstype| {
+                match host.mount(&source, target, Some(fstype), flags, data) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        failures.push(format!("as {fstype}: {}", error.source));
+                        false
+                    }
+                }
+            });
+            if !mounted {
+                return Err(match failures.as_slice() {
+                    [] => format!("the file system type of {source} is not known; give one"),
+                    [one] => format!("mounting {source} {one}"),
+                    many => format!("mounting {source}: no type worked ({})", many.join("; ")),
+                });
+            }
+        }
+    }
+    if let Err(error) = share_with_console(context.container_files, target, target) {
+        tracing::warn!(
+            "mounts {}: not shared with the console: {error}",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// The types to try for `source`: the one given; for `auto` or none, the
+/// one its first bytes show, a virtual file system it names (`tmpfs`),
+/// else every block file system of the kernel in turn.
+fn fstype_candidates(context: &MountContext, source: &str, entry: &Mount) -> Vec<String> {
+    if !entry.probes_fstype() {
+        return vec![entry.fstype.clone()];
+    }
+    if context.filesystems.all.iter().any(|known| known == source) {
+        return vec![source.to_owned()];
+    }
+    let head = context
+        .devices
+        .read_head(Path::new(source), HEAD_LEN)
+        .unwrap_or_default();
+    match probe_fstype(&head) {
+        Some(found) => vec![found.to_owned()],
+        None => context.filesystems.block.clone(),
+    }
+}
+
+/// The file system a device's first bytes show, by its magic number.
+pub fn probe_fstype(head: &[u8]) -> Option<&'static str> {
+    let at = |offset: usize, magic: &[u8]| {
+        head.get(offset..offset + magic.len())
+            .is_some_and(|found| found == magic)
+    };
+    if at(1024 + 56, &[0x53, 0xEF]) {
+        // ext2, ext3 and ext4 all mount with the ext4 driver.
+        Some("ext4")
+    } else if at(0, b"XFSB") {
+        Some("xfs")
+    } else if at(0x8001, b"CD001") {
+        Some("iso9660")
+    } else if at(510, &[0x55, 0xAA]) && (at(0x36, b"FAT") || at(0x52, b"FAT")) {
+        Some("vfat")
+    } else if at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE") {
+        Some("swap")
+    } else {
+        None
+    }
+}
+
+/// The device a `mounts` source names: a path as it is, `LABEL=` and
+/// `UUID=` found among the block devices by their file system.
+pub fn resolve_device(devices: &dyn BlockDevices, source: &MountSource) -> Result<PathBuf, String> {
+    let shown = match source {
+        MountSource::Path(path) => return Ok(PathBuf::from(path)),
+        MountSource::Label(label) => format!("LABEL={label}"),
+        MountSource::Uuid(uuid) => format!("UUID={uuid}"),
+    };
+    let listed = devices
+        .list()
+        .map_err(|e| format!("listing block devices for {shown}: {e}"))?;
+    listed
+        .into_iter()
+        .find(|device| {
+            devices
+                .read_head(device, HEAD_LEN)
+                .is_ok_and(|head| has_source(&head, source))
+        })
+        .ok_or_else(|| format!("no block device has {shown}"))
+}
+
+/// Whether a device's first bytes show the file system `source` names.
+fn has_source(head: &[u8], source: &MountSource) -> bool {
+    match source {
+        MountSource::Path(_) => false,
+        MountSource::Label(label) => {
+            filesystem_label(head).is_some_and(|(_, found)| found.eq_ignore_ascii_case(label))
+        }
+        MountSource::Uuid(uuid) => {
+            ext_uuid(head).is_some_and(|found| found.eq_ignore_ascii_case(uuid))
+        }
+    }
+}
+
+/// The console's own name, whose files below [`CONTAINER_FILES_DIR`]
+/// follow the machine's.
+pub const CONSOLE: &str = "console";
+
+/// Shares `host_path` of the machine with the console at `path`: a link
+/// `<container_files>/console/<path>` to it, which resolving the console
+/// turns into a read-write bind (RancherOS wrote these files and made
+/// these mounts in the console itself). Replaces what was there.
+pub fn share_with_console(
+    container_files: &Path,
+    path: &Path,
+    host_path: &Path,
+) -> std::io::Result<()> {
+    let link = container_files
+        .join(CONSOLE)
+        .join(path.strip_prefix("/").unwrap_or(path));
+    if std::fs::read_link(&link).is_ok_and(|target| target == host_path) {
+        return Ok(());
+    }
+    if let Some(dir) = link.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(&link) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link)?,
+        Ok(_) => std::fs::remove_file(&link)?,
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(host_path, &link)
 }
 
 /// fstab options: the ones the kernel takes as flags, the rest as data.
@@ -436,6 +795,74 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_container_is_shared_with_the_console_and_a_console_one_is_its_own() {
+        // RancherOS's write_files test: /test for the machine (and so the
+        // console), /test2 for the console alone, /test for ntp.
+        let root = tempfile::tempdir().unwrap();
+        let errors = write_files(
+            root.path(),
+            &files(
+                "- path: /test\n  content: console content\n- path: /test2\n  container: console\n  content: console content\n- path: /test\n  container: ntp\n  content: ntp content\n",
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // `console` is not among the fixture's services: named, not written.
+        assert_eq!(
+            errors[0].to_string(),
+            "write_files[1].container: `console` is not a defined service"
+        );
+        let console = root.path().join("run/files/console");
+        assert_eq!(
+            std::fs::read_link(console.join("test")).unwrap(),
+            root.path().join("test")
+        );
+        assert_eq!(
+            std::fs::read_to_string(console.join("test")).unwrap(),
+            "console content"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("run/files/ntp/test")).unwrap(),
+            "ntp content"
+        );
+        // Written again (user-data from the network): the same link.
+        assert!(
+            write_files(
+                root.path(),
+                &files("- path: /test\n  content: new content\n")
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            std::fs::read_to_string(console.join("test")).unwrap(),
+            "new content"
+        );
+    }
+
+    #[test]
+    fn the_console_gets_an_os_release_naming_the_system_and_its_version() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(write_files(root.path(), &[]).is_empty());
+        let text =
+            std::fs::read_to_string(root.path().join("run/files/console/etc/os-release")).unwrap();
+        let version = env!("CARGO_PKG_VERSION");
+        for line in [
+            "NAME=\"ros\"".to_string(),
+            "ID=ros".to_string(),
+            format!("VERSION=\"{version}\""),
+            format!("VERSION_ID={version}"),
+            format!("PRETTY_NAME=\"ros {version}\""),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // Resolving the console binds it over the image's own.
+        let binds =
+            system_services::definition::container_files(&root.path().join("run/files/console"))
+                .unwrap();
+        assert_eq!(binds[0].destination, Path::new("/etc/os-release"));
+        assert!(binds[0].read_only);
+    }
+
+    #[test]
     fn a_container_entry_naming_no_service_is_an_error_naming_its_key() {
         let root = tempfile::tempdir().unwrap();
         let errors = write_files(
@@ -548,36 +975,392 @@ mod tests {
         );
     }
 
+    /// Block devices from memory: path → first bytes.
+    #[derive(Debug, Default)]
+    struct Disks(BTreeMap<PathBuf, Vec<u8>>);
+
+    impl BlockDevices for Disks {
+        fn list(&self) -> std::io::Result<Vec<PathBuf>> {
+            Ok(self.0.keys().cloned().collect())
+        }
+
+        fn read_head(&self, device: &Path, len: usize) -> std::io::Result<Vec<u8>> {
+            let bytes = self.0.get(device).ok_or(std::io::ErrorKind::NotFound)?;
+            Ok(bytes[..len.min(bytes.len())].to_vec())
+        }
+    }
+
+    /// An ext4 head with `label` and a UUID starting ab12.
+    fn ext4(label: &str) -> Vec<u8> {
+        let mut head = vec![0u8; 4096];
+        head[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
+        head[1024 + 104] = 0xab;
+        head[1024 + 105] = 0x12;
+        head[1024 + 120..1024 + 120 + label.len()].copy_from_slice(label.as_bytes());
+        head
+    }
+
+    fn swap_head() -> Vec<u8> {
+        let mut head = vec![0u8; 4096];
+        head[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        head
+    }
+
+    /// Records the devices turned on; fails with `errno` when given.
+    #[derive(Debug, Default)]
+    struct Swaps {
+        on: std::sync::Mutex<Vec<PathBuf>>,
+        errno: Option<i32>,
+    }
+
+    impl SwapOn for Swaps {
+        fn swapon(&self, device: &Path) -> std::io::Result<()> {
+            self.on.lock().unwrap().push(device.to_path_buf());
+            self.errno.map_or(Ok(()), |errno| {
+                Err(std::io::Error::from_raw_os_error(errno))
+            })
+        }
+    }
+
+    const PROC_FILESYSTEMS: &str =
+        "nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\n\text4\n\tvfat\n\tiso9660\n";
+
+    fn entries(yaml: &str) -> Vec<Mount> {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    fn mount_call(source: &str, target: &str, fstype: Option<&str>, flags: MsFlags) -> HostCall {
+        HostCall::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: fstype.map(Into::into),
+            flags,
+            data: None,
+        }
+    }
+
+    fn with_context<T>(
+        disks: &Disks,
+        swaps: &Swaps,
+        body: impl FnOnce(&MountContext, &Path) -> T,
+    ) -> T {
+        let files = tempfile::tempdir().unwrap();
+        let context = MountContext {
+            devices: disks,
+            swap: swaps,
+            filesystems: KernelFilesystems::parse(PROC_FILESYSTEMS),
+            container_files: files.path(),
+        };
+        body(&context, files.path())
+    }
+
+    #[test]
+    fn proc_filesystems_splits_block_from_virtual() {
+        let found = KernelFilesystems::parse(PROC_FILESYSTEMS);
+        assert_eq!(found.block, ["ext4", "vfat", "iso9660"]);
+        assert_eq!(found.all.len(), 6);
+        assert!(found.all.contains(&"tmpfs".to_string()));
+    }
+
     #[test]
     fn mounts_create_the_target_and_report_failures() {
         let host = FakeHost::new();
-        let entries: Vec<Mount> = serde_norway::from_str(
-            "- [/dev/vdb, /mnt/data, ext4, 'noatime']\n- [tmpfs, /mnt/t, auto, '']",
-        )
-        .unwrap();
-        assert!(mounts(&host, &entries).is_empty());
-        assert!(host.calls().contains(&HostCall::Mount {
-            source: "/dev/vdb".into(),
-            target: "/mnt/data".into(),
-            fstype: Some("ext4".into()),
-            flags: MsFlags::MS_NOATIME,
-            data: None,
-        }));
-        assert!(host.calls().contains(&HostCall::Mount {
-            source: "tmpfs".into(),
-            target: "/mnt/t".into(),
-            fstype: None,
-            flags: MsFlags::empty(),
-            data: None,
-        }));
-        host.fail_next(1);
-        let errors = mounts(&host, &entries[..1]);
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].to_string().starts_with("mounts /mnt/data: "),
-            "{}",
-            errors[0]
+        let disks = Disks::default();
+        let list =
+            entries("- [/dev/vdb, /mnt/data, ext4, 'noatime']\n- [tmpfs, /mnt/t, auto, 'size=1m']");
+        with_context(&disks, &Swaps::default(), |context, files| {
+            assert!(mounts_with(&host, context, &list).is_empty());
+            let calls = host.calls();
+            assert!(calls.contains(&mount_call(
+                "/dev/vdb",
+                "/mnt/data",
+                Some("ext4"),
+                MsFlags::MS_NOATIME
+            )));
+            // A source named like a virtual file system is one.
+            assert!(calls.contains(&HostCall::Mount {
+                source: "tmpfs".into(),
+                target: "/mnt/t".into(),
+                fstype: Some("tmpfs".into()),
+                flags: MsFlags::empty(),
+                data: Some("size=1m".into()),
+            }));
+            // The console sees both.
+            assert_eq!(
+                std::fs::read_link(files.join("console/mnt/data")).unwrap(),
+                Path::new("/mnt/data")
+            );
+            assert_eq!(
+                std::fs::read_link(files.join("console/mnt/t")).unwrap(),
+                Path::new("/mnt/t")
+            );
+            host.fail_next(1);
+            let errors = mounts_with(&host, context, &list[..1]);
+            assert_eq!(errors.len(), 1);
+            assert!(
+                errors[0].to_string().starts_with("mounts /mnt/data: "),
+                "{}",
+                errors[0]
+            );
+        });
+    }
+
+    #[test]
+    fn auto_and_empty_types_are_probed_from_the_device() {
+        let host = FakeHost::new();
+        let disks = Disks([("/dev/vdb".into(), ext4("DATA"))].into());
+        // RancherOS's own mounts test: an empty type, auto, and auto with defaults.
+        let list = entries(
+            "- [/dev/vdb, /home/rancher/b, '', '']\n- [/dev/vdb, /home/rancher/c, auto, defaults]",
         );
+        with_context(&disks, &Swaps::default(), |context, _| {
+            assert!(mounts_with(&host, context, &list).is_empty());
+        });
+        for target in ["/home/rancher/b", "/home/rancher/c"] {
+            assert!(
+                host.calls().contains(&mount_call(
+                    "/dev/vdb",
+                    target,
+                    Some("ext4"),
+                    MsFlags::empty()
+                )),
+                "{target}: {:?}",
+                host.calls()
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_probing_cannot_tell_falls_back_to_the_kernels_block_file_systems() {
+        let disks = Disks([("/dev/vdc".into(), vec![0u8; 4096])].into());
+        with_context(&disks, &Swaps::default(), |context, _| {
+            let entry = |fstype: &str| Mount {
+                device: "/dev/vdc".into(),
+                mount_point: "/mnt/x".into(),
+                fstype: fstype.into(),
+                options: String::new(),
+            };
+            assert_eq!(
+                fstype_candidates(context, "/dev/vdc", &entry("auto")),
+                ["ext4", "vfat", "iso9660"]
+            );
+            assert_eq!(
+                fstype_candidates(context, "/dev/vdc", &entry("xfs")),
+                ["xfs"]
+            );
+        });
+        // Every one failing is one error naming each try.
+        let list = entries("- [/dev/vdc, /mnt/x, '', '']");
+        let errors = with_context(&disks, &Swaps::default(), |context, files| {
+            let errors = mounts_with(&FailingMounts(FakeHost::new()), context, &list);
+            // Nothing mounted: nothing shared with the console.
+            assert!(!files.join("console/mnt/x").exists());
+            errors
+        });
+        assert_eq!(errors.len(), 1);
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with("mounts /mnt/x: mounting /dev/vdc: no type worked (as ext4: "),
+            "{shown}"
+        );
+        assert!(shown.contains("; as iso9660: "), "{shown}");
+    }
+
+    /// A host whose every mount fails (the file system is not any type).
+    struct FailingMounts(FakeHost);
+
+    impl Host for FailingMounts {
+        fn create_dir_all(&self, path: &Path) -> crate::host::HostResult<()> {
+            self.0.create_dir_all(path)
+        }
+        fn touch(&self, path: &Path) -> crate::host::HostResult<()> {
+            self.0.touch(path)
+        }
+        fn is_mountpoint(&self, path: &Path) -> crate::host::HostResult<bool> {
+            self.0.is_mountpoint(path)
+        }
+        fn mount(
+            &self,
+            source: &str,
+            target: &Path,
+            _: Option<&str>,
+            _: MsFlags,
+            _: Option<&str>,
+        ) -> crate::host::HostResult<()> {
+            Err(crate::host::HostError {
+                op: "mount",
+                target: format!("{source} on {}", target.display()),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            })
+        }
+        fn umount(
+            &self,
+            target: &Path,
+            flags: nix::mount::MntFlags,
+        ) -> crate::host::HostResult<()> {
+            self.0.umount(target, flags)
+        }
+        fn attach_loop(&self, file: &Path) -> crate::host::HostResult<PathBuf> {
+            self.0.attach_loop(file)
+        }
+        fn chroot_here(&self, new_root: &Path) -> crate::host::HostResult<()> {
+            self.0.chroot_here(new_root)
+        }
+        fn set_child_subreaper(&self) -> crate::host::HostResult<()> {
+            self.0.set_child_subreaper()
+        }
+        fn disable_ctrl_alt_del(&self) -> crate::host::HostResult<()> {
+            self.0.disable_ctrl_alt_del()
+        }
+        fn sethostname(&self, name: &str) -> crate::host::HostResult<()> {
+            self.0.sethostname(name)
+        }
+        fn sync(&self) {}
+        fn reboot(&self, how: crate::host::Shutdown) -> crate::host::HostResult<()> {
+            self.0.reboot(how)
+        }
+    }
+
+    #[test]
+    fn label_and_uuid_sources_are_found_among_the_block_devices() {
+        let host = FakeHost::new();
+        let disks = Disks(
+            [
+                ("/dev/vda".into(), vec![0u8; 4096]),
+                ("/dev/vdb".into(), ext4("DATA")),
+            ]
+            .into(),
+        );
+        let list = entries(
+            "- [LABEL=data, /mnt/a, auto, '']\n- ['UUID=AB120000-0000-0000-0000-000000000000', /mnt/b, ext4, '']\n- [LABEL=NOPE, /mnt/c, ext4, '']",
+        );
+        let errors = with_context(&disks, &Swaps::default(), |context, _| {
+            mounts_with(&host, context, &list)
+        });
+        assert!(host.calls().contains(&mount_call(
+            "/dev/vdb",
+            "/mnt/a",
+            Some("ext4"),
+            MsFlags::empty()
+        )));
+        assert!(host.calls().contains(&mount_call(
+            "/dev/vdb",
+            "/mnt/b",
+            Some("ext4"),
+            MsFlags::empty()
+        )));
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["mounts /mnt/c: no block device has LABEL=NOPE"]);
+    }
+
+    #[test]
+    fn swap_entries_turn_swap_on_whatever_their_mount_point() {
+        let disks = Disks([("/dev/vdb".into(), swap_head())].into());
+        let swaps = Swaps::default();
+        let host = FakeHost::new();
+        // RancherOS wrote "" as the mount point; none and swap are seen too.
+        let list = entries("- [/dev/vdb, '', swap, '']\n- [/dev/vdc, none, swap, sw]");
+        let errors = with_context(&disks, &swaps, |context, _| {
+            mounts_with(&host, context, &list)
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            *swaps.on.lock().unwrap(),
+            [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vdc")]
+        );
+        assert!(host.calls().is_empty(), "{:?}", host.calls());
+        // Already on is fine; a kernel without swap says so.
+        for (errno, expected) in [
+            (libc::EBUSY, None),
+            (
+                libc::ENOSYS,
+                Some("mounts /dev/vdb: swap on /dev/vdb: this kernel has no swap support"),
+            ),
+        ] {
+            let swaps = Swaps {
+                errno: Some(errno),
+                ..Swaps::default()
+            };
+            let errors = with_context(&disks, &swaps, |context, _| {
+                mounts_with(&host, context, &list[..1])
+            });
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(shown, expected.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn an_entry_without_a_mount_point_is_left_alone() {
+        let host = FakeHost::new();
+        let list = entries("- [/dev/vdb, none, ext4, '']\n- [/dev/vdb, '', auto, '']");
+        let errors = with_context(&Disks::default(), &Swaps::default(), |context, _| {
+            mounts_with(&host, context, &list)
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(host.calls().is_empty());
+    }
+
+    #[test]
+    fn a_file_bound_over_a_path_gets_a_file_to_bind_over_and_read_only_is_a_remount() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("test");
+        std::fs::write(&source, "test").unwrap();
+        let host = FakeHost::new();
+        let list = entries(&format!(
+            "- [{0}, /home/rancher/test, '', bind]\n- [{1}, /srv/ro, '', 'bind,ro']",
+            source.display(),
+            dir.path().display()
+        ));
+        let errors = with_context(&Disks::default(), &Swaps::default(), |context, files| {
+            let errors = mounts_with(&host, context, &list);
+            assert_eq!(
+                std::fs::read_link(files.join("console/home/rancher/test")).unwrap(),
+                Path::new("/home/rancher/test")
+            );
+            errors
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let source = source.display().to_string();
+        let calls = host.calls();
+        assert!(
+            calls.contains(&HostCall::Touch("/home/rancher/test".into())),
+            "{calls:?}"
+        );
+        assert!(calls.contains(&mount_call(
+            &source,
+            "/home/rancher/test",
+            None,
+            MsFlags::MS_BIND
+        )));
+        let dir = dir.path().display().to_string();
+        assert!(calls.contains(&mount_call(
+            &dir,
+            "/srv/ro",
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_RDONLY
+        )));
+        assert!(calls.contains(&mount_call(
+            &dir,
+            "/srv/ro",
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY
+        )));
+    }
+
+    #[test]
+    fn probing_knows_the_common_file_systems_by_their_magic() {
+        assert_eq!(probe_fstype(&ext4("")), Some("ext4"));
+        assert_eq!(probe_fstype(&swap_head()), Some("swap"));
+        let mut xfs = vec![0u8; 4096];
+        xfs[..4].copy_from_slice(b"XFSB");
+        assert_eq!(probe_fstype(&xfs), Some("xfs"));
+        let mut fat = vec![0u8; 512];
+        fat[510] = 0x55;
+        fat[511] = 0xAA;
+        fat[0x52..0x55].copy_from_slice(b"FAT");
+        assert_eq!(probe_fstype(&fat), Some("vfat"));
+        assert_eq!(probe_fstype(&[0u8; 4096]), None);
+        assert_eq!(probe_fstype(&[]), None);
     }
 
     #[test]

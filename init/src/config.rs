@@ -27,7 +27,13 @@ pub enum Phase {
 pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
     let layers = Layers::load_with_cmdline(paths, Some(cmdline));
     for problem in &layers.problems {
-        report(&format!("configuration left out: {problem}"));
+        match problem {
+            // Says itself what was left out and that the rest applies.
+            os_config::layers::LayerProblem::DroppedKey { .. } => {
+                report(&format!("configuration: {problem}"));
+            }
+            _ => report(&format!("configuration left out: {problem}")),
+        }
     }
     for (source, warning) in layers.warnings() {
         tracing::warn!("{source}: {warning}");
@@ -47,12 +53,21 @@ pub fn load_quietly(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
     merged_leaving_out_top(Layers::load_with_cmdline(paths, Some(cmdline)), |_| {})
 }
 
-/// The layers merged; while the whole does not check, the top layer is
-/// left out and `left_out` told which and why.
+/// The layers merged. Each layer was checked key by key already; what
+/// only the merged whole gets wrong (values of two layers that do not fit
+/// together) is left out key by key too, and `left_out` told. Should the
+/// whole still not check, the top layer is left out, and so on down.
 pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> CloudConfig {
     loop {
-        match layers.merged() {
-            Ok(checked) => return checked.config,
+        match os_config::check::check_value_dropping(layers.merged_value()) {
+            Ok(checked) => {
+                for error in &checked.dropped {
+                    left_out(&format!(
+                        "configuration, all layers merged: {error}; left out, the rest applies"
+                    ));
+                }
+                return checked.config;
+            }
             Err(errors) => {
                 let Some(top) = layers.layers.pop() else {
                     return CloudConfig::default();
@@ -75,9 +90,10 @@ fn sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> Vec<Arc<dyn Dat
         .collect()
 }
 
-/// Whether any configured datasource belongs to `phase`.
-pub fn has_sources(config: &CloudConfig, phase: Phase) -> bool {
-    !sources(config, "", phase).is_empty()
+/// Whether any configured datasource belongs to `phase`. The command line
+/// decides for `cmdline`: with `cloud-config-url=` it is a network source.
+pub fn has_sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> bool {
+    !sources(config, cmdline, phase).is_empty()
 }
 
 /// Tries the configured datasources of `phase`, in order; the first with
@@ -100,7 +116,17 @@ pub async fn fetch_user_data(
         return false;
     };
     match user_data.save(paths) {
-        Ok(_) => {
+        Ok(saved) => {
+            // Left out one by one; the lines are those of the user-data
+            // as delivered, which the saved copy no longer has.
+            for error in &saved.dropped {
+                report(&format!(
+                    "user-data from {source}: {error}; left out, the rest applies"
+                ));
+            }
+            for warning in &saved.warnings {
+                tracing::warn!("user-data from {source}: {warning}");
+            }
             tracing::info!(%source, "user-data saved");
             true
         }
@@ -149,19 +175,80 @@ mod tests {
     fn network_sources_are_a_phase_of_their_own() {
         let (_dir, paths) = paths_with("");
         let config = load(&paths, "");
-        assert!(has_sources(&config, Phase::Local));
-        assert!(!has_sources(&config, Phase::Network));
-        let config = load(
-            &paths,
-            "rancher.cloud_init.datasources=[ec2,url:http://10.0.2.2/user-data]",
-        );
-        assert!(!has_sources(&config, Phase::Local));
-        assert!(has_sources(&config, Phase::Network));
+        assert!(has_sources(&config, "", Phase::Local));
+        assert!(!has_sources(&config, "", Phase::Network));
+        let cmdline = "rancher.cloud_init.datasources=[ec2,url:http://10.0.2.2/user-data]";
+        let config = load(&paths, cmdline);
+        assert!(!has_sources(&config, cmdline, Phase::Local));
+        assert!(has_sources(&config, cmdline, Phase::Network));
     }
 
     #[test]
-    fn an_invalid_file_is_left_out_and_the_defaults_stay() {
-        let (_dir, paths) = paths_with("rancher:\n  netwrk: {}\n");
+    fn cloud_config_url_makes_the_cmdline_source_wait_for_the_network() {
+        // Found by issue 16: the question was asked with an empty command
+        // line, so the URL was never fetched.
+        let (_dir, paths) = paths_with("");
+        let cmdline = "console=ttyS0 cloud-config-url=http://10.0.2.2:8000/user-data";
+        let config = load(&paths, cmdline);
+        assert!(has_sources(&config, cmdline, Phase::Network));
+        assert!(!has_sources(&config, "console=ttyS0", Phase::Network));
+    }
+
+    #[test]
+    fn an_unknown_key_is_left_out_alone_and_the_rest_of_its_file_applies() {
+        let (_dir, paths) =
+            paths_with("hostname: kept\nrancher:\n  netwrk: {}\n  debug: true\nrunmcd: [x]\n");
+        let layers = Layers::load_with_cmdline(&paths, Some(""));
+        let problems: Vec<String> = layers.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .contains("line 3: unknown key `rancher.netwrk` (did you mean `rancher.network`?)"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("line 5: unknown key `runmcd`"),
+            "{problems:?}"
+        );
+        let config = load(&paths, "");
+        assert_eq!(config.hostname.as_ref().map(|h| h.as_str()), Some("kept"));
+        assert!(config.rancher.debug);
+    }
+
+    #[test]
+    fn keys_of_two_layers_that_do_not_fit_together_are_left_out_alone() {
+        let (_dir, paths) = paths_with(
+            "hostname: top-layer\nrancher:\n  services:\n    web:\n      network_mode: none\n",
+        );
+        std::fs::create_dir_all(paths.cloud_config_dir()).unwrap();
+        std::fs::write(
+            paths.cloud_config_dir().join("10-web.yml"),
+            "rancher: {services: {web: {image: x, net: host}}}\n",
+        )
+        .unwrap();
+        let told = std::cell::RefCell::new(Vec::new());
+        let config = merged_leaving_out_top(Layers::load_with_cmdline(&paths, Some("")), |m| {
+            told.borrow_mut().push(m.to_owned());
+        });
+        // The top layer's host name stays; only the key at fault goes.
+        assert_eq!(
+            config.hostname.as_ref().map(|h| h.as_str()),
+            Some("top-layer")
+        );
+        let web = &config.rancher.services[&"web".parse().unwrap()];
+        assert_eq!(web.network_mode, None);
+        assert!(web.net.is_some());
+        let told = told.into_inner();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            told[0].contains("rancher.services.web.network_mode"),
+            "{told:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_yaml_is_left_out_whole_and_the_defaults_stay() {
+        let (_dir, paths) = paths_with("hostname: [unclosed\n");
         let config = load(&paths, "");
         assert!(
             config

@@ -7,11 +7,13 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod host;
+pub mod install;
 pub mod log;
 pub mod login;
 pub mod network;
 pub mod services;
 pub mod supervise;
+pub mod timeline;
 pub mod user_containerd;
 
 /// This binary in the root image: the shims run it to write logs, crun

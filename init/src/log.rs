@@ -126,7 +126,9 @@ mod tests {
         assert!(debug_asked("rancher.debug=yes"));
         assert!(!debug_asked("rancher.debug=false"));
         assert!(!debug_asked("rancher.debug=true rancher.debug=off"));
-        assert!(!debug_asked("rancher.debugging -- rancher.debug"));
+        // As on RancherOS, what follows `--` is configuration too.
+        assert!(debug_asked("rancher.debugging -- rancher.debug"));
+        assert!(!debug_asked("rancher.debugging"));
         assert!(!debug_asked(""));
     }
 

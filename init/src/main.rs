@@ -17,7 +17,7 @@ use ros::network::rtnl::RtNetlink;
 use ros::supervise::containerd;
 use ros::supervise::reaper::Reaper;
 use ros::supervise::shutdown;
-use ros::{ROS_BINARY, apply, console, log, network, services};
+use ros::{ROS_BINARY, apply, console, log, network, services, timeline};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
 use system_services::engine::Engine;
@@ -45,6 +45,8 @@ fn runs_as_init() -> bool {
 
 /// PID 1 never returns: whatever happens ends in an orderly shutdown.
 fn boot() -> ! {
+    // First: the timeline starts where the kernel handed over.
+    timeline::start();
     let host = RealHost;
     install_panic_hook();
     let how = match boot_sequence(&host) {
@@ -65,6 +67,7 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     // The kernel starts us with nothing mounted; all that follows reads
     // /proc, /sys and /dev.
     mount_early(host).context("early mounts")?;
+    timeline::step("early mounts");
     // Read before logging starts: it says whether to log debug.
     let cmdline =
         boot::read_cmdline(Path::new("/proc/cmdline")).context("reading /proc/cmdline")?;
@@ -75,7 +78,10 @@ fn boot_sequence(host: &dyn Host) -> anyhow::Result<Shutdown> {
     if Path::new(switch_root::ROOT_IMAGE).exists() {
         switch_root::switch_root(host, Path::new(switch_root::ROOT_IMAGE))
             .context("switching to the root image")?;
+        timeline::step("root switched");
     }
+    // /run is there, in the root for good: the timeline goes on disk.
+    timeline::write_to(Path::new(timeline::FILE));
     // containerd is most of the boot's reading: start decompressing it
     // on the other CPUs now.
     boot::prefetch::start(boot::prefetch::BOOT_PROGRAMS);
@@ -103,12 +109,19 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     let paths = ConfigPaths::system();
     // The state partition keeps cloud-config.yml and /home across boots;
     // where it is, the layers below that file say (built-in, OEM, cmdline).
+    // The state partition's search and the disk datasources share one
+    // read of each device.
+    os_config::datasource::block::share_heads();
     let state = mount_state(host, &reaper, &paths, cmdline).await?;
+    timeline::step("state mounted");
     let mut config = config::load(&paths, cmdline);
     let found_locally = config::fetch_user_data(&paths, &config, cmdline, Phase::Local).await;
     if found_locally {
         config = config::load(&paths, cmdline);
     }
+    // From here on disks may be written (mounts, bootcmd): read them afresh.
+    os_config::datasource::block::stop_sharing_heads();
+    timeline::step("configuration loaded");
     if config.rancher.state != state {
         console::report(
             "rancher.state is read from the built-in, OEM and command-line layers only, before the rest; \
@@ -118,19 +131,32 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // What the configuration asks of the machine itself comes before any
     // service sees it: kernel settings, files, mounts, then bootcmd.
     apply_early(host, &reaper, &CloudConfig::default(), &config).await;
+    timeline::step("cloud-config applied (early)");
     // syslog(3) and `logger` on the host and in the console reach the
     // syslog service through /dev/log, before any service starts.
     if let Err(error) = apply::link_dev_log(Path::new("/dev/log"), Path::new(apply::SYSLOG_SOCKET))
     {
         console::report(&format!("/dev/log: {error}"));
     }
+    // The system containerd runs every service; it needs the state
+    // partition and nothing of the network, so it starts first, and
+    // reads its plugins while the links come up. It gets its own stop
+    // signal: it goes down after the services, not with them.
+    let daemon = DaemonConfig::system();
+    let socket = daemon.socket.clone();
+    timeline::begin(CONTAINERD);
+    let mut containerd = containerd::Supervised::start(Arc::clone(&reaper), daemon);
+
     // The network as rancher.network describes it (sysctl may have tuned
     // it): static settings now, DHCP in the background, so nothing here
     // waits for a lease.
+    timeline::begin(LEASE);
     let network = network::start_system(&config.rancher.network, config.hostname.as_ref())
         .await
         .inspect_err(|err| tracing::error!("network: {err}"))
         .ok();
+    timeline::step("network up");
+    record_lease(network.as_ref());
 
     // Services on the host network bind the host's name files: they are
     // there even when the network did not start.
@@ -138,29 +164,27 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         console::report(&format!("/etc/resolv.conf, hosts, hostname: {error}"));
     }
 
-    // The system containerd runs every service. It gets its own stop
-    // signal: it goes down after the services, not with them.
-    let daemon = DaemonConfig::system();
-    let socket = daemon.socket.clone();
-    let mut containerd = containerd::Supervised::start(Arc::clone(&reaper), daemon);
     // Datasources on the network answer once DHCP has leases; containerd
     // starts meanwhile, the services only after their user-data joined.
     // The first source with user-data wins: a local one that had some
     // leaves them out.
     if let Some(network) = &network
         && !found_locally
-        && config::has_sources(&config, Phase::Network)
+        && config::has_sources(&config, cmdline, Phase::Network)
     {
         let joined = join_network_user_data(host, &reaper, &paths, cmdline, config, network);
         tokio::select! {
             joined = joined => config = joined,
             how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
         }
+        timeline::step("network user-data");
     }
     tokio::select! {
         up = containerd.answering() => { up.context("containerd supervisor ended")?; }
         how = shutdown::requested(&mut shutdown_requests) => return Ok(how),
     }
+    timeline::end(CONTAINERD);
+    timeline::step("containerd answering");
     // Task output goes through `ros log-pipe`, which rotates the logs.
     let runtime = Containerd::connect(&socket, services::NAMESPACE, services::OCI_RUNTIME)
         .await?
@@ -174,7 +198,10 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // after have settled; one that fails is retried by its supervisor and
     // does not hold up the rest. `ros service` reaches them through the
     // control socket, served before they start so it answers meanwhile.
-    let engine = Arc::new(Engine::new(Arc::new(runtime), services::LOG_DIR));
+    let engine = Arc::new(
+        Engine::new(Arc::new(runtime), services::LOG_DIR)
+            .with_observer(timeline::service_observer()),
+    );
     let control = services::control(&engine, paths.clone(), cmdline.to_string());
     if let Err(err) = system_services::control::serve(
         Path::new(system_services::control::SOCKET),
@@ -187,17 +214,23 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
     // The cluster agent finds its token and directories ready; it starts
     // once the links have their leases, the rest meanwhile.
     prepare_cluster_agent(host, &config);
-    let online = network_online(network.as_ref());
-    services::start_all(&engine, &control, &config, online).await;
-    // The machine is usable once the console runs; a console that failed
-    // is retried by its supervisor, and the line comes when it is up.
+    timeline::step("services prepared");
+    // The machine is usable once the console runs, whatever the other
+    // services are doing; a console that failed is retried by its
+    // supervisor, and the line comes when it is up. Without a console
+    // (disabled, or blocked), once every service has settled.
     let console_name = system_services::service::ServiceName::new("console")?;
-    let console = engine.status_of(&console_name);
     let user_containerd = services::definitions(&config)
         .get("user-containerd")
         .is_some_and(|defined| defined.enabled);
     let preload = (config.rancher.preload_wait && user_containerd).then(user_preload_done);
+    let (all_settled, mut settled) = tokio::sync::watch::channel(false);
+    let watched = Arc::clone(&engine);
     tokio::spawn(async move {
+        let console = tokio::select! {
+            console = watched.status_when_known(&console_name) => Some(console),
+            _ = settled.wait_for(|settled| *settled) => watched.status_of(&console_name),
+        };
         if let Some(mut console) = console
             && console
                 .wait_for(|s| matches!(s.state, ServiceState::Running { .. }))
@@ -213,6 +246,10 @@ async fn run_system(host: &dyn Host, cmdline: &str) -> anyhow::Result<Shutdown> 
         }
         announce_ready();
     });
+    let online = network_online(network.as_ref());
+    services::start_all(&engine, &control, &config, online).await;
+    all_settled.send_replace(true);
+    timeline::step("services settled");
 
     // runcmd and the user-data script come last, with the machine up.
     tokio::spawn(run_late(reaper, late_commands(&config, &paths)));
@@ -464,17 +501,30 @@ fn report(errors: &[apply::ApplyError]) {
     }
 }
 
+/// The timeline's name for containerd's start, from spawn to answering.
+const CONTAINERD: &str = "containerd";
+/// The timeline's name for DHCP, from the network's start to a lease on
+/// every link (or the timeout).
+const LEASE: &str = "lease";
+
+/// Ends the timeline's [`LEASE`] once every DHCP link has one (or gave up).
+fn record_lease(network: Option<&NetworkHandle<RtNetlink>>) {
+    let Some(network) = network else {
+        return;
+    };
+    let online = network.online(network.dhcp_timeout());
+    tokio::spawn(async move {
+        let online = online.await;
+        if online.pending.is_empty() {
+            timeline::end(LEASE);
+        }
+    });
+}
+
 /// One line on the console for people and tests: the machine is usable.
 fn announce_ready() {
-    let uptime = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| {
-            Duration::new(
-                u64::try_from(t.tv_sec()).unwrap_or(0),
-                u32::try_from(t.tv_nsec()).unwrap_or(0),
-            )
-        })
-        .unwrap_or_default();
-    let seconds = uptime.as_secs_f64();
+    timeline::mark(timeline::READY);
+    let seconds = timeline::since_boot().as_secs_f64();
     tracing::info!("ready in {seconds:.2} s");
     console::line(&format!("ros: ready in {seconds:.2} s"));
 }

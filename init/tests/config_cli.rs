@@ -362,9 +362,18 @@ fn keys_lists_every_valid_key() {
         "rancher.services.<name>.restart",
         "rancher.cluster.token",
     ] {
-        assert!(keys.lines().any(|line| line == key), "{key} missing");
+        assert!(
+            keys.lines()
+                .any(|line| line.split('\t').next() == Some(key)),
+            "{key} missing"
+        );
     }
-    assert!(keys.contains("rancher.docker.engine\t(RancherOS key, accepted but not applied)"));
+    assert!(keys.contains("\nrancher.docker.engine\tnot implemented (warning)\tRancherOS\n"));
+    assert!(
+        keys.contains("\nrancher.network.wifi_networks\tnot implemented (warning)\tRancherOS: ")
+    );
+    assert!(keys.contains("\nrancher.cluster.token\timplemented\tthis system\n"));
+    assert!(keys.contains("# RancherOS v1.5 keys: "));
 }
 
 #[test]

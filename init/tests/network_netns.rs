@@ -596,3 +596,107 @@ interfaces:
     let addresses = lab.machine_output(&["ip", "-4", "addr", "show", "bond0.100"]);
     assert!(addresses.contains("10.82.0.1/24"), "{addresses}");
 }
+
+/// Whether this kernel makes 802.1Q VLANs (probed on the lab's `eth0`).
+fn has_vlans(lab: &Lab) -> bool {
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.machine, "ip"])
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ip(&[
+        "link", "add", "link", "eth0", "name", "probe0", "type", "vlan", "id", "9",
+    ]) && ip(&["link", "del", "probe0"])
+}
+
+/// RancherOS's network test, on a real kernel: `br0` exists only because a
+/// VLAN port names it, and has a VLAN of its own; a named VLAN.
+#[test]
+fn a_bridge_named_by_a_vlan_port_with_a_vlan_of_its_own() {
+    needs_root!();
+    let lab = Lab::new();
+    if !has_vlans(&lab) {
+        eprintln!(
+            "\n*** SKIPPED: a_bridge_named_by_a_vlan_port_with_a_vlan_of_its_own: this kernel \
+             has no 802.1Q driver (qemu-tests/tests/rancher_compat.rs covers it) ***\n"
+        );
+        return;
+    }
+    let config = network(
+        r#"
+interfaces:
+  br0: {vlans: 100}
+  eth0: {vlans: "100,200:foobar"}
+  eth0.100: {bridge: br0}
+  br0.100: {address: 10.83.0.1/24}
+"#,
+    );
+    let links = lab.run(move |root| {
+        Box::pin(async move {
+            let netlink = Arc::new(RtNetlink::connect().unwrap());
+            let handle = start(
+                Arc::clone(&netlink),
+                Arc::new(FakeHost::new()),
+                NetworkPaths { root },
+                &config,
+                None,
+            )
+            .await;
+            let links = netlink.links().await.unwrap();
+            handle.shutdown().await;
+            links
+        })
+    });
+    let br0 = link(&links, "br0");
+    assert_eq!(br0.kind.as_deref(), Some("bridge"));
+    let port = link(&links, "eth0.100");
+    assert_eq!(port.kind.as_deref(), Some("vlan"));
+    assert_eq!(port.master, Some(br0.index));
+    assert_eq!(link(&links, "foobar").kind.as_deref(), Some("vlan"));
+    let details = lab.machine_output(&["ip", "-d", "link", "show", "br0.100"]);
+    assert!(details.contains("br0.100@br0"), "{details}");
+    assert!(details.contains("id 100"), "{details}");
+    let foobar = lab.machine_output(&["ip", "-d", "link", "show", "foobar"]);
+    assert!(
+        foobar.contains("foobar@eth0") && foobar.contains("id 200"),
+        "{foobar}"
+    );
+    let addresses = lab.machine_output(&["ip", "-4", "addr", "show", "br0.100"]);
+    assert!(addresses.contains("10.83.0.1/24"), "{addresses}");
+}
+
+/// `bridge: br1` on a port is enough: br1 has no entry of its own.
+#[test]
+fn a_bridge_named_only_by_its_port_is_made() {
+    needs_root!();
+    let lab = Lab::new();
+    lab.in_machine(&[
+        "ip", "link", "add", "port2", "type", "veth", "peer", "name", "port3",
+    ]);
+    let config = network("interfaces: {port2: {bridge: br1}}");
+    let links = lab.run(move |root| {
+        Box::pin(async move {
+            let netlink = Arc::new(RtNetlink::connect().unwrap());
+            let handle = start(
+                Arc::clone(&netlink),
+                Arc::new(FakeHost::new()),
+                NetworkPaths { root },
+                &config,
+                None,
+            )
+            .await;
+            let links = netlink.links().await.unwrap();
+            handle.shutdown().await;
+            links
+        })
+    });
+    let br1 = link(&links, "br1");
+    assert_eq!(br1.kind.as_deref(), Some("bridge"));
+    assert!(br1.up, "a bridge without an entry still comes up");
+    let port = link(&links, "port2");
+    assert_eq!(port.master, Some(br1.index));
+    assert!(port.up);
+}

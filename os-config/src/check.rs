@@ -1,6 +1,14 @@
 //! Turning YAML text into a checked [`CloudConfig`]: syntax, unknown keys
 //! (with the nearest valid one), types, then the rules that span fields.
 //! Every problem names its key path, and its line when there is text.
+//!
+//! Problems are found key by key: each unknown or invalid key (a list
+//! entry, for a problem inside one) is taken out and the rest read again,
+//! so [`check_document_dropping`] (the boot) keeps everything else and
+//! lists what it left out, while [`check_document`] (`ros config
+//! validate/set`) refuses the document with every problem listed. Keys
+//! RancherOS had that are not applied here, and values RancherOS accepted
+//! that may not do what was meant, are [`Warning`]s.
 
 use std::fmt;
 
@@ -164,6 +172,17 @@ pub enum Warning {
         /// Its line.
         line: Option<usize>,
     },
+    /// Something RancherOS accepted that this system would have refused:
+    /// accepted, with what happens instead.
+    #[error("{}`{path}`: {message}", at_line(.line))]
+    Accepted {
+        /// The key.
+        path: KeyPath,
+        /// Its line.
+        line: Option<usize>,
+        /// What was accepted and what it means here.
+        message: String,
+    },
     /// A RancherOS datasource this system does not have.
     #[error("{}`{path}`: datasource `{name}` is not supported here; it is skipped", at_line(.line))]
     UnsupportedDatasource {
@@ -176,19 +195,55 @@ pub enum Warning {
     },
 }
 
-/// A document that passed every check.
+impl Warning {
+    fn place(&mut self) -> (&mut KeyPath, &mut Option<usize>) {
+        match self {
+            Self::Unimplemented { path, line }
+            | Self::Accepted { path, line, .. }
+            | Self::UnsupportedDatasource { path, line, .. } => (path, line),
+        }
+    }
+
+    /// The key path it is about.
+    pub fn path(&self) -> &KeyPath {
+        match self {
+            Self::Unimplemented { path, .. }
+            | Self::Accepted { path, .. }
+            | Self::UnsupportedDatasource { path, .. } => path,
+        }
+    }
+}
+
+/// A document that was checked: what applies, and what was dropped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
-    /// The document as a tree, for merging and export.
+    /// The document as a tree, for merging and export, without the keys
+    /// in `dropped`.
     pub value: Value,
     /// The typed configuration.
     pub config: CloudConfig,
     /// What was accepted with a warning.
     pub warnings: Vec<Warning>,
+    /// Keys that were invalid or unknown, each left out alone (empty
+    /// from the strict [`check_document`] and [`check_value`]).
+    pub dropped: Vec<ConfigError>,
 }
 
-/// Checks YAML text. An empty document is an empty configuration.
+/// Checks YAML text. An empty document is an empty configuration. Any
+/// problem refuses the whole document: for `ros config validate/set`.
 pub fn check_document(text: &str) -> Result<Checked, ConfigErrors> {
+    strict(check_document_dropping(text)?)
+}
+
+/// Checks a tree that has no text (a merge of layers); any problem refuses it.
+pub fn check_value(value: Value) -> Result<Checked, ConfigErrors> {
+    strict(check(value, None)?)
+}
+
+/// Checks YAML text for the boot: each invalid or unknown key is left out
+/// alone and listed in [`Checked::dropped`] with its line; the rest
+/// applies. Only text that is not a YAML mapping is refused whole.
+pub fn check_document_dropping(text: &str) -> Result<Checked, ConfigErrors> {
     let value: Value = serde_norway::from_str(text).map_err(|error| {
         ConfigErrors(vec![ConfigError::Syntax {
             line: error.location().map(|l| l.line()),
@@ -198,10 +253,22 @@ pub fn check_document(text: &str) -> Result<Checked, ConfigErrors> {
     check(value, Some(text))
 }
 
-/// Checks a tree that has no text (a merge of layers).
-pub fn check_value(value: Value) -> Result<Checked, ConfigErrors> {
+/// [`check_document_dropping`] for a tree without text.
+pub fn check_value_dropping(value: Value) -> Result<Checked, ConfigErrors> {
     check(value, None)
 }
+
+fn strict(checked: Checked) -> Result<Checked, ConfigErrors> {
+    if checked.dropped.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ConfigErrors(checked.dropped))
+    }
+}
+
+/// More problems than this in one document and the rest are not looked
+/// for one by one: each costs a typed read of the whole document.
+const MAX_DROPPED: usize = 256;
 
 fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     let value = match value {
@@ -217,45 +284,251 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     if let Some(found) = found {
         return Err(ConfigErrors(vec![ConfigError::NotAMapping { found }]));
     }
-    let locate_all = |mut problems: Vec<ConfigError>| {
-        if let Some(text) = text {
-            for problem in &mut problems {
-                if let Some(path) = problem.path().cloned() {
-                    problem.set_line(locate(text, &path));
-                }
-            }
+    let locate_one = |problem: &mut ConfigError| {
+        if let (Some(text), Some(path)) = (text, problem.path().cloned()) {
+            problem.set_line(locate(text, &path));
         }
-        problems
     };
 
+    // Keys the table does not know: each is reported and taken out.
+    let mut value = value;
     let mut walk = Walk::default();
     walk.value(&value, &KeyPath::root(), "");
-    if !walk.errors.is_empty() {
-        return Err(ConfigErrors(locate_all(walk.errors)));
+    let mut dropped = Vec::new();
+    for mut error in walk.errors {
+        if let Some(path) = error.path() {
+            crate::tree::remove(&mut value, path);
+        }
+        locate_one(&mut error);
+        dropped.push(error);
     }
 
-    let value = normalize(value, "");
-    let config = typed(&value, text)?;
-    let mut warnings = walk.warnings;
+    // Then the typed read and the rules across fields: the first problem
+    // is reported with its original path, its key taken out, and the rest
+    // read again, until the document reads cleanly.
+    let mut value = normalize(value, "");
+    let mut removed: Vec<KeyPath> = Vec::new();
+    let (config, mut warnings) = loop {
+        let (input, relaxed) = typing_input(&value);
+        let problem = match typed(&input) {
+            Err(problem) => problem,
+            Ok(config) => match crate::rules::cross_field_problems(&config)
+                .into_iter()
+                .next()
+            {
+                Some(problem) => problem,
+                None => break (config, relaxed),
+            },
+        };
+        let Some(path) = problem.path().cloned() else {
+            dropped.push(problem);
+            return Err(ConfigErrors(dropped));
+        };
+        let original = original_path(&path, &removed);
+        let mut problem = with_path(problem, original);
+        locate_one(&mut problem);
+        dropped.push(problem);
+        // A problem inside a list entry takes the entry: a file or mount
+        // without one of its fields is not the one that was meant.
+        let entry = match path
+            .segments()
+            .iter()
+            .rposition(|s| matches!(s, Segment::Index(_)))
+        {
+            Some(last) => KeyPath::from_segments(path.segments()[..=last].to_vec()),
+            None => path,
+        };
+        match crate::tree::remove(&mut value, &entry) {
+            Some(taken) if dropped.len() < MAX_DROPPED => removed.push(taken),
+            // Nothing left to take out, or too much wrong: refused whole.
+            _ => return Err(ConfigErrors(dropped)),
+        }
+    };
+    // The walk's warnings have the document's paths already; the others
+    // were found in the tree with entries taken out.
+    let mut all = walk.warnings;
+    for warning in &mut all {
+        let (path, line) = warning.place();
+        *line = text.and_then(|text| locate(text, path));
+    }
     warnings.extend(datasource_warnings(&config));
     warnings.extend(bond_option_warnings(&config));
-    if let Some(text) = text {
-        for warning in &mut warnings {
-            let (Warning::Unimplemented { path, line }
-            | Warning::UnsupportedDatasource { path, line, .. }) = warning;
-            *line = locate(text, path);
-        }
+    warnings.extend(crate::rules::cross_field_warnings(&config));
+    warnings.extend(mount_length_warnings(&value));
+    warnings.extend(services_include_warnings(&config));
+    for warning in &mut warnings {
+        let (path, line) = warning.place();
+        *path = original_path(path, &removed);
+        *line = text.and_then(|text| locate(text, path));
     }
-
-    let problems = crate::rules::cross_field_problems(&config);
-    if !problems.is_empty() {
-        return Err(ConfigErrors(locate_all(problems)));
-    }
+    all.append(&mut warnings);
+    // In the order of the text, as a person reads it.
+    dropped.sort_by_key(|problem| problem.line().unwrap_or(usize::MAX));
     Ok(Checked {
         value,
         config,
-        warnings,
+        warnings: all,
+        dropped,
     })
+}
+
+/// `path` (in the tree after `removed` were taken out, in that order) as
+/// it was in the document: list entries after a removed one move back.
+fn original_path(path: &KeyPath, removed: &[KeyPath]) -> KeyPath {
+    let mut segments = path.segments().to_vec();
+    for taken in removed.iter().rev() {
+        let Some((Segment::Index(gone), list)) = taken.segments().split_last() else {
+            continue;
+        };
+        if segments.len() > list.len()
+            && segments[..list.len()] == *list
+            && let Segment::Index(index) = &mut segments[list.len()]
+            && *index >= *gone
+        {
+            *index += 1;
+        }
+    }
+    KeyPath::from_segments(segments)
+}
+
+fn with_path(problem: ConfigError, found: KeyPath) -> ConfigError {
+    match problem {
+        ConfigError::UnknownKey {
+            line, suggestion, ..
+        } => ConfigError::UnknownKey {
+            path: found,
+            line,
+            suggestion,
+        },
+        ConfigError::InvalidValue { line, message, .. } => ConfigError::InvalidValue {
+            path: found,
+            line,
+            message,
+        },
+        ConfigError::Inconsistent { line, message, .. } => ConfigError::Inconsistent {
+            path: found,
+            line,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// What the typed read gets: the tree without the RancherOS keys that
+/// have no field here (warned about already) and without the interface
+/// entries whose key is no interface name (RancherOS took those as
+/// literal names, which no link can have: warned about and ignored).
+fn typing_input(value: &Value) -> (Value, Vec<Warning>) {
+    let mut input = strip_untyped(value.clone(), "");
+    let mut warnings = Vec::new();
+    let interfaces_path = KeyPath::root()
+        .key("rancher")
+        .key("network")
+        .key("interfaces");
+    let interfaces = input
+        .get_mut("rancher")
+        .and_then(|r| r.get_mut("network"))
+        .and_then(|n| n.get_mut("interfaces"))
+        .and_then(Value::as_mapping_mut);
+    if let Some(interfaces) = interfaces {
+        let bad: Vec<Value> = interfaces
+            .keys()
+            .filter(|key| {
+                scalar_key(key)
+                    .parse::<crate::schema::InterfaceKey>()
+                    .is_err()
+            })
+            .cloned()
+            .collect();
+        for key in bad {
+            let name = scalar_key(&key);
+            interfaces.remove(&key);
+            warnings.push(Warning::Accepted {
+                path: interfaces_path.key(name.clone()),
+                line: None,
+                message: format!(
+                    "`{name}` is not an interface name, glob or mac= (RancherOS took it as a literal \
+                     name, which no link can have); the entry is ignored"
+                ),
+            });
+        }
+    }
+    (input, warnings)
+}
+
+/// The tree without the keys the typed schema has no field for.
+fn strip_untyped(value: Value, pattern: &str) -> Value {
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .filter_map(|(key, child)| {
+                    let name = scalar_key(&key);
+                    match child_pattern(pattern, &name) {
+                        Some(child_pattern) => match keys::find(&child_pattern) {
+                            Some(spec) if !spec.typed => None,
+                            Some(spec) if spec.free_form => Some((key, child)),
+                            _ => Some((key, strip_untyped(child, &child_pattern))),
+                        },
+                        None => Some((key, child)),
+                    }
+                })
+                .collect(),
+        ),
+        Value::Sequence(list) if keys::has_entry_keys(pattern) => {
+            let entry_pattern = format!("{pattern}[]");
+            Value::Sequence(
+                list.into_iter()
+                    .map(|entry| strip_untyped(entry, &entry_pattern))
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// `services_include` turning on a RancherOS service this image does not
+/// ship (`kernel-headers`, `open-vm-tools`, …): RancherOS pulled those from
+/// its service repositories; here nothing starts.
+fn services_include_warnings(config: &CloudConfig) -> Vec<Warning> {
+    let path = KeyPath::root().key("rancher").key("services_include");
+    config
+        .rancher
+        .services_include
+        .iter()
+        .filter(|(name, on)| on.0 && !crate::layers::OPTIONAL.iter().any(|(own, _)| own == name))
+        .map(|(name, _)| Warning::Accepted {
+            path: path.key(name.clone()),
+            line: None,
+            message: format!(
+                "`{name}` is not a service this image ships (RancherOS pulled it from its \
+                 service repositories); nothing is started"
+            ),
+        })
+        .collect()
+}
+
+/// `mounts` entries with cloud-init's fifth and sixth fields (dump and
+/// pass): RancherOS used the first four.
+fn mount_length_warnings(value: &Value) -> Vec<Warning> {
+    let Some(Value::Sequence(mounts)) = value.get("mounts") else {
+        return Vec::new();
+    };
+    mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, entry)| match entry {
+            Value::Sequence(fields) if fields.len() > 4 => Some(Warning::Accepted {
+                path: KeyPath::root().key("mounts").index(index),
+                line: None,
+                message: format!(
+                    "{} fields: the first four (device, mount point, type, options) are used, \
+                     the rest ignored, as RancherOS did",
+                    fields.len()
+                ),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether `path` names a key the schema has (for `ros config get/set`),
@@ -287,15 +560,14 @@ pub fn check_key_path(path: &KeyPath) -> Result<(), ConfigError> {
     }
 }
 
-fn typed(value: &Value, text: Option<&str>) -> Result<CloudConfig, ConfigErrors> {
+fn typed(value: &Value) -> Result<CloudConfig, ConfigError> {
     serde_path_to_error::deserialize(value.clone()).map_err(|error| {
         let path = key_path_of(error.path());
-        let line = text.and_then(|text| locate(text, &path));
-        ConfigErrors(vec![ConfigError::InvalidValue {
+        ConfigError::InvalidValue {
             path,
-            line,
+            line: None,
             message: strip_location(&error.into_inner().to_string()),
-        }])
+        }
     })
 }
 
@@ -526,7 +798,7 @@ fn scalar_key(key: &Value) -> String {
 /// The nearest valid key: a sibling with a close spelling, or the same
 /// name elsewhere in the schema (`network` at the top → `rancher.network`).
 fn suggest(name: &str, parent: &KeyPath, parent_pattern: &str) -> Option<KeyPath> {
-    let siblings = keys::children(parent_pattern);
+    let siblings = keys::known_children(parent_pattern);
     let close = siblings
         .iter()
         .filter(|s| s.as_str() != ANY_NAME)

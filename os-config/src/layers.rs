@@ -2,8 +2,10 @@
 //! `cloud-config.d/*.yml` (lexical) < `cloud-config.yml` < kernel cmdline.
 //! Maps merge deeply; scalars and lists replace (see [`crate::tree::merge`]).
 //!
-//! A layer that does not check is reported and left out, so one bad file
-//! never stops the boot.
+//! Each layer is checked key by key: an invalid or unknown key is reported
+//! ([`LayerProblem::DroppedKey`], with its line) and left out alone, the
+//! rest of its layer applies. A layer that is not a YAML mapping at all is
+//! reported and left out whole, so one bad file never stops the boot.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
-use crate::check::{Checked, ConfigErrors, Warning, check_document, check_value};
+use crate::check::{
+    Checked, ConfigError, ConfigErrors, Warning, check_document, check_document_dropping,
+    check_value, check_value_dropping,
+};
 use crate::parse::cmdline::{CmdlineProblem, config_from_cmdline};
 use crate::schema::{Service, ServiceName};
 use crate::tree;
@@ -206,6 +211,14 @@ pub enum LayerProblem {
         /// Every problem in it.
         errors: ConfigErrors,
     },
+    /// One key of a layer was left out; the rest of the layer applies.
+    #[error("{source_name}: {error}; left out, the rest of this layer applies")]
+    DroppedKey {
+        /// The layer.
+        source_name: LayerSource,
+        /// What was wrong with the key.
+        error: ConfigError,
+    },
     /// A kernel parameter that was skipped.
     #[error(transparent)]
     Cmdline(#[from] CmdlineProblem),
@@ -267,9 +280,10 @@ impl Layers {
         layers
     }
 
-    /// Adds a layer on top, from text.
+    /// Adds a layer on top, from text; its invalid keys are left out one
+    /// by one, text that is not a YAML mapping whole.
     pub fn add_text(&mut self, source: LayerSource, text: &str) {
-        match check_document(text) {
+        match check_document_dropping(text) {
             Ok(checked) => self.push(source, checked),
             Err(errors) => self.problems.push(LayerProblem::Invalid {
                 source_name: source,
@@ -278,9 +292,10 @@ impl Layers {
         }
     }
 
-    /// Adds a layer on top, from a tree with no text.
+    /// Adds a layer on top, from a tree with no text; invalid keys are
+    /// left out one by one.
     pub fn add_value(&mut self, source: LayerSource, value: Value) {
-        match check_value(value) {
+        match check_value_dropping(value) {
             Ok(checked) => self.push(source, checked),
             Err(errors) => self.problems.push(LayerProblem::Invalid {
                 source_name: source,
@@ -307,6 +322,15 @@ impl Layers {
     }
 
     fn push(&mut self, source: LayerSource, checked: Checked) {
+        self.problems.extend(
+            checked
+                .dropped
+                .into_iter()
+                .map(|error| LayerProblem::DroppedKey {
+                    source_name: source.clone(),
+                    error,
+                }),
+        );
         self.layers.push(Layer {
             source,
             value: checked.value,

@@ -7,8 +7,12 @@
 //!
 //! - PID 1 at boot: [`Layers::load`] (defaults < OEM < `cloud-config.d` <
 //!   `cloud-config.yml` < kernel cmdline), then [`Layers::merged`] for the
-//!   typed [`CloudConfig`]; layers that do not check are in
-//!   [`Layers::problems`] and left out. With the configured datasources
+//!   typed [`CloudConfig`]. Each layer is checked key by key: an invalid
+//!   or unknown key is in [`Layers::problems`] (with its line and the
+//!   nearest valid key) and left out alone, the rest of its layer applies;
+//!   only a layer that is not a YAML mapping is left out whole. Every key
+//!   RancherOS v1.5 had is known ([`schema::rancher_keys`]): applied, or
+//!   accepted with a warning. With the configured datasources
 //!   ([`datasource::from_specs`], [`datasource::fetch_first`]) it saves the
 //!   user-data ([`userdata::UserData::save`]) as a `cloud-config.d` layer and
 //!   loads the layers again.

@@ -1,7 +1,7 @@
 //! Checks that span fields or need more than a type: run after serde, they
 //! return every problem with its key path.
 
-use crate::check::ConfigError;
+use crate::check::{ConfigError, Warning};
 use crate::parse::keypath::KeyPath;
 use crate::schema::CloudConfig;
 use crate::schema::cluster::{Cluster, label_key_problem, label_value_problem};
@@ -84,20 +84,6 @@ fn interface_problems(
             format!("MTU {mtu} is outside 68 to 65535"),
         ));
     }
-    let has_v4 = interface.all_addresses().iter().any(|a| a.addr.is_ipv4());
-    let has_v6 = interface.all_addresses().iter().any(|a| a.addr.is_ipv6());
-    if interface.gateway.is_some() && !has_v4 && !interface.dhcp {
-        problems.push(inconsistent(
-            path.key("gateway"),
-            "an IPv4 gateway needs an IPv4 address or dhcp on the same interface".to_owned(),
-        ));
-    }
-    if interface.gateway_ipv6.is_some() && !has_v6 && !interface.dhcp {
-        problems.push(inconsistent(
-            path.key("gateway_ipv6"),
-            "an IPv6 gateway needs an IPv6 address or dhcp on the same interface".to_owned(),
-        ));
-    }
     if let Err(error) = BondOptions::from_map(&interface.bond_opts) {
         let key = match &error {
             InvalidNetworkValue::BondOption { key, .. } => key.clone(),
@@ -116,6 +102,72 @@ fn interface_problems(
             path.key("bond"),
             "a bond member gets no addresses; configure them on the bond".to_owned(),
         ));
+    }
+}
+
+/// Things RancherOS accepted that may not do what was meant: accepted
+/// here too, each with a warning saying what happens.
+pub fn cross_field_warnings(config: &CloudConfig) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    let interfaces = KeyPath::root()
+        .key("rancher")
+        .key("network")
+        .key("interfaces");
+    for (key, interface) in &config.rancher.network.interfaces {
+        let path = interfaces.key(key.to_string());
+        let has_v4 = interface.all_addresses().iter().any(|a| a.addr.is_ipv4());
+        let has_v6 = interface.all_addresses().iter().any(|a| a.addr.is_ipv6());
+        // The address may come from elsewhere (router advertisements, an
+        // address on another link in the same subnet): RancherOS added the
+        // route and let the kernel decide.
+        if interface.gateway.is_some() && !has_v4 && !interface.dhcp {
+            warnings.push(accepted(
+                path.key("gateway"),
+                "no IPv4 address or dhcp on this interface: the default route is added only \
+                 if the gateway is reachable from an address the link gets elsewhere",
+            ));
+        }
+        if interface.gateway_ipv6.is_some() && !has_v6 && !interface.dhcp {
+            warnings.push(accepted(
+                path.key("gateway_ipv6"),
+                "no IPv6 address or dhcp on this interface: the default route is added only \
+                 if the gateway is reachable from an address the link gets elsewhere \
+                 (router advertisements, link-local)",
+            ));
+        }
+    }
+    let services = KeyPath::root().key("rancher").key("services");
+    for (name, service) in &config.rancher.services {
+        if service.scope() == Ok(crate::schema::Scope::User) {
+            warnings.push(Warning::Accepted {
+                path: services
+                    .key(name.as_str())
+                    .key("labels")
+                    .key(crate::schema::service::SCOPE_LABEL),
+                line: None,
+                message: format!(
+                    "service `{name}` is for RancherOS's user Docker; it is not run here \
+                     (run it with `ros run`, or make it a system service)"
+                ),
+            });
+        }
+    }
+    for (index, mount) in config.mounts.iter().enumerate() {
+        if mount.skipped() {
+            warnings.push(accepted(
+                KeyPath::root().key("mounts").index(index).index(1),
+                "no mount point (empty or `none`) and not swap: nothing is mounted",
+            ));
+        }
+    }
+    warnings
+}
+
+fn accepted(path: KeyPath, message: &str) -> Warning {
+    Warning::Accepted {
+        path,
+        line: None,
+        message: message.to_owned(),
     }
 }
 

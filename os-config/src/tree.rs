@@ -98,6 +98,70 @@ pub fn set(root: &mut Value, path: &KeyPath, value: Value) -> Result<(), TreeErr
     Ok(())
 }
 
+/// Removes the deepest part of `path` that is in the tree (at least its
+/// first segment): the key or list entry at `path`, or the section holding
+/// a key that is missing. Map keys compare by their scalar text, so
+/// `1:` and `true:` are found as `"1"` and `"true"`. Returns the path
+/// removed, `None` when not even the first segment is there.
+pub fn remove(root: &mut Value, path: &KeyPath) -> Option<KeyPath> {
+    let segments = path.segments();
+    let mut depth = segments.len();
+    while depth > 0 {
+        let prefix = KeyPath::from_segments(segments[..depth].to_vec());
+        if remove_exact(root, prefix.segments()) {
+            return Some(prefix);
+        }
+        depth -= 1;
+    }
+    None
+}
+
+fn remove_exact(node: &mut Value, segments: &[Segment]) -> bool {
+    let node = match node {
+        Value::Tagged(tagged) => &mut tagged.value,
+        other => other,
+    };
+    let Some((first, rest)) = segments.split_first() else {
+        return false;
+    };
+    match (first, node) {
+        (Segment::Key(key), Value::Mapping(map)) => {
+            let Some(found) = map
+                .keys()
+                .find(|k| key_text(k).as_deref() == Some(key))
+                .cloned()
+            else {
+                return false;
+            };
+            if rest.is_empty() {
+                map.remove(&found).is_some()
+            } else {
+                map.get_mut(&found)
+                    .is_some_and(|child| remove_exact(child, rest))
+            }
+        }
+        (Segment::Index(index), Value::Sequence(list)) if *index < list.len() => {
+            if rest.is_empty() {
+                list.remove(*index);
+                true
+            } else {
+                remove_exact(&mut list[*index], rest)
+            }
+        }
+        _ => false,
+    }
+}
+
+fn key_text(key: &Value) -> Option<String> {
+    match key {
+        Value::String(text) => Some(text.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => Some("null".to_owned()),
+        _ => None,
+    }
+}
+
 /// Lays `overlay` over `base`: maps merge key by key, all else replaces.
 /// A null in the overlay changes nothing, so an empty `rancher:` in a
 /// higher layer does not wipe the defaults beneath it.
@@ -138,6 +202,17 @@ mod tests {
         assert_eq!(get(&tree, &path("a.b[2]")), None);
         assert_eq!(get(&tree, &path("a.b.c")), None);
         assert_eq!(get(&tree, &path("a.b[0].c")), None);
+    }
+
+    #[test]
+    fn remove_takes_the_deepest_part_that_is_there() {
+        let mut tree = yaml("a: {b: [x, {c: 3}], 1: y}\nd: 1");
+        assert_eq!(remove(&mut tree, &path("a.b[1].c")), Some(path("a.b[1].c")));
+        assert_eq!(remove(&mut tree, &path("a.b[0]")), Some(path("a.b[0]")));
+        assert_eq!(remove(&mut tree, &path("a.\"1\"")), Some(path("a.\"1\"")));
+        assert_eq!(remove(&mut tree, &path("d.missing")), Some(path("d")));
+        assert_eq!(remove(&mut tree, &path("zz.y")), None);
+        assert_eq!(tree, yaml("a: {b: [{}]}"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_norway::Value;
 
-use crate::check::{ConfigErrors, Warning, check_document, check_value};
+use crate::check::{ConfigError, ConfigErrors, Warning, check_document_dropping, check_value};
 use crate::layers::ConfigPaths;
 use crate::schema::Hostname;
 use crate::store::{Access, private_dir, write_file};
@@ -129,6 +129,9 @@ pub struct UserConfig {
     pub script: Option<Vec<u8>>,
     /// What the checker warned about.
     pub warnings: Vec<Warning>,
+    /// Invalid or unknown keys left out (with their lines in the
+    /// user-data as delivered); the rest is saved and applies.
+    pub dropped: Vec<ConfigError>,
 }
 
 impl UserData {
@@ -136,9 +139,13 @@ impl UserData {
     /// `ssh_authorized_keys` from the metadata where the user did not.
     pub fn to_user_config(&self) -> Result<UserConfig, UserDataError> {
         let (checked, script) = match &self.payload {
-            Payload::CloudConfig(text) => {
-                (check_document(text).map_err(UserDataError::Invalid)?, None)
-            }
+            // Each invalid key is left out alone (and reported by the
+            // caller from `dropped`); text that is no YAML mapping is
+            // refused, so the user-data saved before stays.
+            Payload::CloudConfig(text) => (
+                check_document_dropping(text).map_err(UserDataError::Invalid)?,
+                None,
+            ),
             Payload::Script(script) => (
                 check_value(Value::Null).map_err(UserDataError::Invalid)?,
                 Some(script.clone()),
@@ -176,6 +183,7 @@ impl UserData {
             value,
             script,
             warnings: checked.warnings,
+            dropped: checked.dropped,
         })
     }
 

@@ -5,6 +5,8 @@
 //! KVM is used when it really runs a guest; otherwise TCG, with timeouts
 //! sized for it. Nothing is skipped: a missing image or QEMU is a failure.
 
+pub mod imds;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -17,7 +19,16 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long one console command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The built image parts, from `target/image/`.
+/// Where the image under test is: `$ROS_IMAGE_DIR` (for example an
+/// `image-build --out` directory of its own), else `target/image/`.
+pub fn image_dir() -> PathBuf {
+    match std::env::var_os("ROS_IMAGE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image"),
+    }
+}
+
+/// The built image parts, from [`image_dir`].
 #[derive(Debug, Clone)]
 pub struct Image {
     pub vmlinuz: PathBuf,
@@ -29,7 +40,7 @@ impl Image {
     /// The image `image-build` wrote. Panics (the test fails) when a part
     /// is missing, saying how to build it.
     pub fn built() -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image");
+        let dir = image_dir();
         let image = Self {
             vmlinuz: dir.join("vmlinuz"),
             initrd: dir.join("initrd"),
@@ -73,6 +84,7 @@ pub struct VmBuilder {
     memory_mib: u32,
     extra: Vec<String>,
     monitor: bool,
+    uefi: bool,
 }
 
 impl VmBuilder {
@@ -83,6 +95,7 @@ impl VmBuilder {
             memory_mib: 1024,
             extra: Vec::new(),
             monitor: false,
+            uefi: false,
         }
     }
 
@@ -102,7 +115,7 @@ impl VmBuilder {
     /// Boots the built kernel with an initrd of the test's own (no ISO
     /// needed) and exactly this command line.
     pub fn own_initrd(initrd: &Path, append: &str) -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image");
+        let dir = image_dir();
         let vmlinuz = dir.join("vmlinuz");
         assert!(
             vmlinuz.is_file(),
@@ -131,6 +144,27 @@ impl VmBuilder {
     pub fn drive(self, file: &Path) -> Self {
         self.arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", file.display()))
+    }
+
+    /// A raw disk image on NVMe, as EC2's Nitro machines attach volumes:
+    /// `/dev/nvme0n1` for the first.
+    pub fn nvme(self, file: &Path) -> Self {
+        let id = format!("nvme{}", next_id());
+        self.arg("-drive")
+            .arg(format!(
+                "if=none,id={id},file={},format=raw",
+                file.display()
+            ))
+            .arg("-device")
+            .arg(format!("nvme,drive={id},serial={id}"))
+    }
+
+    /// Boots with UEFI firmware (OVMF, Debian package `ovmf`) instead of
+    /// SeaBIOS. Each machine gets its own copy of the variable store, so
+    /// boot entries one firmware run writes never reach another test.
+    pub fn uefi(mut self) -> Self {
+        self.uefi = true;
+        self
     }
 
     /// More QEMU arguments (drives, network devices).
@@ -203,14 +237,40 @@ impl VmBuilder {
         command
             .args(["-d", "cpu_reset,guest_errors", "-D"])
             .arg(&qemu_log);
+        let firmware_vars = self.uefi.then(|| {
+            let vars = std::env::temp_dir().join(format!(
+                "ros-qemu-ovmf-vars-{}-{}.fd",
+                std::process::id(),
+                next_id()
+            ));
+            std::fs::copy(OVMF_VARS, &vars)
+                .unwrap_or_else(|e| panic!("copying {OVMF_VARS}: {e} (apt-get install ovmf)"));
+            command
+                .args(["-drive"])
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                ))
+                .args(["-drive"])
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
+            vars
+        });
         command.args(&self.extra);
         let mut vm = Vm::spawn(command);
         vm.monitor = monitor;
         vm.qemu_log = Some(qemu_log);
+        vm.firmware_vars = firmware_vars;
         vm.builder = Some(again);
         vm
     }
 }
+
+/// OVMF, the UEFI firmware for QEMU, from Debian's `ovmf`: the code
+/// (read-only) and the pristine variable store each machine copies.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 fn next_id() -> usize {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -292,6 +352,8 @@ pub struct Vm {
     commands: usize,
     monitor: Option<PathBuf>,
     qemu_log: Option<PathBuf>,
+    /// This machine's copy of the UEFI variable store, removed with it.
+    firmware_vars: Option<PathBuf>,
     /// How to boot it again (see [`Vm::wait_ready`]); `None` once used.
     builder: Option<VmBuilder>,
     boots: usize,
@@ -336,6 +398,7 @@ impl Vm {
             commands: 0,
             monitor: None,
             qemu_log: None,
+            firmware_vars: None,
             builder: None,
             boots: 1,
         }
@@ -642,7 +705,10 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
-        for path in [&self.monitor, &self.qemu_log].into_iter().flatten() {
+        for path in [&self.monitor, &self.qemu_log, &self.firmware_vars]
+            .into_iter()
+            .flatten()
+        {
             let _ = std::fs::remove_file(path);
         }
     }

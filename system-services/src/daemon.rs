@@ -58,8 +58,12 @@ impl DaemonConfig {
     }
 
     /// The daemon's config. Plugins neither daemon has a use for are off:
-    /// snapshotters for file systems we do not ship, tracing; CRI unless
-    /// asked for (that is the user containerd's job). CRI's runc runtime
+    /// snapshotters for file systems we do not ship, tracing, the cgroup
+    /// metrics collector and the restart monitor (`ros` supervises tasks
+    /// itself); CRI unless asked for (that is the user containerd's job).
+    /// The image's containerd is built without most of them
+    /// (image-build/src/containerd.rs); the list still matters for
+    /// Debian's full build, which the host tests run. CRI's runc runtime
     /// runs crun, the one OCI runtime in the image.
     pub fn toml(&self) -> String {
         let cri_off = if self.cri {
@@ -87,6 +91,8 @@ disabled_plugins = [{cri_off}
   "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing",
   "io.containerd.internal.v1.opt",
+  "io.containerd.internal.v1.restart",
+  "io.containerd.monitor.v1.cgroups",
 ]
 
 [grpc]
@@ -113,6 +119,31 @@ mod tests {
         assert!(text.contains(r#"root = "/var/lib/system-containerd""#));
         assert!(text.contains(r#"state = "/run/system-containerd""#));
         assert!(text.contains(r#"address = "/run/system-containerd/containerd.sock""#));
+    }
+
+    #[test]
+    fn neither_daemon_runs_the_metrics_collector_or_the_restart_monitor() {
+        for text in [DaemonConfig::system().toml(), DaemonConfig::user().toml()] {
+            let disabled = text
+                .split_once("disabled_plugins = [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(list, _)| list)
+                .expect("a disabled_plugins list");
+            for plugin in [
+                "io.containerd.monitor.v1.cgroups",
+                "io.containerd.internal.v1.restart",
+                "io.containerd.snapshotter.v1.btrfs",
+            ] {
+                assert!(
+                    disabled.contains(&format!("\"{plugin}\",")),
+                    "{plugin}: {text}"
+                );
+            }
+            assert!(
+                !disabled.contains("overlayfs"),
+                "the snapshotter stays: {text}"
+            );
+        }
     }
 
     #[test]

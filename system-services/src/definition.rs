@@ -4,7 +4,9 @@
 //!
 //! Files PID 1 wrote for a service (`write_files` entries with
 //! `container: <name>`, under [`CONTAINER_FILES_DIR`]`/<name>`) become
-//! read-only binds over the same paths in its root.
+//! read-only binds over the same paths in its root; links there share the
+//! machine's own files and mounts with it (the console's view of
+//! `write_files` without `container:` and of `mounts`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -206,7 +208,8 @@ pub fn resolve(
     if definition.scope() == Ok(Scope::User) {
         problems.add(
             format!("labels.{}", schema::service::SCOPE_LABEL),
-            "`user` services run in the user containerd, which does not run them yet; use `system`",
+            "`user`: this service is NOT run (RancherOS ran it in its user Docker; here run it \
+             with `ros run` on the user containerd, or make it `system`)",
         );
     }
     let mut after = label_names(definition.after(), &mut problems, "after");
@@ -248,7 +251,11 @@ pub fn resolve(
     // After the volumes: a file given for a path inside a bound
     // directory is mounted over it.
     match container_files(&context.files_dir.join(name)) {
-        Ok(files) => mounts.extend(files),
+        Ok(files) => {
+            let shared = |file: &BindMount| already_shared(&mounts, file);
+            let files: Vec<BindMount> = files.into_iter().filter(|f| !shared(f)).collect();
+            mounts.extend(files);
+        }
         Err(problem) => problems.add("write_files", problem),
     }
     mounts.extend(host_names(host, &context.etc_dir, &mounts));
@@ -274,6 +281,18 @@ pub fn resolve(
             format!("{shares} is outside 2..262144 (1024 is the default)"),
         );
     }
+    let hostname = definition.hostname.as_ref().and_then(|name| {
+        if host.uts {
+            problems.add(
+                "hostname",
+                "a service with `uts: host` has the machine's host name; leave one of them out",
+            );
+            None
+        } else {
+            Some(name.as_str().to_owned())
+        }
+    });
+    let rlimits = rlimits(definition, &mut problems);
     let restart = match definition.restart {
         None | Some(schema::RestartPolicy::No) => RestartPolicy::No,
         Some(schema::RestartPolicy::Always) => RestartPolicy::Always,
@@ -294,6 +313,8 @@ pub fn resolve(
         env,
         working_dir,
         user,
+        hostname,
+        rlimits,
         host,
         privileged: definition.privileged,
         capabilities,
@@ -349,8 +370,22 @@ fn host_names(host: HostNamespaces, etc_dir: &Path, own: &[BindMount]) -> Vec<Bi
         .collect()
 }
 
+/// Whether `file`, a path of the machine shared at the same path, is in
+/// the service's view already through a writable volume of the same
+/// directory (`/home:/home`): binding it again would only pin its inode.
+fn already_shared(volumes: &[BindMount], file: &BindMount) -> bool {
+    file.source == file.destination
+        && volumes.iter().any(|volume| {
+            volume.source == volume.destination
+                && !volume.read_only
+                && file.destination.starts_with(&volume.destination)
+        })
+}
+
 /// A read-only bind for every file below `dir` (none when it does not
-/// exist), over the same path in the service's root, in path order.
+/// exist), over the same path in the service's root, in path order; a
+/// symbolic link to an absolute path there binds that path of the
+/// machine instead, read-write.
 pub fn container_files(dir: &Path) -> Result<Vec<BindMount>, String> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -368,7 +403,24 @@ pub fn container_files(dir: &Path) -> Result<Vec<BindMount>, String> {
             let kind = entry
                 .file_type()
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            if kind.is_dir() {
+            if kind.is_symlink()
+                && let Ok(relative) = path.strip_prefix(dir)
+            {
+                // A link shares the machine's own file or directory there,
+                // read-write (PID 1 makes these for the console).
+                let target = std::fs::read_link(&path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                // One gone since (removed on the machine) is left out: a
+                // bind of nothing would keep the service from starting.
+                if target.is_absolute() && target.exists() {
+                    found.push(BindMount {
+                        destination: Path::new("/").join(relative),
+                        source: target,
+                        read_only: false,
+                        propagation: None,
+                    });
+                }
+            } else if kind.is_dir() {
                 pending.push(path);
             } else if kind.is_file()
                 && let Ok(relative) = path.strip_prefix(dir)
@@ -507,6 +559,18 @@ fn environment(
     problems: &mut Problems,
 ) -> Vec<String> {
     let mut env = Vec::new();
+    let files = match &definition.env_file {
+        None => Vec::new(),
+        Some(StringOrList::String(file)) => vec![file.clone()],
+        Some(StringOrList::List(files)) => files.clone(),
+    };
+    let mut from_files: Vec<(String, String)> = Vec::new();
+    for file in files {
+        match env_file(Path::new(&file)) {
+            Ok(entries) => from_files.extend(entries),
+            Err(problem) => problems.add("env_file", problem),
+        }
+    }
     for (key, value) in &definition.environment.0 {
         if key.is_empty() || key.contains('=') {
             problems.add("environment", format!("`{key}` is not a variable name"));
@@ -522,12 +586,90 @@ fn environment(
         }
     }
     let name = |entry: &str| entry.split('=').next().unwrap_or_default().to_string();
+    // `environment` wins over the files; a later file over an earlier one.
+    for (key, value) in from_files.into_iter().rev() {
+        if !env.iter().any(|own| name(own) == key) {
+            env.push(format!("{key}={value}"));
+        }
+    }
     for default in &context.defaults {
         if !env.iter().any(|own| name(own) == name(default)) {
             env.push(default.clone());
         }
     }
     env
+}
+
+/// The `KEY=value` lines of an env file, as Compose reads them: blank
+/// lines and `#` comments skipped, the value taken as written.
+fn env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    if !path.is_absolute() {
+        return Err(format!("`{}` is not an absolute path", path.display()));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut entries = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() && !key.contains(char::is_whitespace) => {
+                entries.push((key.to_owned(), value.to_owned()));
+            }
+            _ => {
+                return Err(format!(
+                    "{} line {}: `{line}` is not KEY=value",
+                    path.display(),
+                    number + 1
+                ));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The resource names `ulimits` takes: `RLIMIT_<NAME>`.
+pub const RLIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+fn rlimits(definition: &schema::Service, problems: &mut Problems) -> Vec<crate::service::Rlimit> {
+    definition
+        .ulimits
+        .iter()
+        .filter_map(|(name, limit)| {
+            if RLIMITS.contains(&name.as_str()) {
+                Some(crate::service::Rlimit {
+                    name: name.clone(),
+                    soft: limit.soft,
+                    hard: limit.hard,
+                })
+            } else {
+                problems.add(
+                    format!("ulimits.{name}"),
+                    format!("not a resource limit ({})", RLIMITS.join(", ")),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 fn label_names(
@@ -834,6 +976,107 @@ mod tests {
     }
 
     #[test]
+    fn links_share_the_machines_paths_read_write_unless_a_volume_shares_them_already() {
+        let f = fixture();
+        let files = f.context.files_dir.join("console");
+        std::fs::create_dir_all(files.join("etc")).unwrap();
+        std::fs::create_dir_all(files.join("mnt")).unwrap();
+        // The machine's paths, in a temporary directory standing for `/`.
+        let machine = f.context.images_dir.join("machine");
+        std::fs::create_dir_all(machine.join("etc")).unwrap();
+        std::fs::create_dir_all(machine.join("mnt/data")).unwrap();
+        std::fs::write(machine.join("etc/motd"), "hi").unwrap();
+        std::os::unix::fs::symlink(machine.join("etc/motd"), files.join("etc/motd")).unwrap();
+        std::os::unix::fs::symlink(machine.join("mnt/data"), files.join("mnt/data")).unwrap();
+        // Removed on the machine since: left out.
+        std::os::unix::fs::symlink(machine.join("gone"), files.join("etc/gone")).unwrap();
+        // Under a directory the console binds from the machine already
+        // (as it does /home): the same path on both sides.
+        let home = machine.join("home");
+        std::fs::create_dir_all(home.join("rancher/a")).unwrap();
+        let in_files = files.join(home.strip_prefix("/").unwrap()).join("rancher");
+        std::fs::create_dir_all(&in_files).unwrap();
+        std::os::unix::fs::symlink(home.join("rancher/a"), in_files.join("a")).unwrap();
+        std::fs::write(files.join("etc/os-release"), "NAME=ros\n").unwrap();
+        let yaml = format!(
+            "console:\n  image: ros/console\n  command: [sh]\n  volumes: ['{0}:{0}']\n",
+            home.display()
+        );
+        let all = definitions(&yaml);
+        let (name, def) = all.iter().next().unwrap();
+        let service = resolve(name.as_str(), def, &all, &f.context).unwrap();
+        let binds: Vec<_> = service
+            .mounts
+            .iter()
+            .map(|m| (m.source.clone(), m.destination.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            binds,
+            vec![
+                (home.clone(), home.clone(), false),
+                (machine.join("etc/motd"), "/etc/motd".into(), false),
+                (files.join("etc/os-release"), "/etc/os-release".into(), true),
+                (machine.join("mnt/data"), "/mnt/data".into(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn hostname_env_file_and_ulimits_are_applied() {
+        let f = fixture();
+        let env = f.context.images_dir.join("web.env");
+        std::fs::write(&env, "# settings\nMODE=file\nFROM_FILE=yes\n\nEMPTY=\n").unwrap();
+        let yaml = format!(
+            "web:\n  image: ros/console\n  command: [sh]\n  hostname: web-1\n  env_file: {}\n  environment: {{MODE: own}}\n  ulimits: {{nofile: {{soft: 1024, hard: 4096}}, nproc: 500}}\n",
+            env.display()
+        );
+        let all = definitions(&yaml);
+        let (name, def) = all.iter().next().unwrap();
+        let service = resolve(name.as_str(), def, &all, &f.context).unwrap();
+        assert_eq!(service.hostname.as_deref(), Some("web-1"));
+        assert_eq!(service.env, ["MODE=own", "EMPTY=", "FROM_FILE=yes"]);
+        assert_eq!(
+            service.rlimits,
+            [
+                crate::service::Rlimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 4096
+                },
+                crate::service::Rlimit {
+                    name: "nproc".into(),
+                    soft: 500,
+                    hard: 500
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_env_file_ulimit_or_hostname_is_named_by_its_key() {
+        let f = fixture();
+        let env = f.context.images_dir.join("bad.env");
+        std::fs::write(&env, "OK=1\nnot a setting\n").unwrap();
+        let yaml = format!(
+            "web:\n  image: ros/console\n  command: [sh]\n  uts: host\n  hostname: web-1\n  env_file: [{}, relative.env]\n  ulimits: {{files: 10}}\n",
+            env.display()
+        );
+        let all = definitions(&yaml);
+        let (name, def) = all.iter().next().unwrap();
+        let errors = resolve(name.as_str(), def, &all, &f.context).unwrap_err();
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["env_file", "env_file", "hostname", "ulimits.files"]);
+        assert_eq!(
+            errors.0[0].problem,
+            format!("{} line 2: `not a setting` is not KEY=value", env.display())
+        );
+        assert_eq!(
+            errors.0[1].problem,
+            "`relative.env` is not an absolute path"
+        );
+    }
+
+    #[test]
     fn a_service_without_files_gets_no_file_binds() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(container_files(&dir.path().join("none")), Ok(Vec::new()));
@@ -988,6 +1231,19 @@ keys:
         let (found, text) = problems("web:\n  image: ros/console\n");
         assert_eq!(found, [("web".into(), "command".into())]);
         assert!(text.contains("no default command"), "{text}");
+    }
+
+    #[test]
+    fn a_user_scope_service_is_reported_as_not_run_naming_it() {
+        let errors = resolve_one(
+            "web:\n  image: ros/console\n  command: [sh]\n  labels: {io.rancher.os.scope: user}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "service web: labels.io.rancher.os.scope: `user`: this service is NOT run (RancherOS ran \
+             it in its user Docker; here run it with `ros run` on the user containerd, or make it `system`)"
+        );
     }
 
     #[test]

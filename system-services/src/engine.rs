@@ -13,7 +13,9 @@ use crate::order::Plan;
 use crate::restart::Backoff;
 use crate::runtime::ContainerRuntime;
 use crate::service::{Service, ServiceName};
-use crate::supervisor::{ServiceStatus, Supervised, finished, settled, supervise};
+use crate::supervisor::{
+    Milestone, Observer, ServiceStatus, Supervised, finished, settled, supervise_observed,
+};
 
 /// A request about a service the engine does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +47,31 @@ pub struct Engine<R> {
     slots: Mutex<BTreeMap<ServiceName, Slot>>,
     /// Names in the order they were (last) started, for stopping in reverse.
     started: Mutex<Vec<ServiceName>>,
+    observer: Watcher,
+    /// Bumped whenever a service gets a slot, for [`Engine::status_when_known`].
+    known: watch::Sender<u64>,
+}
+
+/// The [`Observer`], if any: told each service's milestones.
+#[derive(Default)]
+struct Watcher(Option<Observer>);
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(observer)"
+        } else {
+            "None"
+        })
+    }
+}
+
+impl Watcher {
+    fn tell(&self, name: &ServiceName, milestone: Milestone) {
+        if let Some(observer) = &self.0 {
+            observer(name, milestone);
+        }
+    }
 }
 
 impl<R: ContainerRuntime> Engine<R> {
@@ -55,7 +82,17 @@ impl<R: ContainerRuntime> Engine<R> {
             log_dir: log_dir.into(),
             slots: Mutex::new(BTreeMap::new()),
             started: Mutex::new(Vec::new()),
+            observer: Watcher::default(),
+            known: watch::Sender::new(0),
         }
+    }
+
+    /// Tells `observer` when each service begins, is created, started and
+    /// settled: the boot timeline.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Watcher(Some(observer));
+        self
     }
 
     /// The log file of `name`.
@@ -105,6 +142,7 @@ impl<R: ContainerRuntime> Engine<R> {
                 }
                 let name = service.name.clone();
                 let detach = service.detach;
+                self.observer.tell(&name, Milestone::Begun);
                 let mut status = self.start(service).await;
                 if !detach {
                     // A one-shot job: the services after it wait for it to finish.
@@ -112,6 +150,7 @@ impl<R: ContainerRuntime> Engine<R> {
                         status = finished(supervised).await;
                     }
                 }
+                self.observer.tell(&name, Milestone::Settled);
                 done.send_replace(true);
                 (name, status)
             })
@@ -142,11 +181,12 @@ impl<R: ContainerRuntime> Engine<R> {
         }
         let name = service.name.clone();
         let log = self.log_file(&name);
-        let supervised = supervise(
+        let supervised = supervise_observed(
             Arc::clone(&self.runtime),
             service.clone(),
             log,
             Backoff::default(),
+            self.observer.0.clone(),
         );
         let status = supervised.status();
         {
@@ -163,6 +203,7 @@ impl<R: ContainerRuntime> Engine<R> {
             started.retain(|n| *n != name);
             started.push(name.clone());
         }
+        self.known.send_modify(|n| *n += 1);
         settled(status).await
     }
 
@@ -229,6 +270,19 @@ impl<R: ContainerRuntime> Engine<R> {
     /// The live status of one service, if the engine knows it.
     pub fn status_of(&self, name: &ServiceName) -> Option<watch::Receiver<ServiceStatus>> {
         self.slots().get(name).map(|slot| slot.status.clone())
+    }
+
+    /// The live status of `name` once the engine knows it: what waits
+    /// for a service that a plan starts later (the console, for `ready`).
+    pub async fn status_when_known(&self, name: &ServiceName) -> watch::Receiver<ServiceStatus> {
+        let mut known = self.known.subscribe();
+        loop {
+            if let Some(status) = self.status_of(name) {
+                return status;
+            }
+            // The engine holds the sender: this only ends with it.
+            let _ = known.changed().await;
+        }
     }
 
     /// Stops every service, the last started first.
@@ -308,6 +362,58 @@ mod tests {
         assert_eq!(created(&runtime), ["udev", "syslog", "console"]);
         engine.stop_all().await;
         assert_eq!(removed(&runtime), ["console", "syslog", "udev"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_observer_sees_each_start_step_in_order() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer: Observer = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |name: &ServiceName, milestone: Milestone| {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{name} {}", milestone.word()));
+            })
+        };
+        let engine = engine(&runtime).with_observer(observer);
+        let services = [service("console", &["udev"]), service("udev", &[])];
+        let plan = plan(&services, |_| false);
+        engine.start_plan(&services, &plan).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "udev begun",
+                "udev created",
+                "udev started",
+                "udev settled",
+                "console begun",
+                "console created",
+                "console started",
+                "console settled"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_started_later_is_awaited_until_known() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let engine = Arc::new(engine(&runtime));
+        let waiter = {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move { engine.status_when_known(&name("console")).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished());
+        engine.start(service("udev", &[])).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished(), "udev is not the console");
+        engine.start(service("console", &[])).await;
+        let status = waiter.await.unwrap();
+        assert!(matches!(
+            status.borrow().state,
+            ServiceState::Running { .. }
+        ));
     }
 
     #[tokio::test(start_paused = true)]

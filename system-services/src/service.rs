@@ -139,6 +139,15 @@ pub struct Limits {
     pub cpu_shares: Option<u64>,
 }
 
+/// One resource limit (`ulimits`): the `RLIMIT_*` name in lower case
+/// without the prefix (`nofile`), and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
 /// Everything needed to run one system service as a container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
@@ -158,6 +167,10 @@ pub struct Service {
     pub working_dir: Option<PathBuf>,
     /// Else the image's, else root.
     pub user: Option<User>,
+    /// The host name in its own UTS namespace; its name when `None`.
+    pub hostname: Option<String>,
+    /// Resource limits; the rest are inherited from PID 1.
+    pub rlimits: Vec<Rlimit>,
     pub host: HostNamespaces,
     /// All capabilities, every device, no masked paths: for the few
     /// services that manage the machine itself.
@@ -221,6 +234,8 @@ impl Service {
             env: Vec::new(),
             working_dir: None,
             user: None,
+            hostname: None,
+            rlimits: Vec::new(),
             host: HostNamespaces::default(),
             privileged: false,
             capabilities: default_capabilities(),

@@ -12,8 +12,8 @@ use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
     LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::root::{PreparedRoot, Root};
@@ -36,6 +36,8 @@ pub enum SpecError {
         "the image's user {0:?} is a name; registry images need a numeric `user: UID[:GID]` in the definition"
     )]
     ImageUser(String),
+    #[error("ulimits.{0}: not a resource limit")]
+    Rlimit(String),
     #[error(transparent)]
     Oci(#[from] OciSpecError),
 }
@@ -131,9 +133,10 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
         .cwd(cwd)
         .capabilities(capabilities)
         .no_new_privileges(!service.privileged)
-        // None set: limits are inherited from PID 1 through containerd,
-        // rather than raised here beyond what the machine allows.
-        .rlimits(Vec::new())
+        // Only those the service sets (`ulimits`): the rest are inherited
+        // from PID 1 through containerd, not raised here beyond what the
+        // machine allows.
+        .rlimits(rlimits(service)?)
         .build()?;
 
     // Every list is written, empty ones too: the builders' defaults are
@@ -195,7 +198,12 @@ pub fn build(service: &Service, prepared: &PreparedRoot) -> Result<Spec, SpecErr
         .build()?;
     // A service with its own UTS namespace is named after itself; one that
     // shares the host's keeps the host's name.
-    spec.set_hostname((!service.host.uts).then(|| service.name.to_string()));
+    spec.set_hostname((!service.host.uts).then(|| {
+        service
+            .hostname
+            .clone()
+            .unwrap_or_else(|| service.name.to_string())
+    }));
     // One containerd-shim for every service (the runc shim groups the
     // containers whose specs carry the same group, as CRI does for a pod):
     // each shim is a Go process of about 11 MB resident, the services
@@ -259,6 +267,24 @@ pub fn all_capabilities() -> HashSet<Capability> {
     ]
     .into_iter()
     .collect()
+}
+
+/// The service's `ulimits` as OCI rlimits.
+fn rlimits(service: &Service) -> Result<Vec<PosixRlimit>, SpecError> {
+    service
+        .rlimits
+        .iter()
+        .map(|limit| {
+            let typ: PosixRlimitType = format!("RLIMIT_{}", limit.name.to_ascii_uppercase())
+                .parse()
+                .map_err(|_| SpecError::Rlimit(limit.name.clone()))?;
+            Ok(PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(limit.soft)
+                .hard(limit.hard)
+                .build()?)
+        })
+        .collect()
 }
 
 /// The namespaces the service owns; the ones it shares with the host are
@@ -633,6 +659,35 @@ mod tests {
             vec![Mount, Cgroup, Network, Pid, Ipc, Uts]
         );
         assert_eq!(spec.hostname().as_deref(), Some("ntp"));
+    }
+
+    #[test]
+    fn hostname_and_ulimits_reach_the_spec() {
+        let spec = build(&service(), &PreparedRoot::dir()).unwrap();
+        // Named after itself, no limits of its own by default.
+        assert_eq!(spec.hostname().as_deref(), Some("ntp"));
+        assert_eq!(
+            spec.process().as_ref().unwrap().rlimits().as_deref(),
+            Some(&[][..])
+        );
+        let mut s = service();
+        s.hostname = Some("time-1".into());
+        s.rlimits = vec![crate::service::Rlimit {
+            name: "nofile".into(),
+            soft: 1024,
+            hard: 65536,
+        }];
+        let spec = build(&s, &PreparedRoot::dir()).unwrap();
+        assert_eq!(spec.hostname().as_deref(), Some("time-1"));
+        let limits = spec.process().as_ref().unwrap().rlimits().clone().unwrap();
+        assert_eq!(limits.len(), 1);
+        assert_eq!(limits[0].typ(), PosixRlimitType::RlimitNofile);
+        assert_eq!((limits[0].soft(), limits[0].hard()), (1024, 65536));
+        s.rlimits[0].name = "bogus".into();
+        assert!(matches!(
+            build(&s, &PreparedRoot::dir()),
+            Err(SpecError::Rlimit(name)) if name == "bogus"
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tonic::Code;
 
 use crate::restart::Backoff;
 use crate::runtime::{ContainerRuntime, RuntimeError, TaskStatus};
-use crate::service::Service;
+use crate::service::{Service, ServiceName};
 use crate::spec::SpecError;
 
 /// How often to look again while containerd itself is away.
@@ -70,6 +70,36 @@ pub struct ServiceStatus {
     /// When it entered this state (wall clock): "running since".
     pub since: SystemTime,
 }
+
+/// A step of a service's start, for the boot timeline (`ros analyze`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    /// What it comes after has settled: its start begins.
+    Begun,
+    /// Its root is ready and its container exists.
+    Created,
+    /// Its task runs.
+    Started,
+    /// Dependants may start: it runs, or (a one-shot job) has finished,
+    /// or it failed.
+    Settled,
+}
+
+impl Milestone {
+    /// One word, as the timeline records it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Begun => "begun",
+            Self::Created => "created",
+            Self::Started => "started",
+            Self::Settled => "settled",
+        }
+    }
+}
+
+/// Told each [`Milestone`] of each service; cheap and never blocking (it
+/// runs on the supervisors' task).
+pub type Observer = Arc<dyn Fn(&ServiceName, Milestone) + Send + Sync>;
 
 /// A service under supervision.
 #[derive(Debug)]
@@ -142,6 +172,18 @@ pub fn supervise<R: ContainerRuntime>(
     log: PathBuf,
     backoff: Backoff,
 ) -> Supervised {
+    supervise_observed(runtime, service, log, backoff, None)
+}
+
+/// [`supervise`], telling `observer` when the container is created and
+/// its task started.
+pub fn supervise_observed<R: ContainerRuntime>(
+    runtime: Arc<R>,
+    service: Service,
+    log: PathBuf,
+    backoff: Backoff,
+    observer: Option<Observer>,
+) -> Supervised {
     let initial = ServiceStatus {
         state: ServiceState::Starting,
         restarts: 0,
@@ -160,6 +202,7 @@ pub fn supervise<R: ContainerRuntime>(
         keep_running: keep_running_rx,
         starts: 0,
         failures: 0,
+        observer,
     };
     Supervised {
         status,
@@ -179,6 +222,7 @@ struct Job<R> {
     starts: u32,
     /// Non-zero exits in a row (for `on-failure:N`).
     failures: u32,
+    observer: Option<Observer>,
 }
 
 /// What one look at the runtime found.
@@ -309,6 +353,7 @@ impl<R: ContainerRuntime> Job<R> {
             }
             other => other?,
         }
+        self.observe(Milestone::Created);
         Ok(prepared.mounts)
     }
 
@@ -320,6 +365,7 @@ impl<R: ContainerRuntime> Job<R> {
             .start_task(&self.id, &self.log, &rootfs)
             .await?;
         self.starts += 1;
+        self.observe(Milestone::Started);
         tracing::info!(service = %self.id, pid, "started");
         Ok(pid)
     }
@@ -404,6 +450,12 @@ impl<R: ContainerRuntime> Job<R> {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = keep_running.wait_for(|wanted| !wanted) => {}
+        }
+    }
+
+    fn observe(&self, milestone: Milestone) {
+        if let Some(observer) = &self.observer {
+            observer(&self.service.name, milestone);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The first steps of PID 1: early mounts, the kernel command line, and the
 //! switch from the initramfs to the real root.
 
+pub mod grow;
 pub mod loopdev;
 pub mod mounts;
 pub mod prefetch;

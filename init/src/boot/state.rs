@@ -62,6 +62,9 @@ pub struct StatePaths {
     pub mount: PathBuf,
     /// The root the persistent directories are bound into.
     pub root: PathBuf,
+    /// Where the partition's disk is looked up to grow it to the disk
+    /// ([`super::grow`]); `None`: never grown (tests with fake devices).
+    pub grow: Option<super::grow::GrowPaths>,
 }
 
 impl StatePaths {
@@ -69,6 +72,7 @@ impl StatePaths {
         Self {
             mount: PathBuf::from("/run/ros/state"),
             root: PathBuf::from("/"),
+            grow: Some(super::grow::GrowPaths::system()),
         }
     }
 }
@@ -246,6 +250,11 @@ pub async fn mount(
         Some(fstype) if fstype != "auto" => fstype,
         _ => found_fs.unwrap_or(DEFAULT_FSTYPE),
     };
+    // A disk larger than its table (the EC2 image on a bigger volume):
+    // the partition grows first, its file system once mounted.
+    if let Some(grow) = &paths.grow {
+        super::grow::before_mount(grow, &device);
+    }
     host.create_dir_all(&paths.mount)?;
     host.mount(
         &device.display().to_string(),
@@ -254,6 +263,9 @@ pub async fn mount(
         MsFlags::MS_NOATIME,
         None,
     )?;
+    if paths.grow.is_some() && fstype == "ext4" {
+        super::grow::after_mount(&device, &paths.mount);
+    }
     let state_root = paths.mount.join(directory);
     for dir in PERSISTENT {
         let persistent = state_root.join(dir);
@@ -449,6 +461,7 @@ mod tests {
         let paths = StatePaths {
             mount: dir.path().join("state"),
             root: dir.path().join("root"),
+            grow: None,
         };
         std::fs::create_dir_all(paths.root.join("var/lib/rancher/conf")).unwrap();
         std::fs::create_dir_all(paths.root.join("home/rancher")).unwrap();

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use os_config::check::check_document_dropping;
 use os_config::parse::value::parse_value;
 use os_config::schema::keys::{self, Support};
 use os_config::{ConfigPaths, KeyPath, Layers, Store, Warning, check_document, check_key_path};
@@ -68,13 +69,16 @@ enum ConfigCommand {
         #[arg(long)]
         private: bool,
     },
-    /// Check a cloud-config document; exit 1 listing every problem.
+    /// Check a cloud-config document; exit 1 listing every problem (each
+    /// with its line and, for an unknown key, the nearest valid one).
+    /// Warnings go to standard error and leave the exit status 0.
     Validate {
         /// Read the document from FILE instead of standard input.
         #[arg(short = 'i', long = "input", value_name = "FILE")]
         input: Option<PathBuf>,
     },
-    /// List every valid key.
+    /// List every valid key: RancherOS v1.5's (implemented, or accepted
+    /// with a warning) and this system's own, with a note each.
     Keys,
 }
 
@@ -153,10 +157,19 @@ fn export(paths: &ConfigPaths, full: bool, private: bool) -> anyhow::Result<Exit
 
 fn validate(input: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let text = read_input(input)?;
-    match check_document(&text) {
+    // Every problem at once, as the boot finds them key by key; the
+    // warnings of what is accepted are printed either way.
+    match check_document_dropping(&text) {
         Ok(checked) => {
             print_warnings(&checked.warnings);
-            Ok(ExitCode::SUCCESS)
+            for error in &checked.dropped {
+                println!("{error}");
+            }
+            Ok(if checked.dropped.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Err(errors) => {
             for error in errors.0 {
@@ -169,15 +182,28 @@ fn validate(input: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 fn keys() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    for pattern in keys::all_patterns() {
-        let unimplemented =
-            keys::find(&pattern).is_some_and(|spec| spec.support == Support::Unimplemented);
-        if unimplemented {
-            writeln!(out, "{pattern}\t(RancherOS key, accepted but not applied)")?;
+    writeln!(out, "# KEY\tSTATUS\tORIGIN: NOTE")?;
+    for row in keys::rows() {
+        let status = match row.support {
+            Support::Implemented => "implemented",
+            Support::Unimplemented => "not implemented (warning)",
+        };
+        let origin = if row.rancheros {
+            "RancherOS"
         } else {
-            writeln!(out, "{pattern}")?;
+            "this system"
+        };
+        if row.note.is_empty() {
+            writeln!(out, "{}\t{status}\t{origin}", row.pattern)?;
+        } else {
+            writeln!(out, "{}\t{status}\t{origin}: {}", row.pattern, row.note)?;
         }
     }
+    let (known, implemented, warned) = os_config::schema::rancher_keys::counts();
+    writeln!(
+        out,
+        "# RancherOS v1.5 keys: {known} known, {implemented} implemented, {warned} accepted with a warning"
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,10 +2,12 @@
 //! Exit codes: 0 success, 1 the command failed (invalid configuration,
 //! refused change, I/O), 2 bad usage.
 
+pub mod analyze;
 pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod images;
+pub mod install;
 pub mod log_pipe;
 pub mod network;
 pub mod pull;
@@ -43,6 +45,10 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Show links, addresses, DHCP leases and routes.
     Network(network::NetworkArgs),
+    /// Install the system to a disk (GPT, BIOS and UEFI boot, the state partition).
+    Install(install::InstallArgs),
+    /// The boot's timeline: phases and services, as a table or an SVG.
+    Analyze(analyze::AnalyzeArgs),
     /// Run by containerd's shim: copy a task's output into FILE, rotated by size.
     #[command(name = "log-pipe", hide = true)]
     LogPipe { file: PathBuf },
@@ -104,6 +110,8 @@ where
         Command::Service(args) => service::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Network(args) => network::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Analyze(args) => analyze::run(args),
         Command::LogPipe { file } => log_pipe::run(&file),
         Command::Workload(command) => workload::run(command),
         Command::NetHook { phase } => net_hook(phase),

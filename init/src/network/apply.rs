@@ -303,6 +303,51 @@ interfaces:
     }
 
     #[tokio::test]
+    async fn rancheros_bridge_and_vlan_test_configuration_in_one_pass() {
+        // tests/assets/test_09 of RancherOS: br0 exists only because a
+        // VLAN port names it, and carries a VLAN of its own.
+        let netlink = FakeNetlink::new();
+        netlink.add_link("eth0", None);
+        netlink.add_link("eth1", None);
+        let network = network(
+            r#"
+interfaces:
+  br0: {vlans: 100}
+  eth1: {vlans: "100,200:foobar"}
+  eth1.100: {bridge: br0}
+  br0.100: {address: 123.123.123.123/32}
+"#,
+        );
+        let configured = configure(&netlink, &network).await.unwrap();
+        assert!(configured.errors.is_empty(), "{:?}", configured.errors);
+        let br0 = netlink.link("br0").unwrap();
+        assert_eq!(br0.kind.as_deref(), Some("bridge"));
+        assert!(br0.up);
+        let port = netlink.link("eth1.100").unwrap();
+        assert_eq!(port.kind.as_deref(), Some("vlan"));
+        assert_eq!(port.master, Some(br0.index));
+        assert!(port.up);
+        assert!(netlink.link("foobar").unwrap().up);
+        let vlan = netlink.link("br0.100").unwrap();
+        assert!(vlan.up);
+        assert_eq!(
+            netlink.addresses_of("br0.100"),
+            vec![cidr("123.123.123.123/32")]
+        );
+        // Nothing is missing the second time.
+        netlink.clear_calls();
+        configure(&netlink, &network).await.unwrap();
+        assert!(
+            !netlink
+                .calls()
+                .iter()
+                .any(|c| matches!(c, NetlinkCall::Create(_))),
+            "{:?}",
+            netlink.calls()
+        );
+    }
+
+    #[tokio::test]
     async fn the_kernels_own_bond0_gets_our_options() {
         let netlink = FakeNetlink::new();
         netlink.add_link("eth1", None);

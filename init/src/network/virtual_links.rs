@@ -1,10 +1,11 @@
 //! Bridges, bonds and VLANs the configuration asks for.
 //!
-//! A bridge is an entry named like the link with `bridge: true`; its ports
-//! say `bridge: br0`. A bond exists when a link says `bond: bond0` (or an
-//! entry named `bond0` has `bond_opts`); its options come from that entry.
-//! VLANs hang off the link whose entry lists them, named `<parent>.<id>`
-//! unless named in the list.
+//! A bridge is an entry named like the link with `bridge: true`, or any
+//! name a port's entry gives with `bridge: br0` (that alone makes it). A
+//! bond exists when a link says `bond: bond0` (or an entry named `bond0`
+//! has `bond_opts`); its options come from that entry. VLANs hang off the
+//! link whose entry lists them (a NIC, a bond or a bridge), named
+//! `<parent>.<id>` unless named in the list.
 
 use os_config::schema::{BondOptions, BridgeRole, InterfaceKey, InterfaceName, Network};
 
@@ -21,10 +22,17 @@ pub fn wanted(network: &Network, links: &[Link]) -> Vec<NewLink> {
         }
     };
     for (key, config) in &network.interfaces {
-        if let (InterfaceKey::Name(name), Some(BridgeRole::IsBridge)) = (key, &config.bridge) {
-            push(NewLink::Bridge {
+        match (key, &config.bridge) {
+            (InterfaceKey::Name(name), Some(BridgeRole::IsBridge)) => push(NewLink::Bridge {
                 name: name.to_string(),
-            });
+            }),
+            // As RancherOS did: naming a bridge makes it, whether or not it
+            // has an entry of its own, and whether or not a link matches
+            // the port's entry yet (a VLAN port appears a round later).
+            (_, Some(BridgeRole::PortOf(bridge))) => push(NewLink::Bridge {
+                name: bridge.to_string(),
+            }),
+            _ => {}
         }
     }
     let mut bonds: Vec<String> = links
@@ -152,6 +160,58 @@ interfaces:
             parent: 6,
             id: 100
         }));
+    }
+
+    #[test]
+    fn a_bridge_named_only_by_its_port_is_made_and_gets_its_vlans_once_it_exists() {
+        // RancherOS's own network test: br0 has no `bridge: true`, only
+        // the VLAN port that names it, and a VLAN of its own.
+        let network = network(
+            r#"
+interfaces:
+  br0: {vlans: 100}
+  eth1: {vlans: "100,200:foobar"}
+  eth1.100: {bridge: br0}
+  br0.100: {address: 123.123.123.123/32}
+"#,
+        );
+        let links = [link(2, "eth0", None), link(3, "eth1", None)];
+        assert_eq!(
+            wanted(&network, &links),
+            vec![
+                NewLink::Bridge { name: "br0".into() },
+                NewLink::Vlan {
+                    name: "eth1.100".into(),
+                    parent: 3,
+                    id: 100
+                },
+                NewLink::Vlan {
+                    name: "foobar".into(),
+                    parent: 3,
+                    id: 200
+                },
+            ]
+        );
+        let mut made = links.to_vec();
+        made.push(link(4, "br0", Some("bridge")));
+        made.push(link(5, "eth1.100", Some("vlan")));
+        made.push(link(6, "foobar", Some("vlan")));
+        assert!(wanted(&network, &made).contains(&NewLink::Vlan {
+            name: "br0.100".into(),
+            parent: 4,
+            id: 100
+        }));
+    }
+
+    #[test]
+    fn a_glob_port_entry_names_its_bridge_too() {
+        let network = network("interfaces: {'eth*': {bridge: br-lan}}");
+        assert_eq!(
+            wanted(&network, &[link(2, "eth0", None)]),
+            vec![NewLink::Bridge {
+                name: "br-lan".into()
+            }]
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! `cmdline`: user-data from the URL in `cloud-config-url=` on the kernel
-//! command line (as coreos-cloudinit and RancherOS read it).
+//! command line (as coreos-cloudinit and RancherOS read it: `_` for `-` in
+//! the name, anywhere on the line, the last one winning). It is fetched
+//! with the `url:` source's client, so the same retries and limits apply,
+//! once the network is up: with a URL this source needs the network.
 
 use super::http::HttpClient;
 use super::{BoxFuture, Datasource, DatasourceError, Environment};
@@ -22,8 +25,8 @@ impl CmdlineSource {
         let url = parse_cmdline(&env.cmdline)
             .into_iter()
             .rev()
-            .filter(|param| param.key == URL_PARAM)
-            .find_map(|param| param.value)
+            .filter(|param| param.key.replace('_', "-") == URL_PARAM)
+            .find_map(|param| param.value.filter(|url| !url.is_empty()))
             .map(|url| url.trim_matches('"').to_owned());
         Self {
             url,
@@ -48,5 +51,31 @@ impl Datasource for CmdlineSource {
                 None => Ok(None),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_of(cmdline: &str) -> Option<String> {
+        CmdlineSource::new(&Environment::system(cmdline.to_owned())).url
+    }
+
+    #[test]
+    fn finds_the_url_as_rancheros_did() {
+        assert_eq!(url_of("quiet"), None);
+        assert_eq!(
+            url_of("cloud-config-url=http://a/1 quiet cloud_config_url=\"http://b/2\""),
+            Some("http://b/2".to_owned())
+        );
+        assert_eq!(url_of("cloud-config-url= cloud-config-url"), None);
+        assert_eq!(
+            url_of("quiet -- cloud-config-url=http://10.0.2.2:8000/x"),
+            Some("http://10.0.2.2:8000/x".to_owned())
+        );
+        let env = Environment::system("cloud-config-url=http://10.0.2.2/x".to_owned());
+        assert!(CmdlineSource::new(&env).needs_network());
+        assert!(!CmdlineSource::new(&Environment::system(String::new())).needs_network());
     }
 }

@@ -2,8 +2,12 @@
 //! configuration layer made from the `rancher.*` and `cc.*` ones.
 //!
 //! Quoting follows the kernel: double quotes group spaces into one
-//! parameter (`rancher.password="a b"` and `"rancher.password=a b"`), and a
-//! bare `--` ends the kernel's parameters (what follows is for init's argv).
+//! parameter (`rancher.password="a b"` and `"rancher.password=a b"`); as
+//! RancherOS split it, brackets do too (`rancher.x=[a, b]`). A bare `--`
+//! ends the kernel's own parameters: what follows is init's argv. RancherOS
+//! read `rancher.*` and `cc.*` there too (its kernel hid them from
+//! /proc/cmdline, for secrets like the password) and kept the whole of
+//! init's argv as `rancher.environment.EXTRA_CMDLINE`; so does this.
 
 use nom::{
     IResult, Parser,
@@ -41,14 +45,6 @@ pub enum CmdlineProblem {
         /// Why its key does not parse.
         source: super::keypath::KeyPathError,
     },
-    /// The value is not a YAML scalar or flow list.
-    #[error("kernel parameter `{param}`: {source}")]
-    BadValue {
-        /// The parameter as written.
-        param: String,
-        /// Why its value does not parse.
-        source: super::value::ValueError,
-    },
     /// The key runs into an earlier parameter's scalar (`rancher.a=1 rancher.a.b=2`).
     #[error("kernel parameter `{param}`: {source}")]
     Conflict {
@@ -68,27 +64,69 @@ pub struct CmdlineConfig {
     pub problems: Vec<CmdlineProblem>,
 }
 
-/// Splits a command line into parameters, stopping at `--`.
-pub fn parse_cmdline(text: &str) -> Vec<CmdlineParam> {
+/// Where RancherOS kept init's argv (`/init` and what follows `--`).
+pub const EXTRA_CMDLINE: &str = "EXTRA_CMDLINE";
+
+fn tokens(text: &str) -> Vec<&str> {
     // The grammar accepts every input, so the fallback is never taken; it
     // keeps a parser bug from turning into a panic in PID 1.
-    let tokens = match params(text) {
+    match params(text) {
         Ok((_, tokens)) => tokens,
         Err(_) => Vec::new(),
-    };
-    tokens
+    }
+}
+
+/// Splits a command line into parameters, those after `--` (init's
+/// arguments) included, as RancherOS read them; the `--` itself is not one.
+pub fn parse_cmdline(text: &str) -> Vec<CmdlineParam> {
+    let mut seen_end = false;
+    tokens(text)
+        .into_iter()
+        .filter(|token| {
+            let end = *token == "--" && !seen_end;
+            seen_end |= end;
+            !end
+        })
+        .map(split_param)
+        .collect()
+}
+
+/// The kernel's own parameters: those before `--`.
+pub fn kernel_params(text: &str) -> Vec<CmdlineParam> {
+    tokens(text)
         .into_iter()
         .take_while(|token| *token != "--")
         .map(split_param)
         .collect()
 }
 
+/// What follows the first `--` (init's arguments), as written; `None`
+/// without a `--`.
+pub fn init_args(text: &str) -> Option<Vec<String>> {
+    let tokens = tokens(text);
+    let end = tokens.iter().position(|token| *token == "--")?;
+    Some(tokens[end + 1..].iter().map(|t| (*t).to_owned()).collect())
+}
+
 /// The `rancher.*` and `cc.*` parameters as one cloud-config mapping:
 /// `rancher.a.b=v` sets `rancher.a.b`, `cc.hostname=x` sets `hostname`.
-/// A bare key is `true`; later parameters win.
+/// A bare key is `true`; later parameters win, so those after `--` win
+/// over the kernel's. A value that is not YAML is kept as text, as
+/// RancherOS kept it. With a `--`, `rancher.environment.EXTRA_CMDLINE` is
+/// init's argv: `/init` and what follows.
 pub fn config_from_cmdline(text: &str) -> CmdlineConfig {
     let mut value = Value::Mapping(Default::default());
     let mut problems = Vec::new();
+    if let Some(args) = init_args(text) {
+        let mut argv = vec!["/init".to_owned()];
+        argv.extend(args);
+        let path = KeyPath::root()
+            .key("rancher")
+            .key("environment")
+            .key(EXTRA_CMDLINE);
+        // A fresh tree: this cannot collide.
+        let _ = tree::set(&mut value, &path, Value::String(argv.join(" ")));
+    }
     for param in parse_cmdline(text) {
         let shown = match &param.value {
             Some(v) => format!("{}={v}", param.key),
@@ -116,18 +154,8 @@ pub fn config_from_cmdline(text: &str) -> CmdlineConfig {
             }
         };
         let parsed = match &param.value {
-            None => Ok(Value::Bool(true)),
-            Some(text) => parse_value(text),
-        };
-        let parsed = match parsed {
-            Ok(parsed) => parsed,
-            Err(source) => {
-                problems.push(CmdlineProblem::BadValue {
-                    param: shown,
-                    source,
-                });
-                continue;
-            }
+            None => Value::Bool(true),
+            Some(text) => parse_value(text).unwrap_or_else(|_| Value::String(text.clone())),
         };
         if let Err(source) = tree::set(&mut value, &path, parsed) {
             problems.push(CmdlineProblem::Conflict {
@@ -170,8 +198,19 @@ fn quoted_run(input: &str) -> IResult<&str, &str> {
     recognize((char('"'), take_till(|c| c == '"'), opt(char('"')))).parse(input)
 }
 
+/// `[...]`, spaces inside kept (RancherOS's `[a, b]`); unterminated runs
+/// to the end of the line.
+fn bracketed_run(input: &str) -> IResult<&str, &str> {
+    recognize((char('['), take_till(|c| c == ']'), opt(char(']')))).parse(input)
+}
+
 fn token(input: &str) -> IResult<&str, &str> {
-    recognize(many1(alt((quoted_run, is_not(" \t\r\n\""))))).parse(input)
+    recognize(many1(alt((
+        quoted_run,
+        bracketed_run,
+        is_not(" \t\r\n\"["),
+    ))))
+    .parse(input)
 }
 
 fn params(input: &str) -> IResult<&str, Vec<&str>> {
@@ -192,18 +231,60 @@ mod tests {
 
     #[test]
     fn splits_parameters_like_the_kernel() {
-        let line = "BOOT_IMAGE=/vmlinuz console=ttyS0,115200n8 quiet rancher.password=\"a b\" \"rancher.motd=x y=z\" rancher.debug -- single rancher.ignored=1\n";
+        let line = "BOOT_IMAGE=/vmlinuz console=ttyS0,115200n8 quiet rancher.password=\"a b\" \"rancher.motd=x y=z\" rancher.debug -- single rancher.init=1\n";
+        let kernel = vec![
+            param("BOOT_IMAGE", Some("/vmlinuz")),
+            param("console", Some("ttyS0,115200n8")),
+            param("quiet", None),
+            param("rancher.password", Some("\"a b\"")),
+            param("rancher.motd", Some("x y=z")),
+            param("rancher.debug", None),
+        ];
+        assert_eq!(kernel_params(line), kernel);
+        let mut all = kernel;
+        all.extend([param("single", None), param("rancher.init", Some("1"))]);
+        assert_eq!(parse_cmdline(line), all);
         assert_eq!(
-            parse_cmdline(line),
+            init_args(line),
+            Some(vec!["single".to_owned(), "rancher.init=1".to_owned()])
+        );
+        assert_eq!(init_args("quiet"), None);
+    }
+
+    #[test]
+    fn brackets_group_spaces_as_rancheros_split_them() {
+        assert_eq!(
+            parse_cmdline("rancher.network.dns.nameservers=[8.8.8.8, 1.1.1.1] quiet"),
             vec![
-                param("BOOT_IMAGE", Some("/vmlinuz")),
-                param("console", Some("ttyS0,115200n8")),
-                param("quiet", None),
-                param("rancher.password", Some("\"a b\"")),
-                param("rancher.motd", Some("x y=z")),
-                param("rancher.debug", None),
+                param(
+                    "rancher.network.dns.nameservers",
+                    Some("[8.8.8.8, 1.1.1.1]")
+                ),
+                param("quiet", None)
             ]
         );
+    }
+
+    #[test]
+    fn what_follows_the_double_dash_is_read_as_rancheros_read_it() {
+        // RancherOS's TestElideCmdLine: `--append "cc.something=yes
+        // rancher.password=two" --append-init "cc.hostname=nope
+        // rancher.password=three"`.
+        let layer = config_from_cmdline(
+            "console=ttyS0 cc.something=yes rancher.password=two -- cc.hostname=nope rancher.password=three",
+        );
+        assert_eq!(layer.problems, vec![]);
+        let expected: Value = serde_norway::from_str(
+            r#"
+rancher:
+  environment: {EXTRA_CMDLINE: /init cc.hostname=nope rancher.password=three}
+  password: three
+something: "yes"
+hostname: nope
+"#,
+        )
+        .unwrap();
+        assert_eq!(layer.value, expected);
     }
 
     #[test]
@@ -211,6 +292,7 @@ mod tests {
         assert_eq!(parse_cmdline(""), vec![]);
         assert_eq!(parse_cmdline("  \n\t"), vec![]);
         assert_eq!(parse_cmdline("--"), vec![]);
+        assert_eq!(init_args("--"), Some(vec![]));
     }
 
     #[test]
@@ -256,19 +338,18 @@ hostname: node1
     #[test]
     fn reports_and_skips_bad_parameters() {
         let layer = config_from_cmdline(
-            "rancher.a..b=1 rancher.list=[x,y rancher.x=1 rancher.x.y=2 rancher.ok=1",
+            "rancher.a..b=1 rancher.text={x rancher.x=1 rancher.x.y=2 rancher.ok=1 rancher.list=[x,y",
         );
         assert!(
             matches!(&layer.problems[0], CmdlineProblem::BadKey { param, .. } if param == "rancher.a..b=1")
         );
         assert!(
-            matches!(&layer.problems[1], CmdlineProblem::BadValue { param, .. } if param == "rancher.list=[x,y")
+            matches!(&layer.problems[1], CmdlineProblem::Conflict { param, .. } if param == "rancher.x.y=2")
         );
-        assert!(
-            matches!(&layer.problems[2], CmdlineProblem::Conflict { param, .. } if param == "rancher.x.y=2")
-        );
-        assert_eq!(layer.problems.len(), 3);
-        let expected: Value = serde_norway::from_str("rancher: {x: 1, ok: 1}").unwrap();
+        assert_eq!(layer.problems.len(), 2);
+        // A value that is not YAML is text, as RancherOS kept it.
+        let expected: Value =
+            serde_norway::from_str("rancher: {text: '{x', x: 1, ok: 1, list: '[x,y'}").unwrap();
         assert_eq!(layer.value, expected);
     }
 

@@ -104,17 +104,62 @@ impl WriteFile {
     }
 }
 
-/// One `mounts` entry: `[device, mountpoint, fstype, options]`.
+/// One `mounts` entry: `[device, mountpoint, fstype, options]`, as
+/// RancherOS read it: `swap` entries (any mount point, `none` included)
+/// are turned on with swapon, `LABEL=`/`UUID=` sources name a filesystem,
+/// type `auto` (or empty) is probed. cloud-init's fifth and sixth fields
+/// are accepted and ignored (the checker warns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
-    /// What to mount (`/dev/vdb`, `LABEL=data`, `server:/export`).
+    /// What to mount (`/dev/vdb`, `LABEL=data`, `UUID=…`, `server:/export`).
     pub device: String,
-    /// Where.
+    /// Where; ignored for swap; empty or `none` mounts nothing.
     pub mount_point: String,
-    /// Filesystem type.
+    /// Filesystem type; `auto` or empty is probed; `swap` is swap.
     pub fstype: String,
     /// Mount options, comma-separated.
     pub options: String,
+}
+
+/// What a `mounts` entry's first field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// A path or anything else, as written (`/dev/vdb`, `server:/export`,
+    /// a directory to bind).
+    Path(String),
+    /// `LABEL=…`: the filesystem with this label.
+    Label(String),
+    /// `UUID=…`: the filesystem with this UUID.
+    Uuid(String),
+}
+
+impl Mount {
+    /// The source, `LABEL=` and `UUID=` told apart.
+    pub fn source(&self) -> MountSource {
+        if let Some(label) = self.device.strip_prefix("LABEL=") {
+            MountSource::Label(label.to_owned())
+        } else if let Some(uuid) = self.device.strip_prefix("UUID=") {
+            MountSource::Uuid(uuid.to_owned())
+        } else {
+            MountSource::Path(self.device.clone())
+        }
+    }
+
+    /// A swap entry: the source is turned on as swap, the mount point is
+    /// not used.
+    pub fn is_swap(&self) -> bool {
+        self.fstype == "swap"
+    }
+
+    /// The filesystem type is to be found by probing the source.
+    pub fn probes_fstype(&self) -> bool {
+        self.fstype.is_empty() || self.fstype == "auto"
+    }
+
+    /// Not swap, and no mount point (empty or `none`): nothing to do.
+    pub fn skipped(&self) -> bool {
+        !self.is_swap() && (self.mount_point.is_empty() || self.mount_point == "none")
+    }
 }
 
 impl<'de> Deserialize<'de> for Mount {
@@ -124,16 +169,19 @@ impl<'de> Deserialize<'de> for Mount {
             .into_iter()
             .map(|f| f.map(|super::scalar::ScalarText(t)| t).unwrap_or_default())
             .collect();
-        let [device, mount_point, fstype, options]: [String; 4] =
-            fields.try_into().map_err(|fields: Vec<String>| {
-                serde::de::Error::custom(format!(
-                    "a mount is a list of 4 entries [device, mountpoint, fstype, options], not {}",
-                    fields.len()
-                ))
-            })?;
-        if !mount_point.starts_with('/') {
+        if !(4..=6).contains(&fields.len()) {
             return Err(serde::de::Error::custom(format!(
-                "mount point `{mount_point}` is not an absolute path"
+                "a mount is a list of 4 entries [device, mountpoint, fstype, options], not {}",
+                fields.len()
+            )));
+        }
+        let mut fields = fields.into_iter();
+        let mut next = || fields.next().unwrap_or_default();
+        let (device, mount_point, fstype, options) = (next(), next(), next(), next());
+        let nothing = mount_point.is_empty() || mount_point == "none";
+        if !mount_point.starts_with('/') && !nothing && fstype != "swap" {
+            return Err(serde::de::Error::custom(format!(
+                "mount point `{mount_point}` is not an absolute path (or empty or `none`)"
             )));
         }
         Ok(Self {
@@ -197,6 +245,24 @@ mod tests {
             file("gz+b64", "aGVsbG8=").decoded_content(),
             Err(DecodeError::Gzip(_))
         ));
+    }
+
+    #[test]
+    fn mounts_take_swap_labels_uuids_and_auto_as_rancheros_did() {
+        let mount = |yaml: &str| serde_norway::from_str::<Mount>(yaml).unwrap();
+        let swap = mount("[/dev/vdc, none, swap, sw]");
+        assert!(swap.is_swap() && !swap.skipped());
+        assert_eq!(swap.source(), MountSource::Path("/dev/vdc".into()));
+        assert!(mount("[LABEL=SWAP, '', swap, '']").is_swap());
+        let by_label = mount("[LABEL=data, /mnt/data, auto, defaults]");
+        assert_eq!(by_label.source(), MountSource::Label("data".into()));
+        assert!(by_label.probes_fstype() && !by_label.skipped());
+        let by_uuid = mount("[UUID=0a1b-2c3d, /mnt/u, '', '', 0, 2]");
+        assert_eq!(by_uuid.source(), MountSource::Uuid("0a1b-2c3d".into()));
+        assert!(by_uuid.probes_fstype());
+        assert!(mount("[/dev/vdb, none, ext4, '']").skipped());
+        let error = serde_norway::from_str::<Mount>("[/dev/vdb, data, ext4, '']").unwrap_err();
+        assert!(error.to_string().contains("absolute"), "{error}");
     }
 
     #[test]

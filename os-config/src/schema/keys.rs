@@ -21,6 +21,9 @@ pub struct KeySpec {
     pub support: Support,
     /// Its children are free-form (not checked against this table).
     pub free_form: bool,
+    /// The typed schema has a field for it; a RancherOS key without one is
+    /// accepted, warned about and left out before the typed read.
+    pub typed: bool,
 }
 
 const fn key(pattern: &'static str) -> KeySpec {
@@ -28,6 +31,7 @@ const fn key(pattern: &'static str) -> KeySpec {
         pattern,
         support: Support::Implemented,
         free_form: false,
+        typed: true,
     }
 }
 
@@ -37,6 +41,7 @@ const fn free(pattern: &'static str) -> KeySpec {
         pattern,
         support: Support::Implemented,
         free_form: true,
+        typed: true,
     }
 }
 
@@ -46,6 +51,7 @@ const fn unimplemented(pattern: &'static str) -> KeySpec {
         pattern,
         support: Support::Unimplemented,
         free_form: true,
+        typed: true,
     }
 }
 
@@ -129,13 +135,13 @@ pub static KEYS: &[KeySpec] = &[
     unimplemented("rancher.services.<name>.dns"),
     unimplemented("rancher.services.<name>.dns_search"),
     unimplemented("rancher.services.<name>.extra_hosts"),
-    unimplemented("rancher.services.<name>.hostname"),
+    key("rancher.services.<name>.hostname"),
     unimplemented("rancher.services.<name>.container_name"),
     unimplemented("rancher.services.<name>.log_driver"),
     unimplemented("rancher.services.<name>.log_opt"),
     unimplemented("rancher.services.<name>.security_opt"),
-    unimplemented("rancher.services.<name>.ulimits"),
-    unimplemented("rancher.services.<name>.env_file"),
+    free("rancher.services.<name>.ulimits"),
+    free("rancher.services.<name>.env_file"),
     unimplemented("rancher.services.<name>.stop_signal"),
     unimplemented("rancher.services.<name>.cgroup_parent"),
     free("rancher.services_include"),
@@ -247,18 +253,115 @@ pub static ENGINE_OPTIONS: &[&str] = &[
     "userland_proxy",
 ];
 
-/// Looks a pattern up, including the engine options of the two Docker sections.
+/// Looks a pattern up: this system's typed keys (the engine options of the
+/// two Docker sections included), then the RancherOS keys it has no field
+/// for. Whether a RancherOS key is applied is what
+/// [`super::rancher_keys`] says.
 pub fn find(pattern: &str) -> Option<KeySpec> {
+    let rancher = super::rancher_keys::find(pattern);
+    let support = |own: Support| match rancher.map(|key| key.status) {
+        Some(super::rancher_keys::Status::NotImplemented) => Support::Unimplemented,
+        Some(super::rancher_keys::Status::Implemented) => Support::Implemented,
+        None => own,
+    };
     if let Some(spec) = KEYS.iter().find(|spec| spec.pattern == pattern) {
-        return Some(*spec);
+        return Some(KeySpec {
+            support: support(spec.support),
+            ..*spec
+        });
     }
-    let (parent, option) = pattern.rsplit_once('.')?;
-    let engine_section = parent == "rancher.docker" || parent == "rancher.system_docker";
-    (engine_section && ENGINE_OPTIONS.contains(&option)).then_some(KeySpec {
-        pattern: "",
-        support: Support::Unimplemented,
-        free_form: true,
+    if let Some((parent, option)) = pattern.rsplit_once('.')
+        && (parent == "rancher.docker" || parent == "rancher.system_docker")
+        && ENGINE_OPTIONS.contains(&option)
+    {
+        return Some(KeySpec {
+            pattern: "",
+            support: support(Support::Unimplemented),
+            free_form: true,
+            typed: true,
+        });
+    }
+    rancher.map(|key| KeySpec {
+        pattern: key.pattern,
+        support: support(Support::Unimplemented),
+        free_form: !super::rancher_keys::has_children(key.pattern),
+        typed: false,
     })
+}
+
+/// The names valid directly under `parent`, RancherOS keys without a
+/// typed field included: where a misspelled key's suggestion comes from.
+pub fn known_children(parent: &str) -> Vec<String> {
+    let mut names = children(parent);
+    let prefix = if parent.is_empty() {
+        String::new()
+    } else {
+        format!("{parent}.")
+    };
+    for key in super::rancher_keys::table() {
+        if let Some(rest) = key.pattern.strip_prefix(prefix.as_str())
+            && !rest.contains('.')
+            && !rest.contains("[]")
+            && !names.iter().any(|name| name == rest)
+        {
+            names.push(rest.to_owned());
+        }
+    }
+    names
+}
+
+/// One row of `ros config keys`: every key this system reads and every
+/// key RancherOS had, in schema order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    /// The key pattern.
+    pub pattern: String,
+    /// Whether it is applied.
+    pub support: Support,
+    /// RancherOS v1.5 had it.
+    pub rancheros: bool,
+    /// What it does, or why it does not.
+    pub note: &'static str,
+}
+
+/// The table `ros config keys` prints.
+pub fn rows() -> Vec<KeyRow> {
+    let mut rows: Vec<KeyRow> = Vec::new();
+    let row = |pattern: &str| {
+        let rancher = super::rancher_keys::find(pattern);
+        KeyRow {
+            pattern: pattern.to_owned(),
+            support: find(pattern).map_or(Support::Unimplemented, |spec| spec.support),
+            rancheros: rancher.is_some(),
+            note: rancher.map_or("", |key| key.note),
+        }
+    };
+    for pattern in all_patterns() {
+        rows.push(row(&pattern));
+    }
+    // RancherOS keys without a typed field, each after the last row of its
+    // parent's subtree so the table stays in schema order.
+    for key in super::rancher_keys::table() {
+        if rows.iter().any(|r| r.pattern == key.pattern) {
+            continue;
+        }
+        let parent = key
+            .pattern
+            .rsplit_once('.')
+            .map_or("", |(parent, _)| parent)
+            .trim_end_matches("[]");
+        let in_subtree = |r: &KeyRow| {
+            r.pattern == parent
+                || r.pattern.starts_with(&format!("{parent}."))
+                || r.pattern.starts_with(&format!("{parent}[]"))
+        };
+        let at = rows
+            .iter()
+            .rposition(in_subtree)
+            .map_or(rows.len(), |index| index + 1);
+        rows.insert(at, row(key.pattern));
+    }
+    rows
 }
 
 /// Every key pattern, in order, engine options expanded.

@@ -10,6 +10,7 @@ pub mod files;
 pub mod keys;
 pub mod network;
 pub mod newtypes;
+pub mod rancher_keys;
 pub mod scalar;
 pub mod service;
 pub mod syslog;
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 pub use cluster::Cluster;
-pub use files::{Command, Encoding, Mount, WriteFile};
+pub use files::{Command, Encoding, Mount, MountSource, WriteFile};
 pub use network::{
     BondMode, BondOptions, BridgeRole, Dns, InterfaceConfig, InterfaceKey, InterfaceName, IpCidr,
     LacpRate, MacAddr, Network, Vlan, Vlans, XmitHashPolicy,

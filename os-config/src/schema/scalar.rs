@@ -78,15 +78,17 @@ impl<'de> de::Deserialize<'de> for ScalarText {
 }
 
 /// `#[serde(deserialize_with)]` for string maps whose values may be written
-/// as numbers or booleans (`net.ipv4.ip_forward: 1`).
+/// as numbers or booleans (`net.ipv4.ip_forward: 1`). An empty value
+/// (`EMPTY:`) is the empty string, as RancherOS's `map[string]string` read it.
 pub fn scalar_map<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw: Option<BTreeMap<String, ScalarText>> = de::Deserialize::deserialize(deserializer)?;
+    let raw: Option<BTreeMap<String, Option<ScalarText>>> =
+        de::Deserialize::deserialize(deserializer)?;
     Ok(raw
         .unwrap_or_default()
         .into_iter()
-        .map(|(key, ScalarText(value))| (key, value))
+        .map(|(key, value)| (key, value.map(|ScalarText(text)| text).unwrap_or_default()))
         .collect())
 }
 

@@ -119,8 +119,8 @@ pub struct Service {
     pub dns_search: Option<serde_norway::Value>,
     /// `/etc/hosts` additions.
     pub extra_hosts: Option<serde_norway::Value>,
-    /// Container host name.
-    pub hostname: Option<serde_norway::Value>,
+    /// The host name of a service with its own UTS namespace.
+    pub hostname: Option<super::newtypes::Hostname>,
     /// Container name.
     pub container_name: Option<serde_norway::Value>,
     /// Log driver.
@@ -129,10 +129,11 @@ pub struct Service {
     pub log_opt: Option<serde_norway::Value>,
     /// Security options.
     pub security_opt: Option<serde_norway::Value>,
-    /// Resource limits.
-    pub ulimits: Option<serde_norway::Value>,
-    /// Environment files.
-    pub env_file: Option<serde_norway::Value>,
+    /// Resource limits: `nofile: 65536` or `nofile: {soft: 1024, hard: 65536}`.
+    pub ulimits: std::collections::BTreeMap<String, Ulimit>,
+    /// Environment files on the host (`KEY=value` lines); `environment`
+    /// wins over them.
+    pub env_file: Option<StringOrList>,
     /// Signal to stop with.
     pub stop_signal: Option<serde_norway::Value>,
     /// cgroup parent.
@@ -218,6 +219,46 @@ impl Service {
                 })
             })
             .collect()
+    }
+}
+
+/// One `ulimits` entry: a number for both limits, or each given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ulimit {
+    /// The limit a process may raise itself up to `hard`.
+    pub soft: u64,
+    /// The ceiling.
+    pub hard: u64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Pair {
+            soft: u64,
+            hard: u64,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(u64),
+            Two(Pair),
+        }
+        let expected = "a ulimit is a number or {soft: N, hard: N} with soft <= hard";
+        let limit = match Form::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom(expected))?
+        {
+            Form::One(both) => Self {
+                soft: both,
+                hard: both,
+            },
+            Form::Two(Pair { soft, hard }) => Self { soft, hard },
+        };
+        if limit.soft > limit.hard {
+            return Err(serde::de::Error::custom(expected));
+        }
+        Ok(limit)
     }
 }
 
