@@ -23,15 +23,14 @@
 //! - `logs/<key>.log`: the output of the build that made `<key>`.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+use crate::build_log::{BuildLog, lock};
 use crate::debian::Packages;
 
 /// Bump when the build below changes what comes out.
@@ -96,9 +95,6 @@ const BINARIES: &[(&str, &str)] = &[
 
 /// Where the Debian `golang-*-dev` packages keep their sources.
 const DEBIAN_GOPATH: &str = "/usr/share/gocode";
-
-/// How many lines of the build log a failure shows.
-const LOG_TAIL_LINES: usize = 40;
 
 /// The inputs that decide what comes out of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,14 +214,6 @@ fn go_packages() -> anyhow::Result<String> {
         );
     }
     Ok(lines.join("\n"))
-}
-
-/// Serialises builds: they share the source and Go's cache.
-fn lock(path: &Path) -> anyhow::Result<File> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(file)
 }
 
 /// The cache miss: fetch the source, lay out a GOPATH, compile, store.
@@ -365,48 +353,6 @@ fn builtins_go() -> String {
     }
     text.push_str(")\n");
     text
-}
-
-/// The log file every build command streams into.
-#[derive(Debug)]
-struct BuildLog {
-    path: PathBuf,
-    file: File,
-}
-
-impl BuildLog {
-    fn create(path: PathBuf) -> anyhow::Result<Self> {
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path, file })
-    }
-
-    /// Runs `command` into the log; a failure carries the log's tail.
-    fn run(&self, command: &mut Command) -> anyhow::Result<()> {
-        let shown = format!("{command:?}");
-        writeln!(&self.file, "\n$ {shown}")?;
-        let started = Instant::now();
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(self.file.try_clone()?)
-            .stderr(self.file.try_clone()?)
-            .status()
-            .with_context(|| format!("starting {shown}"))?;
-        writeln!(
-            &self.file,
-            "# {status} after {:.1} s",
-            started.elapsed().as_secs_f64()
-        )?;
-        if status.success() {
-            return Ok(());
-        }
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        bail!(
-            "{shown} failed ({status}); last lines of {}:\n{}",
-            self.path.display(),
-            lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-        )
-    }
 }
 
 #[cfg(test)]

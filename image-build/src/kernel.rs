@@ -13,16 +13,15 @@
 mod fragments;
 mod source;
 
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
 use crate::BuildDirs;
+use crate::build_log::{BuildLog, lock};
 use fragments::Fragment;
 use source::Source;
 
@@ -32,9 +31,6 @@ const RECIPE_VERSION: u32 = 1;
 
 /// kbuild's default `CC`; its version is part of the cache key.
 const COMPILER: &str = "gcc";
-
-/// How many lines of the build log a failure shows.
-const LOG_TAIL_LINES: usize = 40;
 
 /// Builds (or takes from the cache) the bzImage and copies it to `out/vmlinuz`.
 pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
@@ -112,14 +108,6 @@ fn compiler_version() -> anyhow::Result<String> {
             String::from_utf8_lossy(&output.stderr)
         ),
     }
-}
-
-/// Serialises kernel builds: they share the source and build directories.
-fn lock(path: &Path) -> anyhow::Result<File> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(file)
 }
 
 /// The cache miss: configure, check the configuration, compile, store.
@@ -260,48 +248,6 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))
 }
 
-/// The log file every build command streams into.
-#[derive(Debug)]
-struct BuildLog {
-    path: PathBuf,
-    file: File,
-}
-
-impl BuildLog {
-    fn create(path: PathBuf) -> anyhow::Result<Self> {
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path, file })
-    }
-
-    /// Runs `command` with its output going to the log; on failure the
-    /// error carries the log's tail, which is where the reason is.
-    fn run(&self, command: &mut Command) -> anyhow::Result<()> {
-        let shown = format!("{command:?}");
-        writeln!(&self.file, "\n$ {shown}")?;
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(self.file.try_clone()?)
-            .stderr(self.file.try_clone()?)
-            .status()
-            .with_context(|| format!("starting {shown}"))?;
-        if status.success() {
-            return Ok(());
-        }
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        bail!(
-            "{shown} failed ({status}); last lines of {}:\n{}",
-            self.path.display(),
-            tail(&text, LOG_TAIL_LINES)
-        )
-    }
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,8 +307,8 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_lines() {
-        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
-        assert_eq!(tail("a\nb", 5), "a\nb");
-        assert_eq!(tail("", 3), "");
+        assert_eq!(crate::build_log::tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(crate::build_log::tail("a\nb", 5), "a\nb");
+        assert_eq!(crate::build_log::tail("", 3), "");
     }
 }

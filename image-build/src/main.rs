@@ -2,6 +2,7 @@
 //! packages into the bootable image under `target/image/`.
 
 mod boot_loader;
+mod build_log;
 mod containerd;
 mod debian;
 mod disk_image;
