@@ -21,6 +21,10 @@
 //! [`checks`] (mountinfo and the rest), [`http`] (rustls over a
 //! blocking socket, hand-written HTTP/1.1).
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml):
+// locked in while this crate is clean.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod args;
 mod checks;
 mod http;

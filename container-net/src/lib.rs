@@ -59,6 +59,14 @@
 //! tables that drops forwarded traffic. Kernel needs: bridge, veth,
 //! nf_tables with `nft_nat`, `nft_masq` and `nft_fib_ipv4`.
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently: locked in while this crate is clean.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod links;
 mod nft;
 mod settings;

@@ -11,6 +11,10 @@
 //! the last partition extended). [`ros_layout`] is the one layout every
 //! installed disk and the EC2 image have: BIOS boot, EFI system, state.
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml):
+// locked in while this crate is clean.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod guid;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -611,6 +615,9 @@ pub mod state_files {
     /// Paths inside the state partition.
     pub const VMLINUZ: &str = "boot/vmlinuz";
     pub const INITRD: &str = "boot/initrd";
+    /// The root image, next to the initrd (the ISO has the same layout):
+    /// PID 1 mounts it from here instead of carrying it in the initrd.
+    pub const ROOTFS: &str = "boot/rootfs.squashfs";
     pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
     /// Where the configuration `ros config set` writes lives (the state
     /// partition is bound over `/var/lib/rancher`).

@@ -1,6 +1,7 @@
-//! What the cached builds (the kernel, containerd) share: a lock that
-//! serialises builds of one cache, and a log every build command streams
-//! into, whose tail a failure shows.
+//! What the cached builds (the kernel, containerd, crun) share: a lock
+//! that serialises builds of one cache, a log every build command streams
+//! into, whose tail a failure shows, and the Debian source they start
+//! from.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -67,4 +68,132 @@ impl BuildLog {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The unpacked Debian source of `package` at `version` (Debian's patches
+/// applied), fetched once into `src/<version>/`: `apt-get source` runs in
+/// a scratch directory renamed into place, so a half-extracted tree is
+/// never taken for a whole one. The tree is the one directory `is_tree`
+/// accepts.
+pub fn debian_source(
+    src: &Path,
+    package: &str,
+    version: &str,
+    log: &BuildLog,
+    is_tree: impl Fn(&Path) -> bool,
+) -> anyhow::Result<PathBuf> {
+    let done = src.join(path_safe(version));
+    if !done.is_dir() {
+        std::fs::create_dir_all(src).with_context(|| format!("creating {}", src.display()))?;
+        let partial = src.join(format!(".{}.partial", path_safe(version)));
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)
+                .with_context(|| format!("removing {}", partial.display()))?;
+        }
+        std::fs::create_dir_all(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        log.run(
+            Command::new("apt-get")
+                .args(["source", "-q"])
+                .arg(format!("{package}={version}"))
+                .current_dir(&partial),
+        )
+        .with_context(|| {
+            format!("apt-get source {package} needs deb-src lines (./dev setup writes them)")
+        })?;
+        std::fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} into place", partial.display()))?;
+    }
+    // apt-get source leaves the .dsc, the tarballs and one directory.
+    let mut trees = Vec::new();
+    for entry in std::fs::read_dir(&done).with_context(|| format!("reading {}", done.display()))? {
+        let path = entry?.path();
+        if path.is_dir() && is_tree(&path) {
+            trees.push(path);
+        }
+    }
+    match trees.as_slice() {
+        [tree] => Ok(tree.clone()),
+        _ => bail!(
+            "{} does not hold exactly one {package} source tree",
+            done.display()
+        ),
+    }
+}
+
+/// A directory name for a Debian version (`~`, `:` kept out of paths).
+pub fn path_safe(version: &str) -> String {
+    version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `name version` of each of `packages`, in that order, one a line: what
+/// a source build compiles and links with, for its cache key. Fails
+/// naming those not installed, with the `apt-get build-dep` of `source`
+/// that installs them.
+pub fn installed_versions(packages: &[&str], source: &str) -> anyhow::Result<String> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Abbrev} ${Package} ${Version}\n"])
+        .args(packages)
+        .output()
+        .context("running dpkg-query")?;
+    let installed: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("ii "))
+        .filter_map(|line| {
+            let (name, version) = line.trim().split_once(' ')?;
+            // Multi-arch packages answer as name:arch.
+            let name = name.split(':').next().unwrap_or(name);
+            Some((name.to_owned(), version.to_owned()))
+        })
+        .collect();
+    let mut lines = Vec::new();
+    let mut missing = Vec::new();
+    for wanted in packages {
+        match installed.iter().find(|(name, _)| name == wanted) {
+            Some((name, version)) => lines.push(format!("{name} {version}")),
+            None => missing.push(*wanted),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{source}'s build needs {}: run `apt-get build-dep {source}` (./dev setup)",
+            missing.join(", ")
+        );
+    }
+    Ok(lines.join("\n"))
+}
+
+/// Debian's compiler and linker flags for a package built with
+/// `hardening=+all`, as dpkg-buildflags gives them in `tree` (its
+/// file-prefix map keeps the build path out of the binary).
+pub fn debian_flags(tree: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut flags = Vec::new();
+    for variable in ["CFLAGS", "CPPFLAGS", "LDFLAGS"] {
+        let output = Command::new("dpkg-buildflags")
+            .args(["--get", variable])
+            .env("DEB_BUILD_MAINT_OPTIONS", "hardening=+all")
+            .current_dir(tree)
+            .output()
+            .context("running dpkg-buildflags (apt-get install dpkg-dev)")?;
+        if !output.status.success() {
+            bail!(
+                "dpkg-buildflags --get {variable} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        flags.push((
+            variable,
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        ));
+    }
+    Ok(flags)
 }

@@ -1,6 +1,7 @@
-//! Debian packages as the source of every file in the image: the candidate
-//! version from apt's lists, downloaded (and verified) by apt, unpacked with
-//! dpkg-deb, all cached.
+//! Debian packages as the source of every file in the image: the version
+//! pinned in `debian.lock` ([`crate::lock`]), downloaded by apt, checked
+//! against the pinned sha256, unpacked with dpkg-deb, all cached. Only
+//! `image-build lock` takes apt's candidate versions, to pin them.
 //!
 //! apt-cache parses every list on each call unless it may keep its binary
 //! cache (Debian's container images forbid that in docker-clean), and the
@@ -16,11 +17,15 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use crate::lock::{self, Lock};
+
 /// One binary package, as apt knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
     pub name: String,
     pub version: String,
+    /// The `.deb`'s sha256: pinned, or (when resolving) apt's index's.
+    pub sha256: String,
     /// First alternatives of Depends and Pre-Depends.
     pub depends: Vec<String>,
 }
@@ -41,10 +46,22 @@ pub struct Packages {
     apt_cache: PathBuf,
     /// Every package looked up so far; `None` for a virtual one.
     known: RefCell<BTreeMap<String, Option<Package>>>,
+    /// The lock file's pins; `None` when resolving apt's candidates.
+    lock: Option<Lock>,
 }
 
 impl Packages {
+    /// The packages pinned in `debian.lock`: what every build uses.
     pub fn new(cache: &Path) -> anyhow::Result<Self> {
+        Self::with_lock(cache, Some(Lock::read()?))
+    }
+
+    /// apt's candidate versions, for `image-build lock` to pin.
+    pub fn resolving(cache: &Path) -> anyhow::Result<Self> {
+        Self::with_lock(cache, None)
+    }
+
+    fn with_lock(cache: &Path, lock: Option<Lock>) -> anyhow::Result<Self> {
         let debs = cache.join("debian/debs");
         let unpacked = cache.join("debian/unpacked");
         let apt_cache = cache.join("debian/apt");
@@ -56,6 +73,7 @@ impl Packages {
             unpacked,
             apt_cache,
             known: RefCell::new(BTreeMap::new()),
+            lock,
         })
     }
 
@@ -87,7 +105,16 @@ impl Packages {
         Ok(found.into_values().collect())
     }
 
-    /// The candidate version of one package, without its dependencies.
+    /// One package at `version` as apt's index has it (sha256 included),
+    /// pinned or not.
+    pub fn exact(&self, name: &str, version: &str) -> anyhow::Result<Package> {
+        self.apt_show(&[format!("{name}={version}")])?
+            .remove(name)
+            .with_context(|| format!("apt does not offer {name} {version} (apt-get update?)"))
+    }
+
+    /// The pinned (or, when resolving, candidate) version of one package,
+    /// without its dependencies.
     pub fn candidate(&self, name: &str) -> anyhow::Result<Package> {
         self.look_up(&[name.to_string()])?;
         self.known
@@ -109,6 +136,67 @@ impl Packages {
         if missing.is_empty() {
             return Ok(());
         }
+        // Pinned packages are asked for at their version; the others
+        // only to tell virtual packages from unpinned real ones.
+        let pins = self.lock.as_ref().map(|lock| &lock.debs);
+        let pin = |name: &str| pins.and_then(|pins| pins.get(name));
+        let queries: Vec<String> = missing
+            .iter()
+            .map(|name| match pin(name) {
+                Some(pin) => format!("{name}={}", pin.version),
+                None => (*name).clone(),
+            })
+            .collect();
+        let found = self.apt_show(&queries)?;
+        let mut unpinned = Vec::new();
+        let mut known = self.known.borrow_mut();
+        for name in missing {
+            let package = match (pins, pin(name), found.get(name)) {
+                (_, Some(pin), Some(package)) => {
+                    if package.sha256 != pin.sha256 && !package.sha256.is_empty() {
+                        bail!(
+                            "apt's index gives sha256 {} for {name} {}, {} pins {}: \
+                             the archive changed a released package; run `./dev lock` \
+                             if that is expected",
+                            package.sha256,
+                            pin.version,
+                            lock::path().display(),
+                            pin.sha256
+                        );
+                    }
+                    Some(Package {
+                        sha256: pin.sha256.clone(),
+                        ..package.clone()
+                    })
+                }
+                (_, Some(pin), None) => bail!(
+                    "{} pins {name} {}, which apt does not offer: `apt-get update`, \
+                     or if Debian dropped that version, `./dev lock` to pin what it has now",
+                    lock::path().display(),
+                    pin.version
+                ),
+                (Some(_), None, Some(_)) => {
+                    unpinned.push(name.clone());
+                    None
+                }
+                (_, None, package) => package.cloned(),
+            };
+            known.insert(name.clone(), package);
+        }
+        if !unpinned.is_empty() {
+            bail!(
+                "not pinned in {}: {} (a new package, or one that changed its \
+                 dependencies: `./dev lock`; a package taken by name alone also \
+                 goes into lock::SINGLE_PACKAGES)",
+                lock::path().display(),
+                unpinned.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// One `apt-cache show` call: the stanzas it prints, by package name.
+    fn apt_show(&self, queries: &[String]) -> anyhow::Result<BTreeMap<String, Package>> {
         let output = Command::new("apt-cache")
             .arg("-o")
             .arg(format!(
@@ -121,16 +209,11 @@ impl Packages {
                 self.apt_cache.join("srcpkgcache.bin").display()
             ))
             .args(["show", "--no-all-versions"])
-            .args(&missing)
+            .args(queries)
             .output()
             .context("running apt-cache (is this Debian?)")?;
         // apt-cache fails only when it found none of them: all virtual.
-        let found = parse_stanzas(&String::from_utf8_lossy(&output.stdout));
-        let mut known = self.known.borrow_mut();
-        for name in missing {
-            known.insert(name.clone(), found.get(name).cloned());
-        }
-        Ok(())
+        Ok(parse_stanzas(&String::from_utf8_lossy(&output.stdout)))
     }
 
     /// The package's files, unpacked into a directory of their own.
@@ -141,6 +224,7 @@ impl Packages {
             return Ok(dir);
         }
         let deb = self.downloaded(package)?;
+        self.check_sha256(package, &deb)?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
@@ -167,6 +251,28 @@ impl Packages {
             .with_context(|| format!("apt-get download {} left no .deb", package.name))?;
         std::fs::rename(&fetched, &deb)?;
         Ok(deb)
+    }
+
+    /// Fails (and removes the file) unless `deb` has the package's sha256.
+    fn check_sha256(&self, package: &Package, deb: &Path) -> anyhow::Result<()> {
+        let actual = lock::sha256_file(deb)?;
+        if actual == package.sha256 {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(deb);
+        bail!(
+            "{} has sha256 {actual}, but {} {} is pinned at {} ({}): removed it; \
+             a mirror serving other bytes under the same version?",
+            deb.display(),
+            package.name,
+            package.version,
+            package.sha256,
+            if self.lock.is_some() {
+                lock::path().display().to_string()
+            } else {
+                "apt's index".to_owned()
+            }
+        )
     }
 }
 
@@ -206,6 +312,7 @@ fn parse_show(text: &str) -> Option<Package> {
     Some(Package {
         name: fields.get("Package")?.clone(),
         version: fields.get("Version")?.clone(),
+        sha256: fields.get("SHA256").cloned().unwrap_or_default(),
         depends,
     })
 }
@@ -262,19 +369,48 @@ mod tests {
         assert_eq!(package.name, "crun");
         assert_eq!(package.version, "1.8.1-1+deb12u1");
         assert_eq!(package.depends, vec!["libc6", "libcap2", "libyajl2"]);
+        assert_eq!(package.sha256, "", "no SHA256 field");
     }
 
     #[test]
     fn one_answer_about_several_packages_is_split_by_name() {
-        let text = "Package: crun\nVersion: 1.8.1\nDepends: libc6\n\n\
+        let text = "Package: crun\nVersion: 1.8.1\nDepends: libc6\nSHA256: ab12\n\n\
                     Package: libc6\nVersion: 2.36\n\n\
                     Package: crun\nVersion: 0.1\n";
         let packages = parse_stanzas(text);
         assert_eq!(packages.len(), 2);
         assert_eq!(packages["crun"].version, "1.8.1", "the first stanza wins");
         assert_eq!(packages["crun"].depends, vec!["libc6"]);
+        assert_eq!(packages["crun"].sha256, "ab12");
         assert_eq!(packages["libc6"].version, "2.36");
         assert!(parse_stanzas("").is_empty());
+    }
+
+    #[test]
+    fn a_download_with_another_sha256_is_refused_and_removed() {
+        let cache = tempfile::tempdir().unwrap();
+        let packages = Packages::with_lock(cache.path(), Some(Lock::default())).unwrap();
+        let deb = cache.path().join("crun.deb");
+        std::fs::write(&deb, "abc").unwrap();
+        let mut package = Package {
+            name: "crun".into(),
+            version: "1.8.1".into(),
+            sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+            depends: vec![],
+        };
+        packages.check_sha256(&package, &deb).unwrap();
+        assert!(deb.exists());
+
+        package.sha256 = "0".repeat(64);
+        let error = packages
+            .check_sha256(&package, &deb)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("sha256 ba7816bf") && error.contains("debian.lock"),
+            "{error}"
+        );
+        assert!(!deb.exists(), "the bad download is removed");
     }
 
     #[test]
@@ -282,6 +418,7 @@ mod tests {
         let p = Package {
             name: "busybox-static".into(),
             version: "1:1.35.0-4".into(),
+            sha256: String::new(),
             depends: vec![],
         };
         assert_eq!(p.stem(), "busybox-static_1%3a1.35.0-4");

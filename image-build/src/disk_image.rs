@@ -2,7 +2,8 @@
 //! (disk-layout's [`ros_layout`]): GRUB's boot code in the protective
 //! MBR and its core.img in the BIOS boot partition, the EFI system
 //! partition image, and the state partition (ext4, `RANCHER_STATE`)
-//! holding the kernel, the initrd and `grub.cfg`. The kernel command line
+//! holding the kernel, the small initrd, the root image beside it (PID 1
+//! mounts it from there) and `grub.cfg`. The kernel command line
 //! turns the `ec2` datasource on. The state partition is only as large as
 //! its files and some room; PID 1 grows it to the volume on first boot.
 //!
@@ -57,12 +58,13 @@ pub struct DiskImage {
     pub state_bytes: u64,
 }
 
-/// Writes `image` from the kernel, the initrd and the loaders, with
-/// `cmdline` in grub.cfg; `staging` is a scratch directory for the state
-/// partition's files.
+/// Writes `image` from the kernel, the initrd, the root image and the
+/// loaders, with `cmdline` in grub.cfg; `staging` is a scratch directory
+/// for the state partition's files.
 pub fn write(
     vmlinuz: &Path,
     initrd: &Path,
+    squashfs: &Path,
     loaders: &LoaderFiles,
     cmdline: &str,
     staging: &Path,
@@ -79,6 +81,7 @@ pub fn write(
     for (from, to) in [
         (vmlinuz, state_files::VMLINUZ),
         (initrd, state_files::INITRD),
+        (squashfs, state_files::ROOTFS),
     ] {
         std::fs::copy(from, staging.join(to))
             .with_context(|| format!("copying {} into {}", from.display(), staging.display()))?;
@@ -105,11 +108,11 @@ pub fn write(
         );
     }
 
-    let content = [vmlinuz, initrd]
+    let content = [vmlinuz, initrd, squashfs]
         .iter()
         .map(|path| std::fs::metadata(path).map(|m| m.len()))
         .sum::<std::io::Result<u64>>()
-        .context("sizing the kernel and initrd")?;
+        .context("sizing the kernel, initrd and root image")?;
     let state_bytes = (content + ROOM).div_ceil(MIB) * MIB;
     let state_first = (ESP_FIRST + (esp_img.len() as u64).div_ceil(SECTOR)).div_ceil(ALIGN) * ALIGN;
     // The last MiB holds the backup table; the state partition ends
@@ -120,6 +123,7 @@ pub fn write(
     let seed = Sha256::new()
         .chain_update(std::fs::read(vmlinuz).context("reading the kernel")?)
         .chain_update(std::fs::read(initrd).context("reading the initrd")?)
+        .chain_update(std::fs::read(squashfs).context("reading the root image")?)
         .chain_update(cmdline)
         .finalize();
     let mut n = 0u8;
@@ -181,13 +185,14 @@ pub fn write(
 }
 
 /// The `ec2` step: `ros-ec2.raw` in the output directory from the
-/// kernel, the initrd and GRUB's disk loaders.
+/// kernel, the small initrd, the root image and GRUB's disk loaders.
 pub fn build(dirs: &crate::BuildDirs) -> anyhow::Result<DiskImage> {
     let out = |name: &str| dirs.out.join(name);
     let loaders = disk_loaders(dirs)?;
     write(
         &out("vmlinuz"),
-        &out("initrd"),
+        &out(crate::initrd::MEDIA_INITRD),
+        &out("rootfs.squashfs"),
         &loaders,
         &ec2_cmdline(),
         &out("ec2-root"),
@@ -273,7 +278,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("vmlinuz"), vec![1u8; 3 << 20]).unwrap();
-        std::fs::write(path("initrd"), vec![2u8; 5 << 20]).unwrap();
+        std::fs::write(path("initrd"), vec![2u8; 1 << 20]).unwrap();
+        std::fs::write(path("rootfs.squashfs"), vec![3u8; 4 << 20]).unwrap();
         std::fs::write(path("boot.img"), vec![0xEBu8; 512]).unwrap();
         std::fs::write(path("core.img"), vec![0xC0u8; 40_000]).unwrap();
         std::fs::write(path("esp.img"), vec![0xE5u8; 2 << 20]).unwrap();
@@ -286,6 +292,7 @@ mod tests {
         let written = write(
             &path("vmlinuz"),
             &path("initrd"),
+            &path("rootfs.squashfs"),
             &loaders,
             &ec2_cmdline(),
             &path("staging"),
@@ -332,10 +339,15 @@ mod tests {
             cfg,
             "linux /boot/vmlinuz console=tty0 console=ttyS0,115200n8 rancher.cloud_init.datasources=[ec2]\ninitrd /boot/initrd\n"
         );
-        let stat = run(Command::new("debugfs")
-            .args(["-R", "stat /boot/initrd"])
-            .arg(&state));
-        assert!(stat.contains("Size: 5242880"), "{stat}");
+        for (file, size) in [
+            ("/boot/initrd", "Size: 1048576"),
+            ("/boot/rootfs.squashfs", "Size: 4194304"),
+        ] {
+            let stat = run(Command::new("debugfs")
+                .args(["-R", &format!("stat {file}")])
+                .arg(&state));
+            assert!(stat.contains(size), "{file}: {stat}");
+        }
         let block_size = run(Command::new("dumpe2fs").arg("-h").arg(&state));
         assert!(
             block_size.contains("Block size:               4096"),
@@ -350,6 +362,7 @@ mod tests {
         for (name, len) in [
             ("vmlinuz", 1000),
             ("initrd", 2000),
+            ("rootfs.squashfs", 3000),
             ("boot.img", 512),
             ("core.img", 512),
             ("esp.img", 1 << 20),
@@ -365,6 +378,7 @@ mod tests {
             write(
                 &path("vmlinuz"),
                 &path("initrd"),
+                &path("rootfs.squashfs"),
                 &loaders,
                 "x",
                 &path("staging"),
@@ -387,6 +401,7 @@ mod tests {
         for (name, len) in [
             ("vmlinuz", 10),
             ("initrd", 10),
+            ("rootfs.squashfs", 10),
             ("boot.img", 512),
             ("core.img", (1 << 20) + 1),
             ("esp.img", 4096),
@@ -401,6 +416,7 @@ mod tests {
         let error = write(
             &path("vmlinuz"),
             &path("initrd"),
+            &path("rootfs.squashfs"),
             &loaders,
             "x",
             &path("s"),

@@ -13,6 +13,16 @@ pub enum Built {
     /// A `libkmod.so.2` that finds no modules (the kmod-stub crate): udev
     /// without libkmod's libcrypto, liblzma and libzstd.
     KmodStub,
+    /// `/usr/bin/crun` compiled from Debian's source without systemd and
+    /// libgcrypt (crun.rs).
+    Crun,
+    /// A `libsystemd.so.0` for a machine systemd did not boot (the
+    /// systemd-stub crate): rsyslog without libsystemd's libgcrypt,
+    /// libzstd, liblz4 and liblzma.
+    SystemdStub,
+    /// dropbear, dropbearkey and dropbearconvert as one binary with its
+    /// own libtom, compiled from Debian's source (dropbear.rs).
+    Dropbear,
 }
 
 /// One root file system.
@@ -43,7 +53,8 @@ pub const MKE2FS: &str = "/sbin/mke2fs";
 /// the runc shim (measured: see image-build's size report).
 pub const OCI_RUNTIME: &str = "/usr/bin/crun";
 
-/// containerd and its shim are built from Debian's source ([`Built`]).
+/// containerd, its shim and crun are built from Debian's source
+/// ([`Built`]); the crun package still brings the libraries crun links.
 /// busybox gives the host a shell for bootcmd, runcmd and the user-data
 /// script; it is the console's busybox, stored once in the squashfs.
 /// e2fsprogs' mke2fs (busybox's makes only ext2) formats a blank state
@@ -51,7 +62,7 @@ pub const OCI_RUNTIME: &str = "/usr/bin/crun";
 pub const HOST: ImageDef = ImageDef {
     name: "host",
     packages: &["crun", "busybox-static", "e2fsprogs"],
-    built: &[Built::Containerd],
+    built: &[Built::Containerd, Built::Crun],
     programs: &[
         "/usr/bin/containerd",
         "/usr/bin/containerd-shim-runc-v2",
@@ -137,12 +148,13 @@ const RSYSLOG_MODULES: &[&str] = &[
 /// copy in the squashfs (mksquashfs stores identical files once).
 pub const SERVICES: &[ImageDef] = &[
     // The console: busybox (getty, login, the shell) and dropbear for
-    // SSH (with dropbearkey and dropbearconvert for its host keys);
+    // SSH (with dropbearkey and dropbearconvert for its host keys: one
+    // binary built here; dropbear-bin's dependencies give its libraries);
     // [`SUDO`] is added to it.
     ImageDef {
         name: "console",
         packages: &["busybox-static", "dropbear-bin"],
-        built: &[],
+        built: &[Built::Dropbear],
         programs: &[
             "/bin/busybox",
             "/usr/sbin/dropbear",
@@ -156,11 +168,12 @@ pub const SERVICES: &[ImageDef] = &[
     // rsyslog, as RancherOS shipped: /dev/log and the kernel log in,
     // /var/log/syslog and the split files out, rotated by size by a
     // busybox shell script; forwarding over UDP and TCP. Only the modules
-    // its configuration loads.
+    // its configuration loads. libsystemd is the stub (socket activation
+    // and readiness are never used here).
     ImageDef {
         name: "syslog",
         packages: &["rsyslog", "busybox-static"],
-        built: &[],
+        built: &[Built::SystemdStub],
         programs: &["/usr/sbin/rsyslogd", "/bin/busybox"],
         files: RSYSLOG_MODULES,
         busybox_links: true,

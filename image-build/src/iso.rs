@@ -3,6 +3,11 @@
 //! the El Torito EFI entry (a CD) or from the EFI partition of its GPT (a
 //! disk), both the same FAT image. Both loaders boot the same kernel,
 //! initrd and [`CMDLINE`]. ISOLINUX and GRUB come from Debian's packages.
+//!
+//! The initrd is the small one (`ros` alone, see [`crate::initrd`]); the
+//! root image is `boot/rootfs.squashfs` beside it, which PID 1 mounts
+//! from the medium, so the ISO holds it once and the machine does not
+//! keep it in RAM.
 
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +37,7 @@ const LABEL: &str = "ROS";
 pub fn write(
     vmlinuz: &Path,
     initrd: &Path,
+    squashfs: &Path,
     cache: &Path,
     staging: &Path,
     iso: &Path,
@@ -49,6 +55,7 @@ pub fn write(
     std::fs::create_dir_all(&loader)?;
     std::fs::copy(vmlinuz, boot.join("vmlinuz"))?;
     std::fs::copy(initrd, boot.join("initrd"))?;
+    std::fs::copy(squashfs, staging.join(disk_layout::state_files::ROOTFS))?;
     std::fs::copy(
         isolinux.join("usr/lib/ISOLINUX/isolinux.bin"),
         loader.join("isolinux.bin"),
@@ -64,15 +71,24 @@ pub fn write(
         ),
     )?;
     boot_loader::iso_efi_image(cache, CMDLINE, &staging.join(EFI_IMAGE))?;
+    // Volume dates (SOURCE_DATE_EPOCH) and every file's and directory's
+    // (the staged copies are dated now) from the last commit: builds repeat.
+    let epoch = crate::epoch::source_date_epoch()?;
     run(Command::new("xorriso")
+        .env("SOURCE_DATE_EPOCH", &epoch)
         .args(["-as", "mkisofs", "-quiet", "-o"])
         .arg(iso)
+        .arg("--set_all_file_dates")
+        .arg(format!("={epoch}"))
         .arg("-isohybrid-mbr")
         .arg(isolinux.join("usr/lib/ISOLINUX/isohdpfx.bin"))
         .args(["-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin"])
         .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
         .args(["-eltorito-alt-boot", "-e", EFI_IMAGE, "-no-emul-boot"])
         .arg("-isohybrid-gpt-basdat")
+        // No padding to whole 1 MiB "cylinders" (up to 1 MiB of zeros):
+        // firmware that boots it as a disk reads LBA, not cylinders.
+        .args(["-partition_cyl_align", "off"])
         .args(["-V", LABEL, "-J", "-R"])
         .arg(staging))
     .context("xorriso (apt-get install xorriso)")

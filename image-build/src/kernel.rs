@@ -22,12 +22,17 @@ use sha2::{Digest, Sha256};
 
 use crate::BuildDirs;
 use crate::build_log::{BuildLog, lock};
+use crate::lock::Lock;
 use fragments::Fragment;
 use source::Source;
 
 /// Bump when the build steps below change what comes out, so that kernels
-/// cached by an older recipe are not reused.
-const RECIPE_VERSION: u32 = 1;
+/// cached by an older recipe are not reused. 2: fixed build stamps.
+const RECIPE_VERSION: u32 = 2;
+
+/// The user and host kbuild writes into the kernel (`uname -v`, the boot
+/// banner) in place of the build machine's.
+const BUILD_USER_HOST: &str = "ros";
 
 /// kbuild's default `CC`; its version is part of the cache key.
 const COMPILER: &str = "gcc";
@@ -36,7 +41,9 @@ const COMPILER: &str = "gcc";
 pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
     let config_dir = dirs.workspace.join("kernel-config");
-    let source = Source::installed(&config_dir.join("source.toml"))?;
+    let source = installed_source(dirs)?;
+    let pins = Lock::read()?;
+    pins.check_installed(&source.package, &source.version, None)?;
     let fragments = fragments::load_all(&config_dir)?;
     let compiler = compiler_version()?;
     let key = cache_key(&source, &fragments, &compiler);
@@ -49,6 +56,7 @@ pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
         let _lock = lock(&cache.join("lock"))?;
         // Another image-build may have finished this kernel while we waited.
         if !entry.join("bzImage").is_file() {
+            pins.check_installed(&source.package, &source.version, Some(&source.tarball))?;
             build_uncached(&cache, &key, &source, &fragments)?;
         }
     }
@@ -66,6 +74,12 @@ pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
         started.elapsed().as_secs_f64(),
     );
     Ok(vmlinuz)
+}
+
+/// The kernel source package named in `kernel-config/source.toml`, as
+/// installed.
+pub fn installed_source(dirs: &BuildDirs) -> anyhow::Result<Source> {
+    Source::installed(&dirs.workspace.join("kernel-config/source.toml"))
 }
 
 /// The cache key: sha256 over every input that changes the bzImage. Each
@@ -131,10 +145,15 @@ fn build_uncached(
         log.path.display()
     );
 
+    let stamp = build_timestamp(&source.tarball)?;
     configure(&tree, &build, fragments, &log)?;
     verify(&build.join(".config"), fragments)?;
     let jobs = std::thread::available_parallelism().map_or(1, usize::from);
-    log.run(make(&tree, &build).arg(format!("-j{jobs}")).arg("bzImage"))?;
+    log.run(
+        fixed_stamps(&mut make(&tree, &build), &stamp)
+            .arg(format!("-j{jobs}"))
+            .arg("bzImage"),
+    )?;
     store(&build, &cache.join(key))
 }
 
@@ -183,6 +202,63 @@ fn make(tree: &Path, build: &Path) -> Command {
         .env("ARCH", "x86_64")
         .arg(format!("O={}", build.display()));
     command
+}
+
+/// The kernel's build time, fixed by its inputs: the modification time
+/// of the source tarball, which dpkg takes from the package, and which
+/// Debian sets to the date of that package version. Not the commit's
+/// date: that would change the kernel (and its cache key) on every commit.
+fn build_timestamp(tarball: &Path) -> anyhow::Result<String> {
+    let modified = std::fs::metadata(tarball)
+        .and_then(|meta| meta.modified())
+        .with_context(|| format!("reading the modification time of {}", tarball.display()))?;
+    let seconds = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .with_context(|| format!("{} is dated before 1970", tarball.display()))?
+        .as_secs();
+    Ok(utc_date(seconds))
+}
+
+/// `seconds` since the epoch as `date -u` prints them (`Thu Nov 26
+/// 17:12:56 UTC 2026`), a form kbuild's `date -d` reads back.
+fn utc_date(seconds: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = seconds / 86_400;
+    let time = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm),
+    // for days >= 0 only.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{} {} {day:>2} {:02}:{:02}:{:02} UTC {year}",
+        DAYS[usize::try_from(days % 7).unwrap_or(0)],
+        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
+        time / 3600,
+        time % 3600 / 60,
+        time % 60,
+    )
+}
+
+/// What kbuild would take from the build machine and the clock, fixed:
+/// the same inputs give the same bzImage, on any machine, at any time.
+/// `KBUILD_BUILD_VERSION` is the `#N` of `uname -v`, else counted up in
+/// the kept build directory on every build.
+fn fixed_stamps<'a>(command: &'a mut Command, stamp: &str) -> &'a mut Command {
+    command
+        .env("KBUILD_BUILD_TIMESTAMP", stamp)
+        .env("KBUILD_BUILD_USER", BUILD_USER_HOST)
+        .env("KBUILD_BUILD_HOST", BUILD_USER_HOST)
+        .env("KBUILD_BUILD_VERSION", "1")
 }
 
 /// tinyconfig, then the fragments. merge_config.sh `-n` re-runs allnoconfig
@@ -303,6 +379,16 @@ mod tests {
         moved[0].contents = "CONFIG_SMP=y\nCONFIG_NET=y\n".into();
         moved[1].contents = String::new();
         assert_ne!(base, cache_key(&source, &moved, "gcc 12"));
+    }
+
+    #[test]
+    fn build_dates_read_as_date_prints_them() {
+        assert_eq!(utc_date(0), "Thu Jan  1 00:00:00 UTC 1970");
+        // The linux-source-6.1 6.1.192-3 tarball's time stamp.
+        assert_eq!(utc_date(1_795_713_176), "Thu Nov 26 17:12:56 UTC 2026");
+        // A leap day, and the last second of a year.
+        assert_eq!(utc_date(951_782_400), "Tue Feb 29 00:00:00 UTC 2000");
+        assert_eq!(utc_date(1_704_067_199), "Sun Dec 31 23:59:59 UTC 2023");
     }
 
     #[test]

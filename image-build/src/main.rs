@@ -1,15 +1,27 @@
 //! `image-build`: turns the workspace, the pinned kernel source and Debian
 //! packages into the bootable image under `target/image/`.
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently: locked in while this crate is clean.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 mod boot_loader;
 mod build_log;
 mod containerd;
+mod crun;
 mod debian;
 mod disk_image;
+mod dropbear;
+mod epoch;
 mod images;
 mod initrd;
 mod iso;
 mod kernel;
+mod lock;
 mod report;
 mod rootfs;
 mod tree;
@@ -44,15 +56,19 @@ enum Step {
     Ros,
     /// The root file system from Debian packages, as rootfs.squashfs.
     Rootfs,
-    /// The initrd from `ros` and rootfs.squashfs (built before).
+    /// The initrds from `ros` and rootfs.squashfs (built before): `initrd`
+    /// holding both, and `initrd-media` for the ISO and disks.
     Initrd,
-    /// The hybrid ISO from vmlinuz and the initrd (built before).
+    /// The hybrid ISO from vmlinuz, initrd-media and rootfs.squashfs.
     Iso,
     /// ros-ec2.raw, the EC2 disk image, from vmlinuz, the initrd and
     /// GRUB's disk loaders (built before).
     Ec2,
     /// Every step, then size-report.txt.
     All,
+    /// Pins the Debian packages (and the kernel source) the image is built
+    /// from at the versions apt offers now, in image-build/debian.lock.
+    Lock,
 }
 
 /// The musl target `ros` is built for: one static binary, no libc needed.
@@ -111,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                 run_step(&dirs, step)?;
             }
         }
+        Step::Lock => lock::update(&dirs)?,
         step => run_step(&dirs, step)?,
     }
     Ok(())
@@ -128,18 +145,33 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
             let tree = rootfs::assemble(dirs)?;
             rootfs::squash(&tree, &out("rootfs.squashfs"))?;
         }
-        Step::Initrd => initrd::write(&out("ros"), &out("rootfs.squashfs"), &out("initrd"))?,
+        Step::Initrd => {
+            initrd::write(&out("ros"), &out("rootfs.squashfs"), &out("initrd"))?;
+            initrd::write_media(
+                &out("ros"),
+                &out("rootfs.squashfs"),
+                &out(initrd::MEDIA_INITRD),
+            )?;
+        }
         Step::Iso => {
             iso::write(
                 &out("vmlinuz"),
-                &out("initrd"),
+                &out(initrd::MEDIA_INITRD),
+                &out("rootfs.squashfs"),
                 &dirs.cache,
                 &out("iso-root"),
                 &out("ros.iso"),
             )?;
             let files = tree::Tree::open(&out("rootfs"))?.files_by_size()?;
-            let parts = ["vmlinuz", "ros", "rootfs.squashfs", "initrd", "ros.iso"]
-                .map(|name| (name, out(name)));
+            let parts = [
+                "vmlinuz",
+                "ros",
+                "rootfs.squashfs",
+                "initrd",
+                initrd::MEDIA_INITRD,
+                "ros.iso",
+            ]
+            .map(|name| (name, out(name)));
             let parts: Vec<(&str, &Path)> = parts
                 .iter()
                 .map(|(name, path)| (*name, path.as_path()))
@@ -158,7 +190,7 @@ fn run_step(dirs: &BuildDirs, step: Step) -> anyhow::Result<()> {
             )?;
             print!("{line}");
         }
-        Step::All => unreachable!("expanded by main"),
+        Step::All | Step::Lock => unreachable!("run by main"),
     }
     eprintln!(
         "image-build: {step:?} done in {:.1} s",

@@ -66,9 +66,7 @@ pub fn append_disk_image(
 
 fn mib(bytes: u64) -> f64 {
     // Sizes of an image are far below 2^52: exact in f64.
-    #[allow(clippy::cast_precision_loss)]
-    let bytes = bytes as f64;
-    bytes / (1024.0 * 1024.0)
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 #[cfg(test)]

@@ -8,27 +8,55 @@ use anyhow::Context;
 
 use crate::BuildDirs;
 use crate::containerd;
+use crate::crun;
 use crate::debian::{Packages, run};
+use crate::dropbear;
 use crate::images::{
     Built, CA_BUNDLE, CA_BUNDLE_IMAGES, CA_CERTS_DIR, CA_PACKAGE, HOST, ImageDef, MOUNT_POINTS,
     NAME_FILES, SERVICE_IMAGES_DIR, SERVICES, SUDO,
 };
 use crate::tree::{Pool, Tree};
 
-/// The glibc target the kmod stub is built for: udev is Debian's glibc
-/// program.
+/// The glibc target the library stubs are built for: udev and rsyslog
+/// are Debian's glibc programs.
 const GLIBC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Where the kmod stub goes: where Debian's libkmod2 has `libkmod.so.2`,
-/// so that it is found before the package's.
-const KMOD_STUB_PATH: &str = "usr/lib/x86_64-linux-gnu/libkmod.so.2";
+/// A stand-in library built from a crate of the workspace.
+#[derive(Debug, Clone, Copy)]
+struct Stub {
+    /// The crate.
+    package: &'static str,
+    /// The file cargo makes.
+    built: &'static str,
+    /// Where it goes: where Debian's package has the soname, so that it
+    /// is found before the package's.
+    path: &'static str,
+}
+
+/// udev's libkmod, which finds no modules.
+const KMOD_STUB: Stub = Stub {
+    package: "kmod-stub",
+    built: "libkmod.so",
+    path: "usr/lib/x86_64-linux-gnu/libkmod.so.2",
+};
+
+/// rsyslog's libsystemd, on a machine systemd did not boot.
+const SYSTEMD_STUB: Stub = Stub {
+    package: "systemd-stub",
+    built: "libsystemd.so",
+    path: "usr/lib/x86_64-linux-gnu/libsystemd.so.0",
+};
 
 /// Assembles the host root with every service image inside it.
 pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
     let packages = Packages::new(&dirs.cache)?;
+    build_stubs(dirs, &[KMOD_STUB, SYSTEMD_STUB])?;
     let built = BuiltRoots {
         containerd: containerd::build(&dirs.cache, &packages)?,
-        kmod_stub: build_kmod_stub(dirs)?,
+        crun: crun::build(&dirs.cache, &packages)?,
+        dropbear: dropbear::build(&dirs.cache, &packages)?,
+        kmod_stub: dirs.out.join(KMOD_STUB.package),
+        systemd_stub: dirs.out.join(SYSTEMD_STUB.package),
     };
     let repo_files = dirs.workspace.join("image-build/images");
     let mut host = Tree::create(&dirs.out.join("rootfs"))?;
@@ -52,7 +80,10 @@ pub fn assemble(dirs: &BuildDirs) -> anyhow::Result<Tree> {
 #[derive(Debug)]
 struct BuiltRoots {
     containerd: PathBuf,
+    crun: PathBuf,
+    dropbear: PathBuf,
     kmod_stub: PathBuf,
+    systemd_stub: PathBuf,
 }
 
 impl BuiltRoots {
@@ -60,39 +91,48 @@ impl BuiltRoots {
         match built {
             Built::Containerd => self.containerd.clone(),
             Built::KmodStub => self.kmod_stub.clone(),
+            Built::Crun => self.crun.clone(),
+            Built::Dropbear => self.dropbear.clone(),
+            Built::SystemdStub => self.systemd_stub.clone(),
         }
     }
 }
 
-/// `cargo build` of the kmod-stub crate for glibc, copied to
-/// `out/kmod-stub/` + [`KMOD_STUB_PATH`]; returns `out/kmod-stub`. It has
-/// a target directory of its own: it builds in a second and need not
-/// wait for the workspace's build lock.
-fn build_kmod_stub(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
+/// One `cargo build` of the stub crates for glibc; each library is
+/// copied to `out/<crate>/` + its path, the root the image's file pool
+/// takes it from. They have a target directory of their own: they build
+/// in a second and need not wait for the workspace's build lock.
+fn build_stubs(dirs: &BuildDirs, stubs: &[Stub]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = dirs.workspace.join("target/kmod-stub");
-    run(Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "kmod-stub",
-            "--target",
-        ])
+    let mut command = Command::new(cargo);
+    command.args(["build", "--release", "--locked"]);
+    // The workspace's release profile unwinds (for `ros`); the stubs are
+    // no_std only when built to abort.
+    command.args(["--config", "profile.release.panic=\"abort\""]);
+    for stub in stubs {
+        command.args(["-p", stub.package]);
+    }
+    run(command
+        .arg("--target")
         .arg(GLIBC_TARGET)
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&dirs.workspace))
-    .context("building the kmod stub")?;
-    let built = target_dir.join(GLIBC_TARGET).join("release/libkmod.so");
-    let root = dirs.out.join("kmod-stub");
-    let target = root.join(KMOD_STUB_PATH);
-    std::fs::create_dir_all(target.parent().unwrap_or(&root))
-        .with_context(|| format!("creating the directory of {}", target.display()))?;
-    std::fs::copy(&built, &target)
-        .with_context(|| format!("copying {} to {}", built.display(), target.display()))?;
-    Ok(root)
+    .context("building the library stubs")?;
+    for stub in stubs {
+        let built = target_dir
+            .join(GLIBC_TARGET)
+            .join("release")
+            .join(stub.built);
+        let root = dirs.out.join(stub.package);
+        let target = root.join(stub.path);
+        std::fs::create_dir_all(target.parent().unwrap_or(&root))
+            .with_context(|| format!("creating the directory of {}", target.display()))?;
+        std::fs::copy(&built, &target)
+            .with_context(|| format!("copying {} to {}", built.display(), target.display()))?;
+    }
+    Ok(())
 }
 
 /// The `sudo` built with `ros`, setuid root in its image (mksquashfs
@@ -201,6 +241,8 @@ fn link_busybox_applets(tree: &Tree) -> anyhow::Result<()> {
 /// kernel decompresses only the blocks that are read.
 pub fn squash(tree: &Tree, image: &Path) -> anyhow::Result<()> {
     run(Command::new("mksquashfs")
+        // Time stamps clamped to the last commit's: builds repeat.
+        .env("SOURCE_DATE_EPOCH", crate::epoch::source_date_epoch()?)
         .arg(tree.root())
         .arg(image)
         .args([

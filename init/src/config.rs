@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use os_config::datasource::{self, Datasource, Environment, Strategy};
-use os_config::{CloudConfig, ConfigPaths, Layers};
+use os_config::{CloudConfig, Cmdline, ConfigPaths, Layers};
 
 use crate::console::report;
 
@@ -24,8 +24,31 @@ pub enum Phase {
 
 /// All layers merged. Problems are reported; when the merged whole does
 /// not check, the machine runs on the layers that do, without the top one.
-pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
-    let layers = Layers::load_with_cmdline(paths, Some(cmdline));
+pub fn load(paths: &ConfigPaths, cmdline: &Cmdline) -> CloudConfig {
+    // Secrets in files an older release wrote readable by all, or copied
+    // in by hand: root alone reads them from this boot on.
+    match os_config::store::narrow_private_tree(&paths.conf_dir()) {
+        Ok(changed) => {
+            for path in changed {
+                tracing::info!("{}: group and other permissions removed", path.display());
+            }
+        }
+        Err(error) => report(&format!("{}: {error}", paths.conf_dir().display())),
+    }
+    // The saved user-data is among the layers: a parser that panics on it
+    // would panic on every boot, so the machine comes up on its built-in
+    // configuration instead.
+    let layers = match crate::untrusted::contain("configuration layers", || {
+        Layers::load_with_parsed_cmdline(paths, cmdline)
+    }) {
+        Ok(layers) => layers,
+        Err(panicked) => {
+            report(&format!("{panicked}; the built-in configuration applies"));
+            return os_config::check::check_value_dropping(os_config::layers::built_in_value())
+                .map(|checked| checked.config)
+                .unwrap_or_default();
+        }
+    };
     for problem in &layers.problems {
         match problem {
             // Says itself what was left out and that the rest applies.
@@ -49,8 +72,8 @@ pub fn load(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
 
 /// All layers merged without a word: for what is needed before the rest
 /// is read (the state partition); [`load`] reports the problems after.
-pub fn load_quietly(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
-    merged_leaving_out_top(Layers::load_with_cmdline(paths, Some(cmdline)), |_| {})
+pub fn load_quietly(paths: &ConfigPaths, cmdline: &Cmdline) -> CloudConfig {
+    merged_leaving_out_top(Layers::load_with_parsed_cmdline(paths, cmdline), |_| {})
 }
 
 /// The layers merged. Each layer was checked key by key already; what
@@ -82,8 +105,8 @@ pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> Cl
 }
 
 /// The configured datasources of `phase`, in order.
-fn sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> Vec<Arc<dyn Datasource>> {
-    let environment = Environment::system(cmdline.to_string());
+fn sources(config: &CloudConfig, cmdline: &Cmdline, phase: Phase) -> Vec<Arc<dyn Datasource>> {
+    let environment = Environment::system(cmdline.text().to_owned());
     datasource::from_specs(&config.rancher.cloud_init.datasources, &environment)
         .into_iter()
         .filter(|source| source.needs_network() == (phase == Phase::Network))
@@ -92,7 +115,7 @@ fn sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> Vec<Arc<dyn Dat
 
 /// Whether any configured datasource belongs to `phase`. The command line
 /// decides for `cmdline`: with `cloud-config-url=` it is a network source.
-pub fn has_sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> bool {
+pub fn has_sources(config: &CloudConfig, cmdline: &Cmdline, phase: Phase) -> bool {
     !sources(config, cmdline, phase).is_empty()
 }
 
@@ -101,22 +124,34 @@ pub fn has_sources(config: &CloudConfig, cmdline: &str, phase: Phase) -> bool {
 pub async fn fetch_user_data(
     paths: &ConfigPaths,
     config: &CloudConfig,
-    cmdline: &str,
+    cmdline: &Cmdline,
     phase: Phase,
 ) -> bool {
     let sources = sources(config, cmdline, phase);
     if sources.is_empty() {
         return false;
     }
-    let fetched = datasource::fetch_first(&sources, Strategy::InOrder).await;
+    let fetching = datasource::fetch_first(&sources, Strategy::InOrder);
+    let fetched = match crate::untrusted::Contained::new("datasources", fetching).await {
+        Ok(fetched) => fetched,
+        Err(panicked) => {
+            report(&panicked.to_string());
+            return false;
+        }
+    };
     for (source, error) in &fetched.errors {
         report(&format!("datasource {source}: {error}"));
     }
     let Some((source, user_data)) = fetched.found else {
         return false;
     };
-    match user_data.save(paths) {
-        Ok(saved) => {
+    let what = format!("user-data from {source}");
+    match crate::untrusted::contain(&what, || user_data.save(paths)) {
+        Err(panicked) => {
+            report(&panicked.to_string());
+            false
+        }
+        Ok(Ok(saved)) => {
             // Left out one by one; the lines are those of the user-data
             // as delivered, which the saved copy no longer has.
             for error in &saved.dropped {
@@ -130,7 +165,7 @@ pub async fn fetch_user_data(
             tracing::info!(%source, "user-data saved");
             true
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             report(&format!("user-data from {source} not saved: {error}"));
             false
         }
@@ -154,7 +189,7 @@ mod tests {
         let (_dir, paths) = paths_with("hostname: from-file\nrancher:\n  debug: false\n");
         let config = load(
             &paths,
-            "quiet rancher.debug hostname=ignored cc.hostname=from-cmdline",
+            &Cmdline::parse("quiet rancher.debug hostname=ignored cc.hostname=from-cmdline"),
         );
         assert!(config.rancher.debug);
         assert_eq!(
@@ -174,10 +209,11 @@ mod tests {
     #[test]
     fn network_sources_are_a_phase_of_their_own() {
         let (_dir, paths) = paths_with("");
-        let config = load(&paths, "");
-        assert!(has_sources(&config, "", Phase::Local));
-        assert!(!has_sources(&config, "", Phase::Network));
-        let cmdline = "rancher.cloud_init.datasources=[ec2,url:http://10.0.2.2/user-data]";
+        let config = load(&paths, &Cmdline::default());
+        assert!(has_sources(&config, &Cmdline::default(), Phase::Local));
+        assert!(!has_sources(&config, &Cmdline::default(), Phase::Network));
+        let cmdline =
+            &Cmdline::parse("rancher.cloud_init.datasources=[ec2,url:http://10.0.2.2/user-data]");
         let config = load(&paths, cmdline);
         assert!(!has_sources(&config, cmdline, Phase::Local));
         assert!(has_sources(&config, cmdline, Phase::Network));
@@ -188,10 +224,15 @@ mod tests {
         // Found by issue 16: the question was asked with an empty command
         // line, so the URL was never fetched.
         let (_dir, paths) = paths_with("");
-        let cmdline = "console=ttyS0 cloud-config-url=http://10.0.2.2:8000/user-data";
+        let cmdline =
+            &Cmdline::parse("console=ttyS0 cloud-config-url=http://10.0.2.2:8000/user-data");
         let config = load(&paths, cmdline);
         assert!(has_sources(&config, cmdline, Phase::Network));
-        assert!(!has_sources(&config, "console=ttyS0", Phase::Network));
+        assert!(!has_sources(
+            &config,
+            &Cmdline::parse("console=ttyS0"),
+            Phase::Network
+        ));
     }
 
     #[test]
@@ -210,7 +251,7 @@ mod tests {
             problems[1].contains("line 5: unknown key `runmcd`"),
             "{problems:?}"
         );
-        let config = load(&paths, "");
+        let config = load(&paths, &Cmdline::default());
         assert_eq!(config.hostname.as_ref().map(|h| h.as_str()), Some("kept"));
         assert!(config.rancher.debug);
     }
@@ -249,7 +290,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_yaml_is_left_out_whole_and_the_defaults_stay() {
         let (_dir, paths) = paths_with("hostname: [unclosed\n");
-        let config = load(&paths, "");
+        let config = load(&paths, &Cmdline::default());
         assert!(
             config
                 .rancher

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 /// How the machine goes down: a value, so the decision and the act are apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,16 @@ pub trait Host: Send + Sync {
     fn sync(&self);
     /// Does not return on success.
     fn reboot(&self, how: Shutdown) -> HostResult<()>;
+    /// Sends `signal` to every process but PID 1 (`kill(-1)`).
+    fn signal_all(&self, signal: Signal) -> HostResult<()>;
+    /// Whether any process but PID 1 is left (`kill(-1, 0)`).
+    fn processes_left(&self) -> bool;
+    /// Reaps every child that has exited, without waiting.
+    fn reap_exited(&self);
+    /// The mount table, as `/proc/self/mounts` lists it.
+    fn mount_table(&self) -> HostResult<String>;
+    /// One line on the console, for people and tests.
+    fn console(&self, line: &str);
 }
 
 /// The real host: one nix call per method.
@@ -158,6 +170,33 @@ impl Host for RealHost {
         let err = nix::sys::reboot::reboot(mode).unwrap_err();
         Err(HostError::new("reboot", format!("{how:?}"), err))
     }
+
+    fn signal_all(&self, signal: Signal) -> HostResult<()> {
+        nix::sys::signal::kill(Pid::from_raw(-1), signal)
+            .map_err(|e| HostError::new("kill -1", signal.as_str(), e))
+    }
+
+    fn processes_left(&self) -> bool {
+        // Signal 0 probes: ESRCH means no process is left.
+        nix::sys::signal::kill(Pid::from_raw(-1), None) != Err(nix::errno::Errno::ESRCH)
+    }
+
+    fn reap_exited(&self) {
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        while matches!(
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+            Ok(status) if status != WaitStatus::StillAlive
+        ) {}
+    }
+
+    fn mount_table(&self) -> HostResult<String> {
+        std::fs::read_to_string("/proc/self/mounts")
+            .map_err(|e| HostError::new("read", "/proc/self/mounts", e))
+    }
+
+    fn console(&self, line: &str) {
+        crate::console::line(line);
+    }
 }
 
 /// One recorded call on the fake host.
@@ -183,6 +222,9 @@ pub enum HostCall {
     Sethostname(String),
     Sync,
     Reboot(Shutdown),
+    SignalAll(Signal),
+    MountTable,
+    Console(String),
 }
 
 /// A host that records every call and can be told to fail.
@@ -196,6 +238,11 @@ struct FakeState {
     calls: Vec<HostCall>,
     fail_next: usize,
     mountpoints: Vec<PathBuf>,
+    mount_table: String,
+    /// Processes other than PID 1 that are running.
+    processes: usize,
+    /// Whether they ignore SIGTERM.
+    stubborn: bool,
 }
 
 impl FakeHost {
@@ -216,6 +263,30 @@ impl FakeHost {
     /// Pretends `path` is already a mount point.
     pub fn add_mountpoint(&self, path: impl Into<PathBuf>) {
         self.lock().mountpoints.push(path.into());
+    }
+
+    /// What [`Host::mount_table`] returns.
+    pub fn set_mount_table(&self, table: &str) {
+        self.lock().mount_table = table.to_owned();
+    }
+
+    /// Pretends `count` processes run; `stubborn` ones ignore SIGTERM.
+    pub fn set_processes(&self, count: usize, stubborn: bool) {
+        let mut state = self.lock();
+        state.processes = count;
+        state.stubborn = stubborn;
+    }
+
+    /// The lines written to the console so far.
+    pub fn console_lines(&self) -> Vec<String> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|call| match call {
+                HostCall::Console(line) => Some(line.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -308,6 +379,31 @@ impl Host for FakeHost {
 
     fn reboot(&self, how: Shutdown) -> HostResult<()> {
         self.record(HostCall::Reboot(how))
+    }
+
+    fn signal_all(&self, signal: Signal) -> HostResult<()> {
+        self.record(HostCall::SignalAll(signal))?;
+        let mut state = self.lock();
+        if signal == Signal::SIGKILL || !state.stubborn {
+            state.processes = 0;
+        }
+        Ok(())
+    }
+
+    fn processes_left(&self) -> bool {
+        self.lock().processes > 0
+    }
+
+    fn reap_exited(&self) {}
+
+    fn mount_table(&self) -> HostResult<String> {
+        self.record(HostCall::MountTable)?;
+        Ok(self.lock().mount_table.clone())
+    }
+
+    fn console(&self, line: &str) {
+        // The console cannot fail; any injected failure is ignored.
+        let _ = self.record(HostCall::Console(line.to_owned()));
     }
 }
 

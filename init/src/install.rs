@@ -7,7 +7,8 @@
 //! always, a disk that is not blank unless forced. [`Installer::run`] then
 //! writes the layout of disk-layout (GRUB's boot code, core.img and the
 //! EFI system partition image raw), makes the state file system with
-//! `mke2fs`, mounts it, copies the kernel and initrd with percent lines,
+//! `mke2fs`, mounts it, copies the kernel, the initrd and the root image
+//! beside it (when the medium has one) with percent lines,
 //! writes `grub.cfg` and the cloud-config, and syncs. The CLI
 //! (`cli/install.rs`) runs it in PID 1's mount namespace, where the host's
 //! `/dev`, `mke2fs` and the loaders are.
@@ -29,6 +30,8 @@ use os_config::datasource::label::{ext_uuid, filesystem_label};
 pub const LOADERS_DIR: &str = "/usr/lib/ros/boot";
 /// The label of the ISO the kernel and initrd are copied from.
 pub const MEDIA_LABEL: &str = "ROS";
+/// The root image's file name, beside the initrd.
+const ROOTFS_NAME: &str = "rootfs.squashfs";
 /// How much of the disk's start [`inspect`] reads, and the installer
 /// clears at both ends: every table and file system signature is there.
 const EDGE: u64 = 1 << 20;
@@ -478,10 +481,16 @@ impl Installer {
         let root = &self.mount_dir;
         let boot = root.join("boot/grub");
         std::fs::create_dir_all(&boot).map_err(io_at(&boot))?;
-        let files = [
-            (&self.vmlinuz, root.join(state_files::VMLINUZ)),
-            (&self.initrd, root.join(state_files::INITRD)),
+        // The root image sits next to the initrd on every medium (the ISO,
+        // an installed disk); an initrd that carries it has none beside it.
+        let rootfs = self.initrd.with_file_name(ROOTFS_NAME);
+        let mut files = vec![
+            (self.vmlinuz.clone(), root.join(state_files::VMLINUZ)),
+            (self.initrd.clone(), root.join(state_files::INITRD)),
         ];
+        if rootfs.is_file() {
+            files.push((rootfs, root.join(state_files::ROOTFS)));
+        }
         let total: u64 = files
             .iter()
             .map(|(from, _)| std::fs::metadata(from).map(|m| m.len()).unwrap_or(0))

@@ -7,7 +7,10 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use tracing::{Level, Metadata};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Writes each event as one kmsg record with its syslog priority.
 #[derive(Debug, Clone)]
@@ -93,7 +96,7 @@ pub fn init_kmsg(debug: bool) -> io::Result<()> {
     let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     let file = OpenOptions::new().write(true).open("/dev/kmsg")?;
     let level = if debug { Level::DEBUG } else { Level::INFO };
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_writer(Kmsg {
             file: Arc::new(file),
         })
@@ -102,8 +105,27 @@ pub fn init_kmsg(debug: bool) -> io::Result<()> {
         .without_time()
         .with_target(false)
         .with_level(false)
-        .init();
+        .finish()
+        .with(our_crates_at(level));
+    subscriber.init();
     Ok(())
+}
+
+/// `rancher.debug` is for our own code: the dependencies (h2, hyper,
+/// tonic, netlink) stay at info, or their per-frame debug lines would fill
+/// the kernel's small ring buffer within seconds of boot.
+fn our_crates_at(level: Level) -> Targets {
+    const OURS: [&str; 5] = [
+        "ros",
+        "os_config",
+        "system_services",
+        "workloads",
+        "container_net",
+    ];
+    OURS.iter()
+        .fold(Targets::new().with_default(Level::INFO), |targets, name| {
+            targets.with_target(*name, level)
+        })
 }
 
 /// The command line: warnings and errors to stderr.
@@ -119,6 +141,17 @@ pub fn init_stderr() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_logging_is_for_our_crates_and_dependencies_stay_at_info() {
+        let targets = our_crates_at(Level::DEBUG);
+        assert!(targets.would_enable("ros::boot::sequence", &Level::DEBUG));
+        assert!(targets.would_enable("os_config::layers", &Level::DEBUG));
+        assert!(!targets.would_enable("h2::codec::framed_read", &Level::DEBUG));
+        assert!(!targets.would_enable("tonic::transport", &Level::DEBUG));
+        assert!(targets.would_enable("h2::proto", &Level::INFO));
+        assert!(!our_crates_at(Level::INFO).would_enable("ros::boot", &Level::DEBUG));
+    }
 
     #[test]
     fn debug_is_read_from_the_command_line_as_the_configuration_reads_it() {

@@ -13,8 +13,8 @@ pub const NAMESPACE: &str = "ros";
 /// The OCI runtime the shims run.
 pub const OCI_RUNTIME: &str = "crun";
 
-use os_config::layers::{OPTIONAL, optional_services};
-use os_config::{CloudConfig, ConfigPaths, Layers};
+use os_config::layers::optional_services;
+use os_config::{CloudConfig, Cmdline, ConfigPaths, Layers};
 use system_services::control::Control;
 use system_services::definition::{Context, Definitions};
 use system_services::engine::Engine;
@@ -38,27 +38,26 @@ pub fn definitions(config: &CloudConfig) -> Definitions {
 /// like the boot's, but quiet (problems were reported at boot; the
 /// console is no place for them on every `ros service list`).
 pub fn current_config(paths: &ConfigPaths, cmdline: &str) -> CloudConfig {
+    config_with(paths, &Cmdline::parse(cmdline))
+}
+
+/// [`current_config`] with the command line parsed already (PID 1's,
+/// parsed once at boot).
+pub fn config_with(paths: &ConfigPaths, cmdline: &Cmdline) -> CloudConfig {
     crate::config::merged_leaving_out_top(
-        Layers::load_with_cmdline(paths, Some(cmdline)),
+        Layers::load_with_parsed_cmdline(paths, cmdline),
         |problem| tracing::warn!("{problem}"),
     )
 }
 
 /// `services_include` entries that name no optional service: a RancherOS
-/// catalog service this system does not ship, or a typo.
+/// catalog service this system does not ship, or a typo. The checker's
+/// own warnings (a name that is not a service name at all was refused
+/// with its key path when the configuration was read).
 pub fn unknown_includes(config: &CloudConfig) -> Vec<String> {
-    let available: Vec<&str> = OPTIONAL.iter().map(|(name, _)| *name).collect();
-    config
-        .rancher
-        .services_include
+    os_config::check::services_include_warnings(config)
         .iter()
-        .filter(|(name, on)| on.0 && !available.contains(&name.as_str()))
-        .map(|(name, _)| {
-            format!(
-                "rancher.services_include.{name}: no optional service {name} in this system (available: {})",
-                available.join(", ")
-            )
-        })
+        .map(ToString::to_string)
         .collect()
 }
 
@@ -119,9 +118,9 @@ fn log_settled(name: &str, status: &ServiceStatus) {
 /// The control server's view of the configuration: re-read per request.
 /// The cluster agent's token file and directories follow it, so `ros
 /// service restart cluster-agent` after a new token uses the new one.
-pub fn loader(paths: ConfigPaths, cmdline: String) -> system_services::control::Loader {
+pub fn loader(paths: ConfigPaths, cmdline: Cmdline) -> system_services::control::Loader {
     Box::new(move || {
-        let config = current_config(&paths, &cmdline);
+        let config = config_with(&paths, &cmdline);
         for problem in crate::cluster::prepare(&crate::host::RealHost, &config) {
             tracing::warn!("{problem}");
         }
@@ -133,7 +132,7 @@ pub fn loader(paths: ConfigPaths, cmdline: String) -> system_services::control::
 pub fn control<R: ContainerRuntime>(
     engine: &Arc<Engine<R>>,
     paths: ConfigPaths,
-    cmdline: String,
+    cmdline: Cmdline,
 ) -> Arc<Control<R>> {
     Arc::new(Control::new(Arc::clone(engine), loader(paths, cmdline)))
 }
@@ -177,7 +176,9 @@ mod tests {
         assert_eq!(
             unknown_includes(&config),
             [
-                "rancher.services_include.open-vm-tools: no optional service open-vm-tools in this system (available: user-containerd)"
+                "`rancher.services_include.open-vm-tools`: `open-vm-tools` is not a service this \
+                 image ships (RancherOS pulled it from its service repositories); nothing is \
+                 started (available: user-containerd)"
             ]
         );
         assert!(definitions(&config).get("user-containerd").unwrap().enabled);

@@ -1,10 +1,5 @@
 //! `ros config` end to end: the built binary against a temporary root.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -349,6 +344,21 @@ fn validate_lists_every_error_and_exits_one() {
             .contains("`rancher.docker.engine` is a RancherOS key this system does not implement"),
         "{}",
         stderr(&output)
+    );
+}
+
+#[test]
+fn validate_names_a_capability_the_kernel_does_not_have_by_its_key() {
+    let machine = Machine::new();
+    let output = machine.ros_with_stdin(
+        &["validate"],
+        "rancher:\n  services:\n    ntp:\n      image: ros/ntp\n      cap_add: [SYS_TIME, SYS_TIEM]\n",
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "line 5: `rancher.services.ntp.cap_add[1]`: `SYS_TIEM` is not a Linux capability \
+         (like NET_ADMIN, CAP_SYS_ADMIN or ALL; see capabilities(7))\n"
     );
 }
 

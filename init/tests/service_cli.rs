@@ -1,11 +1,6 @@
 //! `ros service` parts that need no PID 1: enable and disable against a
 //! temporary configuration root, and the errors for what cannot work.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 

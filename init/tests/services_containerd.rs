@@ -4,11 +4,6 @@
 //! the logs. Needs root (and containerd, runc or crun, busybox-static);
 //! skipped loudly otherwise.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -21,6 +21,13 @@
 //! library is `no_std` and needs nothing from libc; with unwinding (tests,
 //! debug builds) std provides the panic runtime.
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently: locked in while this crate is clean.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 #![cfg_attr(panic = "abort", no_std)]
 
 use core::ffi::{c_char, c_int, c_uint, c_void};

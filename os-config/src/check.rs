@@ -19,200 +19,7 @@ use crate::parse::keypath::{KeyPath, Segment};
 use crate::schema::keys::{self, ANY_NAME, Support};
 use crate::schema::{CloudConfig, DatasourceSpec};
 
-/// What kind of problem a [`ConfigError`] is; tests match on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Not YAML.
-    Syntax,
-    /// The document is not a mapping.
-    NotAMapping,
-    /// A key the schema does not have.
-    UnknownKey,
-    /// A value of the wrong type or form.
-    InvalidValue,
-    /// Values that do not fit together.
-    Inconsistent,
-}
-
-fn at_line(line: &Option<usize>) -> String {
-    line.map(|line| format!("line {line}: "))
-        .unwrap_or_default()
-}
-
-fn did_you_mean(suggestion: &Option<KeyPath>) -> String {
-    suggestion
-        .as_ref()
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default()
-}
-
-/// One problem with a cloud-config document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The text is not YAML.
-    #[error("{}YAML syntax error: {message}", at_line(.line))]
-    Syntax {
-        /// Where, if the parser said.
-        line: Option<usize>,
-        /// What the YAML parser said.
-        message: String,
-    },
-    /// The document is a scalar or a list.
-    #[error("a cloud-config document is a mapping of keys, not {found}")]
-    NotAMapping {
-        /// What it is instead.
-        found: &'static str,
-    },
-    /// A key the schema does not have.
-    #[error("{}unknown key `{path}`{}", at_line(.line), did_you_mean(.suggestion))]
-    UnknownKey {
-        /// The full key path.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-        /// The nearest valid key.
-        suggestion: Option<KeyPath>,
-    },
-    /// A value of the wrong type or form.
-    #[error("{}`{path}`: {message}", at_line(.line))]
-    InvalidValue {
-        /// The key path of the value.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-        /// What is wrong.
-        message: String,
-    },
-    /// Values that do not fit together.
-    #[error("{}`{path}`: {message}", at_line(.line))]
-    Inconsistent {
-        /// The key path of the value at fault.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    /// The kind, for matching.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Syntax { .. } => ErrorKind::Syntax,
-            Self::NotAMapping { .. } => ErrorKind::NotAMapping,
-            Self::UnknownKey { .. } => ErrorKind::UnknownKey,
-            Self::InvalidValue { .. } => ErrorKind::InvalidValue,
-            Self::Inconsistent { .. } => ErrorKind::Inconsistent,
-        }
-    }
-
-    /// The key path at fault, when there is one.
-    pub fn path(&self) -> Option<&KeyPath> {
-        match self {
-            Self::UnknownKey { path, .. }
-            | Self::InvalidValue { path, .. }
-            | Self::Inconsistent { path, .. } => Some(path),
-            Self::Syntax { .. } | Self::NotAMapping { .. } => None,
-        }
-    }
-
-    /// The 1-based line, when known.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            Self::Syntax { line, .. }
-            | Self::UnknownKey { line, .. }
-            | Self::InvalidValue { line, .. }
-            | Self::Inconsistent { line, .. } => *line,
-            Self::NotAMapping { .. } => None,
-        }
-    }
-
-    /// The same error without its line: for a document generated from a
-    /// tree, whose lines mean nothing to the person who asked.
-    pub fn without_line(mut self) -> Self {
-        self.set_line(None);
-        self
-    }
-
-    fn set_line(&mut self, found: Option<usize>) {
-        match self {
-            Self::UnknownKey { line, .. }
-            | Self::InvalidValue { line, .. }
-            | Self::Inconsistent { line, .. } => *line = found,
-            Self::Syntax { .. } | Self::NotAMapping { .. } => {}
-        }
-    }
-}
-
-/// Every problem found in one document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Something accepted that will not do what the user may expect.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Warning {
-    /// A RancherOS key this system reads but does not apply.
-    #[error("{}`{path}` is a RancherOS key this system does not implement; it is ignored", at_line(.line))]
-    Unimplemented {
-        /// The key.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-    },
-    /// Something RancherOS accepted that this system would have refused:
-    /// accepted, with what happens instead.
-    #[error("{}`{path}`: {message}", at_line(.line))]
-    Accepted {
-        /// The key.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-        /// What was accepted and what it means here.
-        message: String,
-    },
-    /// A RancherOS datasource this system does not have.
-    #[error("{}`{path}`: datasource `{name}` is not supported here; it is skipped", at_line(.line))]
-    UnsupportedDatasource {
-        /// Where it is listed.
-        path: KeyPath,
-        /// Its line.
-        line: Option<usize>,
-        /// The datasource.
-        name: String,
-    },
-}
-
-impl Warning {
-    fn place(&mut self) -> (&mut KeyPath, &mut Option<usize>) {
-        match self {
-            Self::Unimplemented { path, line }
-            | Self::Accepted { path, line, .. }
-            | Self::UnsupportedDatasource { path, line, .. } => (path, line),
-        }
-    }
-
-    /// The key path it is about.
-    pub fn path(&self) -> &KeyPath {
-        match self {
-            Self::Unimplemented { path, .. }
-            | Self::Accepted { path, .. }
-            | Self::UnsupportedDatasource { path, .. } => path,
-        }
-    }
-}
+pub use crate::problem::{ConfigError, ConfigErrors, ErrorKind, Warning};
 
 /// A document that was checked: what applies, and what was dropped.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +51,13 @@ pub fn check_value(value: Value) -> Result<Checked, ConfigErrors> {
 /// alone and listed in [`Checked::dropped`] with its line; the rest
 /// applies. Only text that is not a YAML mapping is refused whole.
 pub fn check_document_dropping(text: &str) -> Result<Checked, ConfigErrors> {
+    // Measured before it is read: an alias bomb is refused unexpanded.
+    crate::parse::yaml::scan(text).map_err(|limit| {
+        ConfigErrors(vec![ConfigError::Syntax {
+            line: None,
+            message: limit.to_string(),
+        }])
+    })?;
     let value: Value = serde_norway::from_str(text).map_err(|error| {
         ConfigErrors(vec![ConfigError::Syntax {
             line: error.location().map(|l| l.line()),
@@ -270,6 +84,33 @@ fn strict(checked: Checked) -> Result<Checked, ConfigErrors> {
 /// for one by one: each costs a typed read of the whole document.
 const MAX_DROPPED: usize = 256;
 
+/// Unknown keys listed one by one; past this many, one more problem says
+/// how many others were left out. 10^5 unknown keys are 10^5 console
+/// lines otherwise.
+pub const MAX_LISTED: usize = 50;
+
+/// `errors` (unknown keys, in the order of the text) with those past
+/// [`MAX_LISTED`] told as one problem at the first of them.
+fn listed(mut errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    if errors.len() <= MAX_LISTED {
+        return errors;
+    }
+    let more = errors.len() - MAX_LISTED;
+    let first_unlisted = errors.swap_remove(MAX_LISTED);
+    errors.truncate(MAX_LISTED);
+    if let Some(path) = first_unlisted.path() {
+        errors.push(ConfigError::InvalidValue {
+            path: path.clone(),
+            line: None,
+            message: format!(
+                "and {} more unknown keys from here on, left out without being listed",
+                more
+            ),
+        });
+    }
+    errors
+}
+
 fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     let value = match value {
         Value::Null => Value::Mapping(Default::default()),
@@ -284,24 +125,19 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     if let Some(found) = found {
         return Err(ConfigErrors(vec![ConfigError::NotAMapping { found }]));
     }
-    let locate_one = |problem: &mut ConfigError| {
-        if let (Some(text), Some(path)) = (text, problem.path().cloned()) {
-            problem.set_line(locate(text, &path));
-        }
-    };
-
-    // Keys the table does not know: each is reported and taken out.
+    // Keys the table does not know: each is reported and taken out, all
+    // in one walk of the tree. Lines are found at the end, all in one
+    // parse of the text.
     let mut value = value;
     let mut walk = Walk::default();
     walk.value(&value, &KeyPath::root(), "");
-    let mut dropped = Vec::new();
-    for mut error in walk.errors {
-        if let Some(path) = error.path() {
-            crate::tree::remove(&mut value, path);
-        }
-        locate_one(&mut error);
-        dropped.push(error);
-    }
+    let unknown: Vec<KeyPath> = walk
+        .errors
+        .iter()
+        .filter_map(|e| e.path().cloned())
+        .collect();
+    crate::tree::remove_keys(&mut value, &unknown);
+    let mut dropped = listed(walk.errors);
 
     // Then the typed read and the rules across fields: the first problem
     // is reported with its original path, its key taken out, and the rest
@@ -325,9 +161,7 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
             return Err(ConfigErrors(dropped));
         };
         let original = original_path(&path, &removed);
-        let mut problem = with_path(problem, original);
-        locate_one(&mut problem);
-        dropped.push(problem);
+        dropped.push(with_path(problem, original));
         // A problem inside a list entry takes the entry: a file or mount
         // without one of its fields is not the one that was meant.
         let entry = match path
@@ -347,10 +181,6 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     // The walk's warnings have the document's paths already; the others
     // were found in the tree with entries taken out.
     let mut all = walk.warnings;
-    for warning in &mut all {
-        let (path, line) = warning.place();
-        *line = text.and_then(|text| locate(text, path));
-    }
     warnings.extend(datasource_warnings(&config));
     warnings.extend(bond_option_warnings(&config));
     warnings.extend(crate::rules::cross_field_warnings(&config));
@@ -359,9 +189,24 @@ fn check(value: Value, text: Option<&str>) -> Result<Checked, ConfigErrors> {
     for warning in &mut warnings {
         let (path, line) = warning.place();
         *path = original_path(path, &removed);
-        *line = text.and_then(|text| locate(text, path));
+        *line = None;
     }
     all.append(&mut warnings);
+    if let Some(text) = text {
+        let paths = dropped
+            .iter()
+            .filter_map(ConfigError::path)
+            .chain(all.iter().map(Warning::path));
+        let lines = crate::parse::yaml::lines_of(text, paths);
+        for problem in &mut dropped {
+            let line = problem.path().and_then(|path| lines.get(path).copied());
+            problem.set_line(line);
+        }
+        for warning in &mut all {
+            let (path, line) = warning.place();
+            *line = lines.get(path).copied();
+        }
+    }
     // In the order of the text, as a person reads it.
     dropped.sort_by_key(|problem| problem.line().unwrap_or(usize::MAX));
     Ok(Checked {
@@ -488,20 +333,30 @@ fn strip_untyped(value: Value, pattern: &str) -> Value {
 
 /// `services_include` turning on a RancherOS service this image does not
 /// ship (`kernel-headers`, `open-vm-tools`, …): RancherOS pulled those from
-/// its service repositories; here nothing starts.
-fn services_include_warnings(config: &CloudConfig) -> Vec<Warning> {
+/// its service repositories; here nothing starts. The one check of these
+/// names: the boot shows the same warnings on the console.
+pub fn services_include_warnings(config: &CloudConfig) -> Vec<Warning> {
     let path = KeyPath::root().key("rancher").key("services_include");
     config
         .rancher
         .services_include
         .iter()
-        .filter(|(name, on)| on.0 && !crate::layers::OPTIONAL.iter().any(|(own, _)| own == name))
+        .filter(|(name, on)| {
+            on.0 && !crate::layers::OPTIONAL
+                .iter()
+                .any(|(own, _)| *own == name.as_str())
+        })
         .map(|(name, _)| Warning::Accepted {
-            path: path.key(name.clone()),
+            path: path.key(name.as_str()),
             line: None,
             message: format!(
                 "`{name}` is not a service this image ships (RancherOS pulled it from its \
-                 service repositories); nothing is started"
+                 service repositories); nothing is started (available: {})",
+                crate::layers::OPTIONAL
+                    .iter()
+                    .map(|(own, _)| *own)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })
         .collect()
@@ -759,8 +614,13 @@ impl Walk {
             (Some(spec), _) => (exact, spec),
             (None, Some(spec)) => (wildcard, spec),
             (None, None) => {
+                // A suggestion costs a search of the key table: only for
+                // the keys that are listed.
+                let listed = self.errors.len() < MAX_LISTED;
                 self.errors.push(ConfigError::UnknownKey {
-                    suggestion: suggest(name, parent, parent_pattern),
+                    suggestion: listed
+                        .then(|| suggest(name, parent, parent_pattern))
+                        .flatten(),
                     path,
                     line: None,
                 });

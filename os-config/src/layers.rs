@@ -18,7 +18,7 @@ use crate::check::{
     Checked, ConfigError, ConfigErrors, Warning, check_document, check_document_dropping,
     check_value, check_value_dropping,
 };
-use crate::parse::cmdline::{CmdlineProblem, config_from_cmdline};
+use crate::parse::cmdline::{CmdlineConfig, CmdlineProblem, config_from_cmdline};
 use crate::schema::{Service, ServiceName};
 use crate::tree;
 
@@ -242,19 +242,28 @@ impl Layers {
 
     /// Loads every layer, with the kernel command line given.
     pub fn load_with_cmdline(paths: &ConfigPaths, cmdline: Option<&str>) -> Self {
-        Self::load_parts(paths, cmdline, None)
+        Self::load_parts(paths, cmdline.map(config_from_cmdline), None)
+    }
+
+    /// Loads every layer, with the kernel command line parsed already.
+    pub fn load_with_parsed_cmdline(paths: &ConfigPaths, cmdline: &crate::Cmdline) -> Self {
+        Self::load_parts(paths, Some(cmdline.config().clone()), None)
     }
 
     /// Loads every layer, with `cloud_config` (already checked) standing in
     /// for the file: what the machine would run after a store.
     pub fn load_with_cloud_config(paths: &ConfigPaths, cloud_config: Checked) -> Self {
         let cmdline = std::fs::read_to_string(paths.cmdline_file()).ok();
-        Self::load_parts(paths, cmdline.as_deref(), Some(cloud_config))
+        Self::load_parts(
+            paths,
+            cmdline.as_deref().map(config_from_cmdline),
+            Some(cloud_config),
+        )
     }
 
     fn load_parts(
         paths: &ConfigPaths,
-        cmdline: Option<&str>,
+        cmdline: Option<CmdlineConfig>,
         cloud_config: Option<Checked>,
     ) -> Self {
         let mut layers = Self::default();
@@ -270,8 +279,7 @@ impl Layers {
             Some(checked) => layers.push(source, checked),
             None => layers.add_file(source),
         }
-        if let Some(cmdline) = cmdline {
-            let found = config_from_cmdline(cmdline);
+        if let Some(found) = cmdline {
             layers
                 .problems
                 .extend(found.problems.into_iter().map(LayerProblem::from));
@@ -311,7 +319,7 @@ impl Layers {
         else {
             return;
         };
-        match std::fs::read_to_string(path) {
+        match crate::parse::yaml::read_document(path) {
             Ok(text) => self.add_text(source, &text),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => self.problems.push(LayerProblem::Read {

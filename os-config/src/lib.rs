@@ -23,10 +23,12 @@
 
 pub mod check;
 pub mod cluster;
+pub mod cmdline;
 pub mod datasource;
 pub mod export;
 pub mod layers;
 pub mod parse;
+pub mod problem;
 mod rules;
 pub mod schema;
 pub mod store;
@@ -37,6 +39,7 @@ pub use check::{
     Checked, ConfigError, ConfigErrors, ErrorKind, Warning, check_document, check_key_path,
     check_value,
 };
+pub use cmdline::Cmdline;
 pub use layers::{ConfigPaths, Layers};
 pub use parse::keypath::{KeyPath, Segment};
 pub use schema::CloudConfig;

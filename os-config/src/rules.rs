@@ -1,8 +1,8 @@
 //! Checks that span fields or need more than a type: run after serde, they
 //! return every problem with its key path.
 
-use crate::check::{ConfigError, Warning};
 use crate::parse::keypath::KeyPath;
+use crate::problem::{ConfigError, Warning};
 use crate::schema::CloudConfig;
 use crate::schema::cluster::{Cluster, label_key_problem, label_value_problem};
 use crate::schema::network::{BondOptions, InterfaceConfig, InvalidNetworkValue};

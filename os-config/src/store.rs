@@ -256,6 +256,47 @@ fn narrow_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes group and other permissions off `dir` and everything below it
+/// (a 0644 file becomes 0600, a 0755 script 0700, a directory 0700), and
+/// returns what it changed. For the boot: files an older release wrote
+/// readable by all, or that were copied in by hand, hold secrets as much
+/// as those written since. Symbolic links are neither followed nor
+/// changed; an absent `dir` is nothing to do.
+pub fn narrow_private_tree(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut changed = Vec::new();
+    let metadata = match fs::symlink_metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(changed),
+        Err(error) => return Err(error),
+    };
+    narrow_entry(dir, &metadata, &mut changed)?;
+    Ok(changed)
+}
+
+fn narrow_entry(
+    path: &Path,
+    metadata: &fs::Metadata,
+    changed: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let file_type = metadata.file_type();
+    if !(file_type.is_dir() || file_type.is_file()) {
+        return Ok(());
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))?;
+        changed.push(path.to_path_buf());
+    }
+    if file_type.is_dir() {
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            // DirEntry::metadata does not follow a symbolic link.
+            narrow_entry(&entry.path(), &entry.metadata()?, changed)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes temp files left by writers that were killed mid-write (their
 /// pid is gone). A live writer's file is left alone.
 fn remove_stale_temp_files(dir: &Path, name: &std::ffi::OsStr) {
@@ -395,5 +436,88 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file.yml")]);
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn an_old_world_readable_conf_tree_is_narrowed_to_root_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let conf = root.path().join("conf");
+        let drop_ins = conf.join("cloud-config.d");
+        fs::create_dir_all(&drop_ins).unwrap();
+        let cloud_config = conf.join("cloud-config.yml");
+        let user_data = drop_ins.join("user-data.yml");
+        let script = conf.join("cloud-config-script");
+        let private = conf.join("already-private");
+        fs::write(&cloud_config, "rancher: {password: x}\n").unwrap();
+        fs::write(&user_data, "hostname: a\n").unwrap();
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        fs::write(&private, "").unwrap();
+        // Outside the tree, reached only through a link: left alone.
+        let outside = root.path().join("outside");
+        fs::write(&outside, "").unwrap();
+        std::os::unix::fs::symlink(&outside, conf.join("link")).unwrap();
+        for (path, mode) in [
+            (&conf, 0o755),
+            (&drop_ins, 0o775),
+            (&cloud_config, 0o644),
+            (&user_data, 0o664),
+            (&script, 0o755),
+            (&private, 0o600),
+            (&outside, 0o644),
+        ] {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        let mut changed = narrow_private_tree(&conf).unwrap();
+        changed.sort();
+        let mut expected = vec![
+            conf.clone(),
+            script.clone(),
+            drop_ins.clone(),
+            user_data.clone(),
+            cloud_config.clone(),
+        ];
+        expected.sort();
+        assert_eq!(changed, expected);
+        assert_eq!(mode_of(&conf), 0o700);
+        assert_eq!(mode_of(&drop_ins), 0o700);
+        assert_eq!(mode_of(&cloud_config), 0o600);
+        assert_eq!(mode_of(&user_data), 0o600);
+        assert_eq!(mode_of(&script), 0o700);
+        assert_eq!(mode_of(&private), 0o600);
+        assert_eq!(mode_of(&outside), 0o644);
+        // A second boot has nothing left to change.
+        assert!(narrow_private_tree(&conf).unwrap().is_empty());
+        assert!(
+            narrow_private_tree(&root.path().join("absent"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_store_writes_the_configuration_0600_in_a_0700_directory() {
+        let (_dir, store) = store();
+        let conf = store.paths().conf_dir();
+        fs::create_dir_all(&conf).unwrap();
+        fs::set_permissions(&conf, fs::Permissions::from_mode(0o755)).unwrap();
+        // A file an older release left readable by all is replaced, not kept.
+        let file = store.paths().cloud_config_file();
+        fs::write(&file, "hostname: old\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        store
+            .set(&path("rancher.password"), Value::from("s3cret"))
+            .unwrap();
+        assert_eq!(mode_of(&file), 0o600);
+        assert_eq!(mode_of(&conf), 0o700);
+        let stored = fs::read_to_string(&file).unwrap();
+        assert!(
+            stored.contains("hostname: old") && stored.contains("s3cret"),
+            "{stored}"
+        );
     }
 }

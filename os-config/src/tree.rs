@@ -116,6 +116,58 @@ pub fn remove(root: &mut Value, path: &KeyPath) -> Option<KeyPath> {
     None
 }
 
+/// Removes the key at each of `paths` in one walk of the tree, keeping
+/// the order of what stays: a document with 10^5 unknown keys loses them
+/// in linear time, where [`remove`] one by one is quadratic. A path that
+/// ends in a list index is removed by [`remove`].
+pub fn remove_keys(root: &mut Value, paths: &[KeyPath]) {
+    #[derive(Default)]
+    struct Trie {
+        remove: bool,
+        children: std::collections::HashMap<Segment, Trie>,
+    }
+    fn walk(node: &mut Value, trie: &Trie) {
+        let node = match node {
+            Value::Tagged(tagged) => &mut tagged.value,
+            other => other,
+        };
+        match node {
+            Value::Mapping(map) => map.retain(|key, child| {
+                let Some(below) = key_text(key).and_then(|k| trie.children.get(&Segment::Key(k)))
+                else {
+                    return true;
+                };
+                if below.remove {
+                    return false;
+                }
+                walk(child, below);
+                true
+            }),
+            Value::Sequence(list) => {
+                for (index, entry) in list.iter_mut().enumerate() {
+                    if let Some(below) = trie.children.get(&Segment::Index(index)) {
+                        walk(entry, below);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut trie = Trie::default();
+    for path in paths {
+        if !matches!(path.segments().last(), Some(Segment::Key(_))) {
+            remove(root, path);
+            continue;
+        }
+        let mut node = &mut trie;
+        for segment in path.segments() {
+            node = node.children.entry(segment.clone()).or_default();
+        }
+        node.remove = true;
+    }
+    walk(root, &trie);
+}
+
 fn remove_exact(node: &mut Value, segments: &[Segment]) -> bool {
     let node = match node {
         Value::Tagged(tagged) => &mut tagged.value,

@@ -1,11 +1,6 @@
 //! The key table (`ros config keys`, suggestions, warnings) must list
 //! exactly the fields the typed schema accepts, section by section.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::cell::RefCell;
 use std::rc::Rc;
 

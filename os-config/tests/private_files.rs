@@ -3,11 +3,6 @@
 //! created 0600 (the user-data script 0700) in 0700 directories, and wider
 //! modes left by earlier writers narrowed by the next write.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;

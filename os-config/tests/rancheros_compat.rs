@@ -5,11 +5,6 @@
 //! RancherOS key table. Then what the boot does with a document that has
 //! problems: each bad key is left out alone, with its line, the rest kept.
 
-#![allow(
-    clippy::tests_outside_test_module,
-    reason = "an integration test crate is all tests"
-)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -88,6 +88,17 @@ fn boots_from_the_iso() {
     assert_eq!(vm.check("cat /proc/self/cgroup").trim(), "0::/ros/console");
     // Booted from the ISO: the kernel command line is ISOLINUX's.
     assert!(vm.check("cat /proc/cmdline").contains("console=ttyS0"));
+    // The root image is read from the ISO, not carried in the initrd
+    // (where it would stay in RAM): the initramfs has no copy.
+    let backing = vm.check("cat /sys/block/loop0/loop/backing_file");
+    assert!(
+        backing
+            .trim()
+            .ends_with("/run/ros/medium/boot/rootfs.squashfs"),
+        "{backing}"
+    );
+    let medium = vm.check("grep ' /run/ros/medium ' /proc/1/mounts");
+    assert!(medium.contains(" iso9660 ro"), "{medium}");
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
     assert!(!vm.output().contains("Kernel panic"));

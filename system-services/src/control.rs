@@ -3,6 +3,18 @@
 //! engine and the configuration as it is now (re-read for every request,
 //! so `ros service enable` shows at once and `up` starts what the file
 //! says).
+//!
+//! PID 1 reads from whoever connects, so the server does not trust the
+//! caller: the kernel's word on who it is (`SO_PEERCRED`) must be root of
+//! the machine's user namespace (the console runs `ros service` as root,
+//! through sudo for the rancher user), a request is one line of at most
+//! [`MAX_REQUEST`] bytes, and it must arrive within [`REQUEST_TIMEOUT`].
+//! Everything else gets an error answer naming the caller and is logged.
+//!
+//! The power button has a narrower way in: [`serve_power`] reads a FIFO
+//! bound into the acpid service alone, where the one thing that can be
+//! asked is an orderly power-off. acpid no longer needs the host's PID
+//! namespace to signal PID 1.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -26,6 +38,17 @@ pub const SOCKET: &str = "/run/ros/control.sock";
 /// How long the client waits for an answer: stopping waits out grace
 /// periods, starting may pull an image.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest request line: a few hundred service names.
+pub const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a caller has to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The FIFO acpid writes to; its directory is bound into acpid at the
+/// same path (the directory, so a FIFO made again is seen).
+pub const POWER_FIFO: &str = "/run/ros/power/request";
+/// The one request the FIFO takes, as a line.
+pub const POWER_OFF: &str = "power-off";
+/// The longest line the FIFO keeps; longer ones are dropped.
+const MAX_POWER_LINE: usize = 64;
 
 /// What `ros service` asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,23 +391,155 @@ pub fn serve<R: ContainerRuntime>(
     }))
 }
 
+/// Who is on the other end of a control connection, as the kernel says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "uid {} gid {}", self.uid, self.gid)?;
+        match self.pid {
+            Some(pid) => write!(f, " pid {pid}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a request got no answer of its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("refused: {0} is not root (only root manages services)")]
+    NotRoot(Peer),
+    #[error("refused: the request from {0} is longer than {MAX_REQUEST} bytes")]
+    TooLong(Peer),
+    #[error("refused: no request line from {0} within {secs} s", secs = REQUEST_TIMEOUT.as_secs())]
+    TooSlow(Peer),
+}
+
+/// Whether `peer` may use the control socket: root of the machine's user
+/// namespace only (a root in another user namespace shows up here as the
+/// overflow uid).
+pub fn check_peer(peer: Peer) -> Result<(), Refused> {
+    if peer.uid == 0 {
+        Ok(())
+    } else {
+        Err(Refused::NotRoot(peer))
+    }
+}
+
+/// Reads one request line from `read`: at most [`MAX_REQUEST`] bytes,
+/// within `timeout`.
+async fn read_request<T: tokio::io::AsyncRead + Unpin>(
+    read: T,
+    peer: Peer,
+    timeout: Duration,
+) -> Result<Result<String, Refused>, std::io::Error> {
+    use tokio::io::AsyncReadExt;
+    // One byte over the limit tells a long line from one that fits.
+    let mut limited = tokio::io::BufReader::new(read.take(MAX_REQUEST + 1));
+    let mut line = Vec::new();
+    match tokio::time::timeout(timeout, limited.read_until(b'\n', &mut line)).await {
+        Err(_) => Ok(Err(Refused::TooSlow(peer))),
+        Ok(result) => {
+            result?;
+            if line.len() as u64 > MAX_REQUEST {
+                return Ok(Err(Refused::TooLong(peer)));
+            }
+            Ok(Ok(String::from_utf8_lossy(&line).into_owned()))
+        }
+    }
+}
+
 async fn answer<R: ContainerRuntime>(
     stream: tokio::net::UnixStream,
     control: &Control<R>,
 ) -> std::io::Result<()> {
+    let credentials = stream.peer_cred()?;
+    let peer = Peer {
+        uid: credentials.uid(),
+        gid: credentials.gid(),
+        pid: credentials.pid(),
+    };
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    tokio::io::BufReader::new(read).read_line(&mut line).await?;
-    let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => control.handle(request).await,
-        Err(err) => Response::Error {
-            message: format!("bad request: {err}"),
+    let request = match check_peer(peer) {
+        Ok(()) => read_request(read, peer, REQUEST_TIMEOUT).await?,
+        Err(refused) => Err(refused),
+    };
+    let response = match request {
+        Err(refused) => {
+            tracing::warn!("control socket: {refused}");
+            Response::Error {
+                message: refused.to_string(),
+            }
+        }
+        Ok(line) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => control.handle(request).await,
+            Err(err) => Response::Error {
+                message: format!("bad request: {err}"),
+            },
         },
     };
     let mut text = serde_json::to_string(&response).map_err(std::io::Error::other)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
     write.shutdown().await
+}
+
+/// Serves the power FIFO at `fifo` (made anew, 0600 in a 0700
+/// directory): each `power-off` line calls `power_off`; anything else is
+/// logged and dropped. PID 1 holds the FIFO open for writing too, so it
+/// never reads an end of file when acpid's writer goes.
+pub fn serve_power(
+    fifo: &Path,
+    power_off: impl Fn() + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use nix::sys::stat::Mode;
+    use tokio::io::AsyncReadExt;
+    if let Some(dir) = fifo.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(fifo) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o600)).map_err(std::io::Error::from)?;
+    let mut receiver = tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(fifo)?;
+    let path = fifo.to_path_buf();
+    Ok(tokio::spawn(async move {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 256];
+        loop {
+            let read = match receiver.read(&mut chunk).await {
+                Ok(read) => read,
+                Err(err) => {
+                    tracing::error!(%err, fifo = %path.display(), "power requests");
+                    return;
+                }
+            };
+            pending.extend(&chunk[..read]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..end]);
+                if line.trim() == POWER_OFF {
+                    tracing::info!("power-off asked through {}", path.display());
+                    power_off();
+                } else {
+                    tracing::warn!(request = %line.trim(), "power FIFO: not a request, dropped");
+                }
+            }
+            if pending.len() > MAX_POWER_LINE {
+                tracing::warn!("power FIFO: a line over {MAX_POWER_LINE} bytes, dropped");
+                pending.clear();
+            }
+        }
+    }))
 }
 
 /// Why the client got no answer.
@@ -412,7 +567,12 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
-    stream.write_all(text.as_bytes())?;
+    // PID 1 answers a caller it refuses without reading the request: the
+    // answer may be there even when the request could not be sent.
+    match stream.write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => return Err(err.into()),
+        _ => {}
+    }
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     Ok(serde_json::from_str(&line)?)
@@ -593,6 +753,154 @@ mod tests {
         );
         assert_eq!(done[0], Outcome::ok("ntp", "removed"));
         assert!(!runtime.has_container("ntp"));
+    }
+
+    #[test]
+    fn only_root_may_ask_and_a_refusal_names_the_caller() {
+        let root = Peer {
+            uid: 0,
+            gid: 0,
+            pid: Some(42),
+        };
+        assert_eq!(check_peer(root), Ok(()));
+        let rancher = Peer {
+            uid: 1100,
+            gid: 1100,
+            pid: Some(4321),
+        };
+        let refused = check_peer(rancher).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "refused: uid 1100 gid 1100 pid 4321 is not root (only root manages services)"
+        );
+        // Root of another user namespace arrives as the overflow uid.
+        let overflow = Peer {
+            uid: 65534,
+            gid: 65534,
+            pid: None,
+        };
+        assert_eq!(check_peer(overflow), Err(Refused::NotRoot(overflow)));
+    }
+
+    const ROOT: Peer = Peer {
+        uid: 0,
+        gid: 0,
+        pid: Some(1),
+    };
+
+    #[tokio::test]
+    async fn a_request_line_is_bounded_in_size() {
+        let fits = format!("{{\"request\":\"list\"}}{}\n", " ".repeat(1000));
+        let line = read_request(fits.as_bytes(), ROOT, REQUEST_TIMEOUT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(line, fits);
+        // A line of exactly the limit, newline included, still fits.
+        let exact = format!(
+            "{}\n",
+            "x".repeat(usize::try_from(MAX_REQUEST).unwrap() - 1)
+        );
+        assert_eq!(
+            read_request(exact.as_bytes(), ROOT, REQUEST_TIMEOUT)
+                .await
+                .unwrap(),
+            Ok(exact.clone())
+        );
+        // 100 MB with no newline: refused after the first 64 KiB.
+        let endless = tokio::io::repeat(b'x');
+        let refused = read_request(endless, ROOT, REQUEST_TIMEOUT)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused, Refused::TooLong(ROOT));
+        assert_eq!(
+            refused.to_string(),
+            "refused: the request from uid 0 gid 0 pid 1 is longer than 65536 bytes"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_sends_nothing_is_dropped_after_the_timeout() {
+        // The other end stays open and silent.
+        let (_client, server) = tokio::io::duplex(64);
+        let started = tokio::time::Instant::now();
+        let refused = read_request(server, ROOT, REQUEST_TIMEOUT)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused, Refused::TooSlow(ROOT));
+        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+        assert_eq!(
+            refused.to_string(),
+            "refused: no request line from uid 0 gid 0 pid 1 within 10 s"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_is_not_root_gets_an_error_naming_it() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test changes one thread's user: run it as root"
+        );
+        let runtime = Arc::new(FakeRuntime::default());
+        let control = Arc::new(control(&runtime));
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let server = serve(&socket, Arc::clone(&control)).unwrap();
+        // The mode keeps others out already; opened here so the peer
+        // check is what answers.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reply = std::thread::spawn(move || {
+            // SAFETY: the raw system call changes this thread's user only
+            // (libc's wrapper would change every thread of the test
+            // process); the thread ends right after, never going back.
+            let changed = unsafe { libc::syscall(libc::SYS_setresuid, 1100, 1100, 1100) };
+            assert_eq!(changed, 0);
+            call(&socket, &Request::List).unwrap()
+        })
+        .join()
+        .unwrap();
+        let Response::Error { message } = reply else {
+            panic!("{reply:?}")
+        };
+        assert!(
+            message.starts_with("refused: uid 1100 gid 0 pid "),
+            "{message}"
+        );
+        assert!(message.ends_with(" is not root (only root manages services)"));
+        assert!(runtime.calls().is_empty(), "nothing was done for it");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn the_power_fifo_asks_for_power_off_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("power/request");
+        let (asked, mut asks) = tokio::sync::mpsc::unbounded_channel();
+        let server = serve_power(&fifo, move || {
+            let _ = asked.send(());
+        })
+        .unwrap();
+        let mode = std::fs::metadata(&fifo).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&mode.file_type()));
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(fifo.parent().unwrap()).unwrap();
+        assert_eq!(dir_mode.permissions().mode() & 0o777, 0o700);
+        // As acpid's script writes: a shell redirection, one line, closed.
+        for text in ["reboot\n", &"x".repeat(500), "\npower-off\n"] {
+            let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            writer.write_all(text.as_bytes()).unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), asks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // Only the one line asked.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(asks.try_recv().is_err());
+        server.abort();
     }
 
     #[tokio::test]

@@ -2,97 +2,15 @@
 //! checked, with no optional parts left to interpret.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::PathBuf;
 
 use oci_spec::runtime::Capability;
 
 use crate::root::{ImageDefaults, Root};
 
-/// A service name: also the containerd container id and the cgroup name, so
-/// it is kept to what all three accept.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceName(String);
-
-/// Why a service name was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid service name {name:?}: {reason}")]
-pub struct InvalidServiceName {
-    pub name: String,
-    pub reason: &'static str,
-}
-
-impl ServiceName {
-    pub fn new(name: impl Into<String>) -> Result<Self, InvalidServiceName> {
-        let name = name.into();
-        let reason = if name.is_empty() {
-            Some("it is empty")
-        } else if name.len() > 63 {
-            Some("it is longer than 63 characters")
-        } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-            Some("it must start with a lowercase letter or a digit")
-        } else if !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
-        {
-            Some("only lowercase letters, digits, '-', '_' and '.' are allowed")
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(InvalidServiceName { name, reason }),
-            None => Ok(Self(name)),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// When a service whose task exited is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RestartPolicy {
-    /// Never: a one-shot job.
-    #[default]
-    No,
-    /// Whatever the exit code.
-    Always,
-    /// Only after a non-zero exit; at most this many times in a row if given.
-    OnFailure(Option<u32>),
-    /// Like `Always`, unless a person stopped it.
-    UnlessStopped,
-}
-
-impl RestartPolicy {
-    /// Whether a task that exited with `code` (not stopped by a person)
-    /// runs again, after `failures` non-zero exits in a row before this one.
-    pub fn restarts_after(self, code: u32, failures: u32) -> bool {
-        match self {
-            Self::No => false,
-            Self::Always | Self::UnlessStopped => true,
-            Self::OnFailure(max) => code != 0 && max.is_none_or(|max| failures < max),
-        }
-    }
-}
-
-impl fmt::Display for RestartPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::No => f.write_str("no"),
-            Self::Always => f.write_str("always"),
-            Self::OnFailure(None) => f.write_str("on-failure"),
-            Self::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
-            Self::UnlessStopped => f.write_str("unless-stopped"),
-        }
-    }
-}
+// The name and the restart policy are the cloud-config's own types, one
+// definition for `ros config validate` and for the boot.
+pub use os_config::schema::{InvalidServiceName, RestartPolicy, ServiceName};
 
 /// Which namespaces the service shares with the host instead of owning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -291,52 +209,6 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn service_names_are_checked() {
-        assert_eq!(
-            ServiceName::new("user-containerd").unwrap().as_str(),
-            "user-containerd"
-        );
-        assert_eq!(ServiceName::new("ntp.v2").unwrap().to_string(), "ntp.v2");
-        let cases = [
-            ("", "it is empty"),
-            (
-                "Console",
-                "it must start with a lowercase letter or a digit",
-            ),
-            ("-x", "it must start with a lowercase letter or a digit"),
-            (
-                "a b",
-                "only lowercase letters, digits, '-', '_' and '.' are allowed",
-            ),
-            (
-                "a/b",
-                "only lowercase letters, digits, '-', '_' and '.' are allowed",
-            ),
-        ];
-        for (name, reason) in cases {
-            let err = ServiceName::new(name).unwrap_err();
-            assert_eq!((err.name.as_str(), err.reason), (name, reason));
-        }
-        let long = "a".repeat(64);
-        assert_eq!(
-            ServiceName::new(long).unwrap_err().reason,
-            "it is longer than 63 characters"
-        );
-    }
-
-    #[test]
-    fn restart_policies() {
-        use RestartPolicy::*;
-        assert!(!No.restarts_after(1, 0));
-        assert!(Always.restarts_after(0, 0) && Always.restarts_after(1, 99));
-        assert!(UnlessStopped.restarts_after(0, 0));
-        assert!(!OnFailure(None).restarts_after(0, 0) && OnFailure(None).restarts_after(2, 99));
-        assert!(OnFailure(Some(2)).restarts_after(1, 1));
-        assert!(!OnFailure(Some(2)).restarts_after(1, 2));
-        assert_eq!(OnFailure(Some(3)).to_string(), "on-failure:3");
-    }
 
     fn image() -> ImageDefaults {
         ImageDefaults {

@@ -34,6 +34,10 @@
 //! 125–170 ms (`init/tests/workload_cli.rs`); a container with `always`
 //! running again 290–780 ms after a SIGKILL (100 ms of it the backoff).
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml):
+// locked in while this crate is clean.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod engine;
 pub mod exec;
 pub mod files;

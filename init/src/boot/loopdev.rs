@@ -1,5 +1,5 @@
-//! Loop devices: the root squashfs is a file in the initramfs, and a file
-//! system mounts from a block device.
+//! Loop devices: the root squashfs is a file (in the initramfs or on the
+//! boot medium), and a file system mounts from a block device.
 
 use std::fs::{File, OpenOptions};
 use std::io;

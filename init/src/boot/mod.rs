@@ -1,10 +1,13 @@
 //! The first steps of PID 1: early mounts, the kernel command line, and the
 //! switch from the initramfs to the real root.
 
+pub mod counter;
 pub mod grow;
 pub mod loopdev;
+pub mod medium;
 pub mod mounts;
 pub mod prefetch;
+pub mod sequence;
 pub mod state;
 pub mod switch_root;
 

@@ -83,6 +83,10 @@ pub trait Formatter: Send + Sync {
 }
 
 /// `mke2fs -t ext4`, from the root image, its output in the boot log.
+/// How long making the file system may take: ext4's lazy init makes it
+/// seconds on any disk, so minutes mean a disk that does not answer.
+pub const MKE2FS_TIMEOUT: Duration = Duration::from_secs(180);
+
 #[derive(Debug)]
 pub struct Mke2fs<'a> {
     pub reaper: &'a Reaper,
@@ -97,7 +101,9 @@ impl Formatter for Mke2fs<'_> {
             .map(ToString::to_string)
             .chain([device.display().to_string()])
             .collect();
-        Box::pin(async move { crate::apply::run_command(self.reaper, &argv, self.log).await })
+        Box::pin(async move {
+            crate::apply::run_command_bounded(self.reaper, &argv, self.log, MKE2FS_TIMEOUT).await
+        })
     }
 }
 

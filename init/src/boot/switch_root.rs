@@ -1,6 +1,7 @@
-//! The switch from the initramfs to the real root: the squashfs from the
-//! initramfs, read-only, under a tmpfs overlay so the system is writable and
-//! every boot starts clean.
+//! The switch from the initramfs to the real root: the squashfs (from the
+//! initramfs, or from the boot medium: see [`super::medium`]), read-only,
+//! under a tmpfs overlay so the system is writable and every boot starts
+//! clean.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,8 @@ use nix::mount::MsFlags;
 use super::mounts::MOVED_TO_NEW_ROOT;
 use crate::host::{Host, HostResult};
 
-/// Where the initramfs carries the root file system image.
+/// Where the `-kernel/-initrd` initramfs carries the root file system
+/// image (the ISO's and a disk's initrd leave it on the medium).
 pub const ROOT_IMAGE: &str = "/rootfs.squashfs";
 /// Where the initramfs carries `ros` itself (the kernel runs `/init`).
 pub const SELF_IN_INITRAMFS: &str = "/init";

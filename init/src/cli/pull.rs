@@ -12,6 +12,14 @@
 //!
 //! NAME is a service of the configuration whose `image` is a registry
 //! reference; anything else is taken as a reference.
+//!
+//! Credentials, as `docker login` takes them: `--user USER` names the
+//! account and the password comes from standard input
+//! (`--password-stdin`) or a file (`--password-file`), never from the
+//! command line, where `ps` and the shell history show it to anyone. The
+//! older `--user USER:PASSWORD` still works, with a warning, so scripts
+//! written for it keep pulling while they are changed (Docker keeps
+//! `login -p` the same way).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,9 +43,17 @@ pub struct PullArgs {
     /// A service whose `image` is a registry reference, or a reference
     /// (`busybox`, `registry.example.com/team/app:1.2`).
     pub image: String,
-    /// Credentials for the registry, as USER:PASSWORD.
-    #[arg(long, value_name = "USER:PASSWORD")]
+    /// The registry account; the password comes from --password-stdin or
+    /// --password-file (USER:PASSWORD still works, with a warning: the
+    /// password is then visible in `ps` and the shell history).
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Read the registry password from standard input (one line).
+    #[arg(long, requires = "user", conflicts_with = "password_file")]
+    pub password_stdin: bool,
+    /// Read the registry password from FILE (its first line).
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
     /// A registry (HOST:PORT) reached over plain HTTP; may be repeated.
     #[arg(long, value_name = "HOST:PORT")]
     pub plain_http: Vec<String>,
@@ -55,16 +71,14 @@ pub struct PullArgs {
 /// Runs `ros service pull`.
 pub fn run(args: PullArgs, paths: &ConfigPaths) -> anyhow::Result<ExitCode> {
     let reference = resolve_name(&args.image, paths)?;
-    let credentials = match args.user.as_deref() {
-        None => Credentials::Anonymous,
-        Some(pair) => match pair.split_once(':') {
-            Some((username, password)) => Credentials::Basic {
-                username: username.to_string(),
-                password: password.to_string(),
-            },
-            None => bail!("--user wants USER:PASSWORD"),
-        },
+    let password = if args.password_stdin {
+        PasswordSource::Stdin
+    } else if let Some(file) = &args.password_file {
+        PasswordSource::File(file)
+    } else {
+        PasswordSource::None
     };
+    let credentials = credentials(args.user.as_deref(), password, std::io::stdin().lock())?;
     let ca_certificates = args
         .ca_cert
         .iter()
@@ -90,6 +104,68 @@ pub fn run(args: PullArgs, paths: &ConfigPaths) -> anyhow::Result<ExitCode> {
         pull_printing(&containerd, &reference, &options, std::io::stdout()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Where the registry password comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordSource<'a> {
+    /// Not given apart: only `USER:PASSWORD` (deprecated) carries one.
+    None,
+    /// Standard input, its first line.
+    Stdin,
+    /// A file, its first line.
+    File(&'a std::path::Path),
+}
+
+/// The credentials `--user` and the password options give; `stdin` is
+/// read only for [`PasswordSource::Stdin`]. The password is the first
+/// line, without its line ending (`echo "$PW" | ros service pull ...`).
+pub fn credentials(
+    user: Option<&str>,
+    password: PasswordSource<'_>,
+    mut stdin: impl std::io::Read,
+) -> anyhow::Result<Credentials> {
+    let Some(user) = user else {
+        return Ok(Credentials::Anonymous);
+    };
+    let given = match password {
+        PasswordSource::None => None,
+        PasswordSource::Stdin => {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .context("reading the registry password from standard input")?;
+            Some(text)
+        }
+        PasswordSource::File(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| {
+                format!("reading the registry password from {}", path.display())
+            })?)
+        }
+    };
+    let (username, password) = match (given, user.split_once(':')) {
+        (Some(_), Some(_)) => {
+            bail!("--user takes USER alone when the password comes from stdin or a file")
+        }
+        (Some(text), None) => {
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                bail!("the registry password is empty");
+            }
+            (user.to_string(), line.to_string())
+        }
+        (None, Some((username, password))) => {
+            eprintln!(
+                "ros: warning: a password on the command line is visible in ps and the shell \
+                 history; use --user {username} --password-stdin (or --password-file FILE)"
+            );
+            (username.to_string(), password.to_string())
+        }
+        (None, None) => {
+            bail!("--user {user} needs a password: --password-stdin or --password-file FILE")
+        }
+    };
+    Ok(Credentials::Basic { username, password })
 }
 
 /// Pulls `reference`, writing a progress line per event to `out`. For any
@@ -254,5 +330,86 @@ mod tests {
         // taken for docker.io/ros/<name>.
         let error = resolve_name("syslog", &paths).unwrap_err().to_string();
         assert!(error.contains("nothing to pull"), "{error}");
+    }
+
+    fn basic(credentials: Credentials) -> (String, String) {
+        match credentials {
+            Credentials::Basic { username, password } => (username, password),
+            Credentials::Anonymous => panic!("expected credentials, got none"),
+        }
+    }
+
+    #[test]
+    fn the_password_comes_from_stdin_without_its_line_ending() {
+        let got = credentials(Some("deploy"), PasswordSource::Stdin, &b"s3cret\n"[..]).unwrap();
+        assert_eq!(basic(got), ("deploy".into(), "s3cret".into()));
+        let got = credentials(Some("deploy"), PasswordSource::Stdin, &b"s3cret\r\n"[..]).unwrap();
+        assert_eq!(basic(got).1, "s3cret");
+    }
+
+    #[test]
+    fn the_password_comes_from_the_first_line_of_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-file\nignored\n").unwrap();
+        let got = credentials(Some("deploy"), PasswordSource::File(&file), &b""[..]).unwrap();
+        assert_eq!(basic(got), ("deploy".into(), "from-file".into()));
+        let missing = dir.path().join("absent");
+        let error = credentials(Some("deploy"), PasswordSource::File(&missing), &b""[..])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("absent"), "{error}");
+    }
+
+    #[test]
+    fn a_user_without_a_password_source_is_refused_with_the_options_named() {
+        let error = credentials(Some("deploy"), PasswordSource::None, &b""[..])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--password-stdin"), "{error}");
+        let error = credentials(Some("deploy"), PasswordSource::Stdin, &b"\n"[..])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("empty"), "{error}");
+        let error = credentials(Some("deploy:pw"), PasswordSource::Stdin, &b"x\n"[..])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("USER alone"), "{error}");
+    }
+
+    #[test]
+    fn the_old_user_colon_password_form_still_works() {
+        let got = credentials(Some("deploy:a:b"), PasswordSource::None, &b""[..]).unwrap();
+        assert_eq!(basic(got), ("deploy".into(), "a:b".into()));
+        assert!(matches!(
+            credentials(None, PasswordSource::None, &b""[..]).unwrap(),
+            Credentials::Anonymous
+        ));
+    }
+
+    #[test]
+    fn the_password_options_parse_and_need_a_user() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            pull: PullArgs,
+        }
+        let cli =
+            Cli::try_parse_from(["pull", "--user", "u", "--password-stdin", "busybox"]).unwrap();
+        assert!(cli.pull.password_stdin);
+        assert!(Cli::try_parse_from(["pull", "--password-stdin", "busybox"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "pull",
+                "--user",
+                "u",
+                "--password-stdin",
+                "--password-file",
+                "f",
+                "busybox"
+            ])
+            .is_err()
+        );
     }
 }

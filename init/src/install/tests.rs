@@ -173,7 +173,9 @@ fn installing_onto_a_loop_device_writes_a_bootable_layout_and_the_files() {
     let image = path("disk.img");
     File::create(&image).unwrap().set_len(128 << 20).unwrap();
     std::fs::write(path("vmlinuz"), vec![1u8; 3 << 20]).unwrap();
-    std::fs::write(path("initrd"), vec![2u8; 7 << 20]).unwrap();
+    // The small initrd with the root image beside it, as on the ISO.
+    std::fs::write(path("initrd"), vec![2u8; 2 << 20]).unwrap();
+    std::fs::write(path("rootfs.squashfs"), vec![4u8; 5 << 20]).unwrap();
     std::fs::create_dir(path("loaders")).unwrap();
     std::fs::write(path("loaders/boot.img"), vec![0xEBu8; 512]).unwrap();
     std::fs::write(path("loaders/core.img"), vec![0xC0u8; 30_000]).unwrap();
@@ -255,6 +257,7 @@ fn installing_onto_a_loop_device_writes_a_bootable_layout_and_the_files() {
     let read = |name: &str| std::fs::read(path("check").join(name));
     let grub = read("boot/grub/grub.cfg").map(String::from_utf8);
     let initrd = read("boot/initrd").map(|b| b.len());
+    let rootfs = read("boot/rootfs.squashfs").map(|b| b.len());
     let saved = read("var/lib/rancher/conf/cloud-config.yml").map(String::from_utf8);
     let mode = std::fs::metadata(path("check/var/lib/rancher/conf/cloud-config.yml"))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
@@ -263,7 +266,8 @@ fn installing_onto_a_loop_device_writes_a_bootable_layout_and_the_files() {
         grub.unwrap().unwrap(),
         "linux /boot/vmlinuz console=ttyS0 rancher.autologin=ttyS0\ninitrd /boot/initrd\n"
     );
-    assert_eq!(initrd.unwrap(), 7 << 20);
+    assert_eq!(initrd.unwrap(), 2 << 20);
+    assert_eq!(rootfs.unwrap(), 5 << 20);
     let saved = saved.unwrap().unwrap();
     assert!(saved.contains("hostname: installed"), "{saved}");
     assert_eq!(mode.unwrap(), 0o600);

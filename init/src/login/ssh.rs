@@ -207,8 +207,22 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The host key files for dropbear's `-r`, and warnings. Given keys are
 /// converted into `dir/given/`; without any (or none converting), the
-/// generated ones in `dir` are used, made when missing.
+/// generated ones in `dir` are used, made when missing. Whatever is in
+/// `dir` afterwards, keys kept from an older release included, is root's
+/// alone (files 0600, directories 0700).
 pub fn host_keys(
+    given: &BTreeMap<String, String>,
+    dir: &Path,
+    tools: &dyn KeyTools,
+) -> (Vec<PathBuf>, Vec<String>) {
+    let (keys, mut warnings) = find_or_make_host_keys(given, dir, tools);
+    if let Err(error) = os_config::store::narrow_private_tree(dir) {
+        warnings.push(format!("{}: {error}", dir.display()));
+    }
+    (keys, warnings)
+}
+
+fn find_or_make_host_keys(
     given: &BTreeMap<String, String>,
     dir: &Path,
     tools: &dyn KeyTools,
@@ -375,11 +389,22 @@ mod tests {
                 dir.join("dropbear_ecdsa_host_key")
             ]
         );
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        // The fake writes them as the umask leaves files; they end up
+        // root's alone all the same.
+        for key in &keys {
+            assert_eq!(mode(key), 0o600, "{}", key.display());
+        }
+        // A key an older release left readable by all is narrowed at the
+        // next start.
+        std::fs::set_permissions(&keys[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         // The next start finds them: the same keys, nothing generated.
         let again = host_keys(&BTreeMap::new(), &dir, &tools).0;
         assert_eq!(again, keys);
+        assert_eq!(mode(&keys[0]), 0o600);
+        assert_eq!(mode(&dir), 0o700);
         assert_eq!(
             *tools.calls.borrow(),
             ["generate ed25519", "generate ecdsa"]

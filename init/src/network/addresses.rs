@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use os_config::schema::{InterfaceConfig, IpCidr};
 
-use super::apply::{Step, Target};
-use super::dhcp::Lease;
+use super::lease::Lease;
 use super::netlink::{Address, Link, Route};
+use super::step::{Step, Target};
 
 /// The kernel gives an IPv6 route without a metric 1024 and reports it so;
 /// saying it keeps "is it there already" exact.
@@ -139,7 +139,7 @@ pub fn lease_removal_steps(link: &Link, lease: &Lease) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::dhcp::ClasslessRoute;
+    use crate::network::lease::ClasslessRoute;
 
     fn link() -> Link {
         Link {

@@ -8,12 +8,10 @@
 //! someone who needs the network waits, bounded by `dhcp_timeout`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mozim::{DhcpV4Client, DhcpV4Config, DhcpV4Lease, DhcpV4State};
-use os_config::schema::IpCidr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -24,67 +22,15 @@ use super::netlink::{Link, Netlink};
 /// How long to wait before a client that failed starts over.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// A route of option 121 (RFC 3442).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClasslessRoute {
-    pub destination: Ipv4Addr,
-    pub prefix_len: u8,
-    /// 0.0.0.0 for a route on the link itself.
-    pub router: Ipv4Addr,
-}
-
-/// What a server gave, in our terms.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    pub server: Ipv4Addr,
-    pub routers: Vec<Ipv4Addr>,
-    pub classless_routes: Vec<ClasslessRoute>,
-    pub dns: Vec<Ipv4Addr>,
-    /// Search domains: option 119, else the domain name (option 15).
-    pub search: Vec<String>,
-    pub hostname: Option<String>,
-    pub mtu: Option<u16>,
-    pub lease_secs: u32,
-    pub t1_secs: u32,
-    pub t2_secs: u32,
-}
-
-impl Default for Lease {
-    fn default() -> Self {
-        Self {
-            address: Ipv4Addr::UNSPECIFIED,
-            prefix_len: 32,
-            server: Ipv4Addr::UNSPECIFIED,
-            routers: Vec::new(),
-            classless_routes: Vec::new(),
-            dns: Vec::new(),
-            search: Vec::new(),
-            hostname: None,
-            mtu: None,
-            lease_secs: 0,
-            t1_secs: 0,
-            t2_secs: 0,
-        }
-    }
-}
-
-impl Lease {
-    /// The address with its prefix, as it goes on the link.
-    pub fn cidr(&self) -> IpCidr {
-        IpCidr {
-            addr: self.address.into(),
-            prefix_len: self.prefix_len,
-        }
-    }
-}
+// The lease is a value of its own module: the address planning reads it
+// without depending on the client.
+pub use super::lease::{ClasslessRoute, Lease};
 
 impl From<&DhcpV4Lease> for Lease {
     fn from(lease: &DhcpV4Lease) -> Self {
         let search = match (&lease.domain_search, &lease.domain_name) {
-            (Some(list), _) if !list.is_empty() => list.clone(),
-            (_, Some(domain)) if !domain.is_empty() => vec![domain.clone()],
+            (Some(list), _) if !list.is_empty() => valid_domains(list),
+            (_, Some(domain)) if !domain.is_empty() => valid_domains(std::slice::from_ref(domain)),
             _ => Vec::new(),
         };
         Self {
@@ -104,13 +50,44 @@ impl From<&DhcpV4Lease> for Lease {
                 .collect(),
             dns: lease.dns_srvs.clone().unwrap_or_default(),
             search,
-            hostname: lease.host_name.clone().filter(|h| !h.is_empty()),
+            hostname: lease.host_name.clone().filter(|h| valid_hostname(h)),
             mtu: lease.mtu,
             lease_secs: lease.lease_time_sec,
             t1_secs: lease.t1_sec,
             t2_secs: lease.t2_sec,
         }
     }
+}
+
+/// The search domains of a lease that are domain names (RFC 1035 labels):
+/// they go into `resolv.conf` as they are, so a server's newline or blank
+/// would add a line of its own (`nameserver` of its choosing). Each one
+/// left out is logged, named in Rust's escaped form.
+fn valid_domains(domains: &[String]) -> Vec<String> {
+    domains
+        .iter()
+        .filter(|domain| {
+            let valid = os_config::schema::DomainName::try_from((*domain).clone()).is_ok();
+            if !valid {
+                tracing::warn!("DHCP: search domain {domain:?} is not a domain name; left out");
+            }
+            valid
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether a lease's host name may be the machine's (it goes into
+/// `/etc/hostname` and `/etc/hosts`); an empty one is none.
+fn valid_hostname(name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let valid = os_config::schema::Hostname::try_from(name.to_owned()).is_ok();
+    if !valid {
+        tracing::warn!("DHCP: host name {name:?} is not a host name; left out");
+    }
+    valid
 }
 
 /// Where a link's client is.
@@ -207,9 +184,21 @@ impl<N: Netlink> DhcpLink<N> {
                 }
             };
             loop {
+                // mozim parses the server's packets in here: a panic on
+                // one is this client's failure, not PID 1's.
+                let run = crate::untrusted::Contained::new(format!("DHCP on {name}"), client.run());
                 let event = tokio::select! {
-                    state = client.run() => Ok(state),
+                    state = run => Ok(state),
                     command = control.recv() => Err(command),
+                };
+                let event = match event {
+                    Ok(Err(panicked)) => {
+                        tracing::warn!("{panicked}; the client starts over");
+                        tokio::time::sleep(RETRY_DELAY).await;
+                        break;
+                    }
+                    Ok(Ok(state)) => Ok(state),
+                    Err(command) => Err(command),
                 };
                 match event {
                     Ok(Ok(DhcpV4State::Done(lease))) => {
@@ -333,6 +322,8 @@ impl<N: Netlink> DhcpLink<N> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     #[test]
@@ -370,6 +361,28 @@ mod tests {
             vec!["a.example".to_owned(), "b.example".to_owned()]
         );
         assert_eq!(ours.hostname, None);
+    }
+
+    #[test]
+    fn search_domains_and_host_names_that_are_no_names_are_left_out() {
+        let mut lease = DhcpV4Lease::default();
+        lease.domain_search = Some(vec![
+            "good.example".into(),
+            "evil.example\nnameserver 6.6.6.6".into(),
+            "has space.example".into(),
+            "tab\t.example".into(),
+            "-dash.example".into(),
+            format!("{}.example", "a".repeat(64)),
+            "fine-too.example.".into(),
+        ]);
+        lease.host_name = Some("bad\nname".into());
+        let ours = Lease::from(&lease);
+        assert_eq!(ours.search, ["good.example", "fine-too.example."]);
+        assert_eq!(ours.hostname, None);
+        // Option 15 is checked the same way.
+        lease.domain_search = None;
+        lease.domain_name = Some("lab.example\nsearch evil".into());
+        assert!(Lease::from(&lease).search.is_empty());
     }
 
     #[test]

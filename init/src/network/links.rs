@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use os_config::schema::{BridgeRole, InterfaceConfig, Network};
 
 use super::addresses;
-use super::apply::{Step, Target};
 use super::netlink::{Address, Link, Route};
+use super::step::{Step, Target};
 
 /// The changes for every link, in the order they must happen, and the
 /// links that want DHCP.

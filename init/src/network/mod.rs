@@ -10,12 +10,14 @@
 pub mod addresses;
 pub mod apply;
 pub mod dhcp;
+pub mod lease;
 pub mod links;
 pub mod loopback;
 pub mod names;
 pub mod netlink;
 pub mod rtnl;
 pub mod status;
+pub mod step;
 pub mod virtual_links;
 pub mod watch;
 

@@ -45,11 +45,14 @@ pub fn names(dns: &Dns, configured: Option<&Hostname>, leases: &DhcpStatuses) ->
             if dns.search.is_empty() {
                 leases.iter().flat_map(|l| l.search.clone()).collect()
             } else {
-                dns.search.clone()
+                dns.search.iter().map(ToString::to_string).collect()
             },
         )
     } else {
-        (dns.nameservers.clone(), dns.search.clone())
+        (
+            dns.nameservers.clone(),
+            dns.search.iter().map(ToString::to_string).collect(),
+        )
     };
     Names {
         resolv_conf: resolv_conf(&servers, &search),

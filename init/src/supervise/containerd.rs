@@ -17,9 +17,34 @@ use tokio::time::Instant;
 use super::reaper::Reaper;
 use crate::host::Shutdown;
 
-/// How long a containerd start may take before its socket answers (TCG is slow).
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long containerd may take to answer, at its start and afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From spawn to a socket that accepts: containerd loads its plugins
+    /// in a second or two on hardware, tens of seconds under TCG on a
+    /// loaded host; past this it is killed and started again.
+    pub socket_timeout: Duration,
+    /// How often a running containerd is asked whether it answers.
+    pub probe_interval: Duration,
+    /// How long one answer may take.
+    pub probe_timeout: Duration,
+    /// Unanswered probes in a row after which it is killed and started
+    /// again: one may be a busy moment, several are a hang.
+    pub probe_failures: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            socket_timeout: Duration::from_secs(120),
+            probe_interval: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(5),
+            probe_failures: 3,
+        }
+    }
+}
 
 /// A containerd under [`supervise`], as PID 1 runs the system one and
 /// `ros user-containerd` the user one.
@@ -61,6 +86,19 @@ pub async fn supervise(
     reaper: Arc<Reaper>,
     config: DaemonConfig,
     up: watch::Sender<u64>,
+    shutdown: watch::Receiver<Option<Shutdown>>,
+) {
+    supervise_with(reaper, config, Limits::default(), up, shutdown).await;
+}
+
+/// [`supervise`] with its time limits given. A containerd whose socket
+/// does not accept within `socket_timeout`, or that stops answering
+/// `probe_failures` probes in a row, is killed and started again.
+pub async fn supervise_with(
+    reaper: Arc<Reaper>,
+    config: DaemonConfig,
+    limits: Limits,
+    up: watch::Sender<u64>,
     mut shutdown: watch::Receiver<Option<Shutdown>>,
 ) {
     let mut backoff = Backoff::default();
@@ -76,19 +114,31 @@ pub async fn supervise(
             }
         };
         tokio::select! {
-            answered = wait_for_socket(&config.socket, SOCKET_TIMEOUT) => {
+            answered = wait_for_socket(&config.socket, limits.socket_timeout) => {
                 if answered {
                     generation += 1;
                     tracing::info!(pid = daemon.pid, generation, "containerd is up");
                     up.send_replace(generation);
                 } else {
-                    tracing::error!(socket = %config.socket.display(), "containerd socket did not answer");
+                    crate::console::report(&format!(
+                        "containerd (pid {}): {} did not accept in {} s; restarting it",
+                        daemon.pid,
+                        config.socket.display(),
+                        limits.socket_timeout.as_secs()
+                    ));
+                    kill_now(daemon).await;
+                    tokio::time::sleep(backoff.delay_after(started.elapsed())).await;
+                    continue;
                 }
             }
             code = &mut daemon.exit => {
                 tracing::error!(code = code.unwrap_or(-1), "containerd exited while starting");
                 tokio::time::sleep(backoff.delay_after(started.elapsed())).await;
                 continue;
+            }
+            () = stop_requested(&mut shutdown) => {
+                stop(daemon).await;
+                return;
             }
         }
         tokio::select! {
@@ -97,12 +147,65 @@ pub async fn supervise(
                 tracing::error!(code = code.unwrap_or(-1), ?delay, "containerd died; restarting");
                 tokio::time::sleep(delay).await;
             }
+            () = stops_answering(&config.socket, &limits) => {
+                crate::console::report(&format!(
+                    "containerd (pid {}) did not answer {} probes in a row; restarting it",
+                    daemon.pid, limits.probe_failures
+                ));
+                kill_now(daemon).await;
+                tokio::time::sleep(backoff.delay_after(started.elapsed())).await;
+            }
             () = stop_requested(&mut shutdown) => {
                 stop(daemon).await;
                 return;
             }
         }
     }
+}
+
+/// Resolves once `limits.probe_failures` probes in a row went
+/// unanswered; never while containerd answers.
+async fn stops_answering(socket: &Path, limits: &Limits) {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(limits.probe_interval).await;
+        if answers(socket, limits.probe_timeout).await {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        tracing::warn!(failures, socket = %socket.display(), "containerd did not answer a probe");
+        if failures >= limits.probe_failures {
+            return;
+        }
+    }
+}
+
+/// The HTTP/2 client preface: a gRPC server answers it with its SETTINGS.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the daemon behind `socket` answers within `timeout`: it
+/// accepts a connection and says something back to the HTTP/2 preface.
+/// A stopped (or deadlocked) daemon's socket still accepts (the kernel
+/// queues the connection), so accepting alone proves nothing.
+pub async fn answers(socket: &Path, timeout: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+        stream.write_all(HTTP2_PREFACE).await.ok()?;
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte).await.ok()?;
+        (read > 0).then_some(())
+    };
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(())))
+}
+
+/// SIGKILL at once: it does not answer, so it would not stop on SIGTERM
+/// either (a stopped process does not even see it).
+async fn kill_now(daemon: super::reaper::Spawned) {
+    let pid = Pid::from_raw(i32::try_from(daemon.pid).unwrap_or(i32::MAX));
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = daemon.exit.await;
 }
 
 fn spawn(reaper: &Reaper, config: &DaemonConfig) -> std::io::Result<super::reaper::Spawned> {

@@ -4,15 +4,15 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::mount::MntFlags;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::host::{Host, Shutdown};
+use crate::host::{Host, HostResult, Shutdown};
 
 /// Which signal asks for which shutdown. The busybox convention, so that
 /// busybox `poweroff`, `reboot` and `halt` in the console work too.
@@ -86,20 +86,33 @@ pub async fn requested(rx: &mut watch::Receiver<Option<Shutdown>>) -> Shutdown {
     }
 }
 
-/// The end of PID 1: every process left gets SIGTERM then SIGKILL, file
-/// systems are synced and unmounted, and the kernel is asked to go down.
-/// Never returns.
-pub fn finish(host: &dyn Host, how: Shutdown) -> ! {
-    terminate_all_processes();
-    host.sync();
-    for target in mounts_innermost_first() {
-        // Busy file systems are detached; the sync above already flushed.
-        if host.umount(&target, MntFlags::empty()).is_err() {
-            let _ = host.umount(&target, MntFlags::MNT_DETACH);
-        }
+/// How long every process left gets between SIGTERM and SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long the end of PID 1 (kill, sync, unmount) may take before the
+/// kernel is asked to go down anyway: a sync or an unmount that hangs
+/// on a dead disk must not keep a machine from rebooting.
+pub const FINISH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The end of PID 1: [`shut_down`], with a watchdog that asks the kernel
+/// to go down after [`FINISH_DEADLINE`] whatever hangs. Never returns.
+pub fn finish(host: Arc<dyn Host>, how: Shutdown) -> ! {
+    let watchdog = Arc::clone(&host);
+    let armed = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(FINISH_DEADLINE);
+            watchdog.console(&format!(
+                "ros: shutdown did not finish in {} s; going down now ({how})",
+                FINISH_DEADLINE.as_secs()
+            ));
+            if let Err(err) = watchdog.reboot(how) {
+                tracing::error!(%err, "reboot(2) failed");
+            }
+        });
+    if let Err(err) = armed {
+        tracing::warn!(%err, "no shutdown deadline: cannot start its thread");
     }
-    host.sync();
-    if let Err(err) = host.reboot(how) {
+    if let Err(err) = shut_down(&*host, how, TERM_GRACE) {
         tracing::error!(%err, "reboot(2) failed");
     }
     loop {
@@ -107,33 +120,44 @@ pub fn finish(host: &dyn Host, how: Shutdown) -> ! {
     }
 }
 
-fn terminate_all_processes() {
-    // kill(-1) reaches every process but ourselves.
-    let all = Pid::from_raw(-1);
-    if kill(all, Signal::SIGTERM).is_err() {
+/// Every process left gets SIGTERM, then SIGKILL after `grace`; file
+/// systems are synced and unmounted, innermost first; the kernel is asked
+/// to go down. Returns only when that failed.
+pub fn shut_down(host: &dyn Host, how: Shutdown, grace: Duration) -> HostResult<()> {
+    terminate_all_processes(host, grace);
+    host.sync();
+    let table = host.mount_table().unwrap_or_default();
+    for target in parse_mount_targets(&table).into_iter().rev() {
+        // Busy file systems are detached; the sync above already flushed.
+        if host.umount(&target, MntFlags::empty()).is_err() {
+            let _ = host.umount(&target, MntFlags::MNT_DETACH);
+        }
+    }
+    host.sync();
+    host.reboot(how)
+}
+
+fn terminate_all_processes(host: &dyn Host, grace: Duration) {
+    // kill(-1) reaches every process but ourselves; an error means none
+    // is left.
+    if host.signal_all(Signal::SIGTERM).is_err() {
         return;
     }
-    // Up to two seconds for them to go, reaping as they do; whatever is
-    // left then is killed.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while std::time::Instant::now() < deadline {
-        while matches!(
-            nix::sys::wait::waitpid(all, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
-            Ok(status) if status != nix::sys::wait::WaitStatus::StillAlive
-        ) {}
-        // Signal 0 probes: ESRCH means no process is left.
-        if kill(all, None) == Err(nix::errno::Errno::ESRCH) {
+    // Up to `grace` for them to go, reaping as they do; whatever is left
+    // then is killed.
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        host.reap_exited();
+        if !host.processes_left() {
             return;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = kill(all, Signal::SIGKILL);
-}
-
-/// Mount points from /proc/self/mounts, the most recent (innermost) first.
-fn mounts_innermost_first() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    parse_mount_targets(&text).into_iter().rev().collect()
+    let _ = host.signal_all(Signal::SIGKILL);
+    host.reap_exited();
 }
 
 fn parse_mount_targets(mounts: &str) -> Vec<PathBuf> {
@@ -175,6 +199,148 @@ mod tests {
             parse_mount_targets(mounts),
             vec![PathBuf::from("/proc"), PathBuf::from("/mnt/a b")]
         );
+    }
+
+    fn host_with_mounts() -> crate::host::FakeHost {
+        let host = crate::host::FakeHost::new();
+        host.set_mount_table(
+            "overlay / overlay rw 0 0\nproc /proc proc rw 0 0\n/dev/vda1 /var/lib/rancher ext4 rw 0 0\n",
+        );
+        host
+    }
+
+    #[test]
+    fn shutdown_terms_syncs_unmounts_innermost_first_and_reboots() {
+        use crate::host::HostCall;
+        let host = host_with_mounts();
+        host.set_processes(3, false);
+        // The fake's reboot returns; the real one does not.
+        shut_down(&host, Shutdown::Reboot, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            host.calls(),
+            vec![
+                HostCall::SignalAll(Signal::SIGTERM),
+                HostCall::Sync,
+                HostCall::MountTable,
+                HostCall::Umount {
+                    target: "/var/lib/rancher".into(),
+                    flags: MntFlags::empty()
+                },
+                HostCall::Umount {
+                    target: "/proc".into(),
+                    flags: MntFlags::empty()
+                },
+                HostCall::Sync,
+                HostCall::Reboot(Shutdown::Reboot),
+            ]
+        );
+    }
+
+    #[test]
+    fn processes_that_ignore_sigterm_are_killed_after_the_grace() {
+        use crate::host::HostCall;
+        let host = host_with_mounts();
+        host.set_processes(1, true);
+        let started = std::time::Instant::now();
+        shut_down(&host, Shutdown::PowerOff, Duration::from_millis(100)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let calls = host.calls();
+        assert_eq!(
+            calls[..2],
+            [
+                HostCall::SignalAll(Signal::SIGTERM),
+                HostCall::SignalAll(Signal::SIGKILL)
+            ]
+        );
+        assert_eq!(calls.last(), Some(&HostCall::Reboot(Shutdown::PowerOff)));
+    }
+
+    #[test]
+    fn a_busy_file_system_is_detached() {
+        use crate::host::HostCall;
+        let host = FailFirstUmount(crate::host::FakeHost::new());
+        host.0.set_mount_table("tmpfs /run tmpfs rw 0 0\n");
+        shut_down(&host, Shutdown::Halt, Duration::ZERO).unwrap();
+        assert_eq!(
+            host.0.calls()[3..],
+            [
+                HostCall::Umount {
+                    target: "/run".into(),
+                    flags: MntFlags::empty()
+                },
+                HostCall::Umount {
+                    target: "/run".into(),
+                    flags: MntFlags::MNT_DETACH
+                },
+                HostCall::Sync,
+                HostCall::Reboot(Shutdown::Halt),
+            ]
+        );
+    }
+
+    /// A fake host whose first umount fails (busy).
+    struct FailFirstUmount(crate::host::FakeHost);
+
+    impl Host for FailFirstUmount {
+        fn create_dir_all(&self, path: &std::path::Path) -> HostResult<()> {
+            self.0.create_dir_all(path)
+        }
+        fn touch(&self, path: &std::path::Path) -> HostResult<()> {
+            self.0.touch(path)
+        }
+        fn is_mountpoint(&self, path: &std::path::Path) -> HostResult<bool> {
+            self.0.is_mountpoint(path)
+        }
+        fn mount(
+            &self,
+            source: &str,
+            target: &std::path::Path,
+            fstype: Option<&str>,
+            flags: nix::mount::MsFlags,
+            data: Option<&str>,
+        ) -> HostResult<()> {
+            self.0.mount(source, target, fstype, flags, data)
+        }
+        fn umount(&self, target: &std::path::Path, flags: MntFlags) -> HostResult<()> {
+            if flags.is_empty() {
+                self.0.fail_next(1);
+            }
+            self.0.umount(target, flags)
+        }
+        fn attach_loop(&self, file: &std::path::Path) -> HostResult<PathBuf> {
+            self.0.attach_loop(file)
+        }
+        fn chroot_here(&self, new_root: &std::path::Path) -> HostResult<()> {
+            self.0.chroot_here(new_root)
+        }
+        fn set_child_subreaper(&self) -> HostResult<()> {
+            self.0.set_child_subreaper()
+        }
+        fn disable_ctrl_alt_del(&self) -> HostResult<()> {
+            self.0.disable_ctrl_alt_del()
+        }
+        fn sethostname(&self, name: &str) -> HostResult<()> {
+            self.0.sethostname(name)
+        }
+        fn sync(&self) {
+            self.0.sync();
+        }
+        fn reboot(&self, how: Shutdown) -> HostResult<()> {
+            self.0.reboot(how)
+        }
+        fn signal_all(&self, signal: Signal) -> HostResult<()> {
+            self.0.signal_all(signal)
+        }
+        fn processes_left(&self) -> bool {
+            self.0.processes_left()
+        }
+        fn reap_exited(&self) {}
+        fn mount_table(&self) -> HostResult<String> {
+            self.0.mount_table()
+        }
+        fn console(&self, line: &str) {
+            self.0.console(line);
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -19,7 +19,17 @@ use tokio::net::TcpStream;
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The largest body accepted: user-data is small, a runaway server is not.
-pub const MAX_BODY: usize = 16 << 20;
+/// The user-data cap, so a source cannot hand PID 1 more than any other.
+pub const MAX_BODY: usize = crate::userdata::MAX_USER_DATA;
+
+/// What [`parse_response`] says of a body past [`MAX_BODY`].
+const BODY_TOO_LARGE: &str = "body too large";
+
+/// The reason in the I/O error of an answer that grows past [`MAX_BODY`]
+/// while it is read.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is larger than {MAX_BODY} bytes")]
+struct AnswerTooLarge;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +69,14 @@ pub enum HttpError {
         timeout: Duration,
         /// How many tries.
         attempts: u32,
+    },
+    /// The answer is larger than user-data may be: not retried.
+    #[error("{url}: the answer is larger than {limit} bytes (the user-data cap); refused")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: usize,
     },
     /// The answer is not HTTP/1.x.
     #[error("{url}: malformed response: {reason}")]
@@ -235,16 +253,31 @@ impl HttpClient {
             );
             match exchange.await {
                 Ok(Ok(bytes)) => {
-                    let response =
-                        parse_response(&bytes).map_err(|reason| HttpError::Malformed {
-                            url: url.to_owned(),
-                            reason,
-                        })?;
+                    let response = parse_response(&bytes).map_err(|reason| {
+                        if reason == BODY_TOO_LARGE {
+                            HttpError::TooLarge {
+                                url: url.to_owned(),
+                                limit: MAX_BODY,
+                            }
+                        } else {
+                            HttpError::Malformed {
+                                url: url.to_owned(),
+                                reason,
+                            }
+                        }
+                    })?;
                     if response.status >= 500 && attempt < attempts {
                         tracing::debug!(url, status = response.status, "server error, retrying");
                         continue;
                     }
                     return Ok(response);
+                }
+                // The same server would send the same again.
+                Ok(Err(error)) if error.get_ref().is_some_and(|e| e.is::<AnswerTooLarge>()) => {
+                    return Err(HttpError::TooLarge {
+                        url: url.to_owned(),
+                        limit: MAX_BODY,
+                    });
                 }
                 Ok(Err(error)) => last_error = Some(error),
                 Err(_elapsed) => last_error = None,
@@ -333,10 +366,7 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => return Err(e),
         };
         if response.len() + read > MAX_BODY + 64 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "response too large",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, AnswerTooLarge));
         }
         response.extend_from_slice(&chunk[..read]);
         // Stop as soon as a Content-Length body is complete: some servers
@@ -409,7 +439,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<HttpResponse, &'static str> {
         rest.to_vec()
     };
     if body.len() > MAX_BODY {
-        return Err("body too large");
+        return Err(BODY_TOO_LARGE);
     }
     Ok(HttpResponse { status, body })
 }
@@ -426,7 +456,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, &'static str> {
             return Ok(body);
         }
         if size > MAX_BODY || body.len() + size > MAX_BODY {
-            return Err("body too large");
+            return Err(BODY_TOO_LARGE);
         }
         let chunk = rest.get(..size).ok_or("chunk shorter than its size")?;
         body.extend_from_slice(chunk);

@@ -64,6 +64,14 @@ pub enum DatasourceError {
         /// The error.
         source: std::io::Error,
     },
+    /// A file past the user-data cap ([`crate::userdata::MAX_USER_DATA`]).
+    #[error("{}: larger than {limit} bytes (the user-data cap); this source is skipped", path.display())]
+    TooLarge {
+        /// What was read.
+        path: PathBuf,
+        /// The cap.
+        limit: usize,
+    },
     /// Mounting the source failed.
     #[error("cannot mount {} at {}: {source}", device.display(), target.display())]
     Mount {

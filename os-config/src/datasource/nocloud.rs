@@ -24,6 +24,7 @@ pub fn parse_meta_data(bytes: &[u8]) -> Result<Metadata, DatasourceError> {
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| error(e.to_string()))?;
+    crate::parse::yaml::scan(text).map_err(|e| error(e.to_string()))?;
     let yaml: Value = serde_norway::from_str(text).map_err(|e| error(e.to_string()))?;
     let text = |key: &str| yaml.get(key).and_then(Value::as_str).map(str::to_owned);
     let public_keys = match yaml.get("public-keys") {
@@ -70,5 +71,17 @@ mod tests {
             parse_meta_data(b"a: [unclosed"),
             Err(DatasourceError::Metadata { .. })
         ));
+        let bomb = format!(
+            "big: &a {}\nkeys: [{}]",
+            "k".repeat(50_000),
+            "*a,".repeat(100)
+        );
+        let error = parse_meta_data(bomb.as_bytes()).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "meta-data: metadata does not parse: the document expands to more than"
+            ),
+            "{error}"
+        );
     }
 }

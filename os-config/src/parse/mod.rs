@@ -3,3 +3,4 @@
 pub mod cmdline;
 pub mod keypath;
 pub mod value;
+pub mod yaml;

@@ -61,9 +61,9 @@ pub struct WriteFile {
     /// How `content` is encoded.
     #[serde(default)]
     pub encoding: Encoding,
-    /// `user[:group]`.
+    /// `user[:group]`, numbers or names the image has.
     #[serde(default)]
-    pub owner: Option<String>,
+    pub owner: Option<super::owner::Owner>,
     /// Mode bits.
     #[serde(default)]
     pub permissions: Option<FileMode>,
@@ -179,10 +179,31 @@ impl<'de> Deserialize<'de> for Mount {
         let mut next = || fields.next().unwrap_or_default();
         let (device, mount_point, fstype, options) = (next(), next(), next(), next());
         let nothing = mount_point.is_empty() || mount_point == "none";
-        if !mount_point.starts_with('/') && !nothing && fstype != "swap" {
-            return Err(serde::de::Error::custom(format!(
-                "mount point `{mount_point}` is not an absolute path (or empty or `none`)"
-            )));
+        if !nothing && fstype != "swap" {
+            if let Some(problem) = mount_point_problem(&mount_point) {
+                return Err(serde::de::Error::custom(format!(
+                    "mount point `{mount_point}` {problem}"
+                )));
+            }
+            if device.is_empty() {
+                return Err(serde::de::Error::custom(format!(
+                    "nothing to mount on `{mount_point}`: the device is empty"
+                )));
+            }
+        }
+        if let Some(label) = device.strip_prefix("LABEL=")
+            && !super::device::label_ok(label)
+        {
+            return Err(serde::de::Error::custom(
+                super::device::InvalidDevice::Label(device),
+            ));
+        }
+        if let Some(uuid) = device.strip_prefix("UUID=")
+            && !super::device::uuid_ok(uuid)
+        {
+            return Err(serde::de::Error::custom(
+                super::device::InvalidDevice::Uuid(device),
+            ));
         }
         Ok(Self {
             device,
@@ -190,6 +211,26 @@ impl<'de> Deserialize<'de> for Mount {
             fstype,
             options,
         })
+    }
+}
+
+/// What is wrong with a mount point, checked here rather than when the
+/// boot mounts: a relative path would land wherever PID 1 stands, `..`
+/// could climb out of where it seems to go, and `/` would hide the system.
+fn mount_point_problem(mount_point: &str) -> Option<&'static str> {
+    if !mount_point.starts_with('/') {
+        Some("is not an absolute path (or empty or `none`)")
+    } else if mount_point.contains('\0') {
+        Some("contains a NUL byte")
+    } else if mount_point
+        .split('/')
+        .any(|part| part == "." || part == "..")
+    {
+        Some("has a `.` or `..` component")
+    } else if mount_point.trim_end_matches('/').is_empty() {
+        Some("is the root: mounting there would hide the whole system")
+    } else {
+        None
     }
 }
 
@@ -271,5 +312,27 @@ mod tests {
         assert_eq!(mount.mount_point, "/mnt/data");
         let error = serde_norway::from_str::<Mount>("[/dev/vdb, /mnt/data]").unwrap_err();
         assert!(error.to_string().contains("4 entries"), "{error}");
+    }
+
+    #[test]
+    fn a_mount_the_boot_could_not_make_is_refused_when_read() {
+        let refused = |yaml: &str| {
+            serde_norway::from_str::<Mount>(yaml)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            refused("[/dev/vdb, mnt, ext4, '']")
+                .contains("mount point `mnt` is not an absolute path")
+        );
+        assert!(refused("[/dev/vdb, /mnt/../etc, ext4, '']").contains("`..` component"));
+        assert!(refused("[/dev/vdb, /, ext4, '']").contains("is the root"));
+        assert!(refused("['', /mnt/x, ext4, '']").contains("the device is empty"));
+        assert!(refused("[LABEL=, /mnt/x, auto, '']").contains("a label is 1 to 255"));
+        assert!(refused("[UUID=xyz, /mnt/x, auto, '']").contains("a UUID is hex digits"));
+        // Swap and skipped entries keep whatever mount point RancherOS took.
+        let read = |yaml: &str| serde_norway::from_str::<Mount>(yaml).unwrap();
+        assert!(read("[/swapfile, swap, swap, sw]").is_swap());
+        assert!(read("['', none, ext4, '']").skipped());
     }
 }

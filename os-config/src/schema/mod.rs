@@ -6,10 +6,12 @@
 //! applied; a test keeps it in step with these structs.
 
 pub mod cluster;
+pub mod device;
 pub mod files;
 pub mod keys;
 pub mod network;
 pub mod newtypes;
+pub mod owner;
 pub mod rancher_keys;
 pub mod scalar;
 pub mod service;
@@ -22,12 +24,17 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 pub use cluster::Cluster;
+pub use device::{DeviceKind, DeviceSpec};
 pub use files::{Command, Encoding, Mount, MountSource, WriteFile};
 pub use network::{
     BondMode, BondOptions, BridgeRole, Dns, InterfaceConfig, InterfaceKey, InterfaceName, IpCidr,
     LacpRate, MacAddr, Network, Vlan, Vlans, XmitHashPolicy,
 };
-pub use newtypes::{AbsolutePath, ByteSize, Capability, FileMode, Hostname, ServiceName};
+pub use newtypes::{
+    AbsolutePath, ByteSize, Capability, DomainName, FileMode, Hostname, InvalidServiceName,
+    ServiceName,
+};
+pub use owner::Owner;
 pub use scalar::{KeyValues, StringOrList};
 pub use service::{HostNamespace, NetworkMode, RestartPolicy, Scope, Service, Volume};
 pub use syslog::{ForwardTarget, Syslog};
@@ -69,7 +76,7 @@ pub struct Rancher {
     pub services: BTreeMap<ServiceName, Service>,
     /// Optional services shipped in the image, turned on by name
     /// (see [`crate::layers::OPTIONAL`]).
-    pub services_include: BTreeMap<String, Flag>,
+    pub services_include: BTreeMap<ServiceName, Flag>,
     /// Console flavour; only `default` exists here.
     pub console: Option<String>,
     /// Environment given to every service.

@@ -129,7 +129,7 @@ pub struct Dns {
     /// Name servers, in order.
     pub nameservers: Vec<IpAddr>,
     /// Search domains.
-    pub search: Vec<String>,
+    pub search: Vec<super::newtypes::DomainName>,
 }
 
 /// A kernel network interface name (`eth0`, `eth0.100`, `br0`).

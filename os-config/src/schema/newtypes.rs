@@ -15,10 +15,8 @@ pub enum InvalidValue {
     )]
     Hostname(String),
     /// Not a usable service name.
-    #[error(
-        "`{0}` is not a valid service name (letters, digits, `_`, `.`, `-`, starting with a letter or digit, at most 64 characters)"
-    )]
-    ServiceName(String),
+    #[error(transparent)]
+    ServiceName(#[from] InvalidServiceName),
     /// Not an octal file mode.
     #[error("`{0}` is not a file mode (octal like 0644, at most 07777)")]
     FileMode(String),
@@ -28,8 +26,15 @@ pub enum InvalidValue {
     /// Not a size.
     #[error("`{0}` is not a size (a number of bytes, or with a suffix b, k, m or g, like 512m)")]
     ByteSize(String),
-    /// Not a capability name.
-    #[error("`{0}` is not a capability name (like NET_ADMIN, CAP_SYS_ADMIN or ALL)")]
+    /// Not a domain name.
+    #[error(
+        "`{0}` is not a domain name (labels of letters, digits and `-`, at most 63 characters each, 253 in all)"
+    )]
+    DomainName(String),
+    /// Not a capability the kernel has.
+    #[error(
+        "`{0}` is not a Linux capability (like NET_ADMIN, CAP_SYS_ADMIN or ALL; see capabilities(7))"
+    )]
     Capability(String),
 }
 
@@ -71,12 +76,90 @@ impl fmt::Display for Hostname {
     }
 }
 
-/// The name of a system service (`console`, `user-containerd`).
+/// A DNS domain name (`rancher.network.dns.search`): the labels of a
+/// [`Hostname`], with the root's trailing dot allowed, so a search line of
+/// `resolv.conf` never carries a blank or a stray character.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// The name, as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = InvalidValue;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let bare = name.strip_suffix('.').unwrap_or(&name).to_owned();
+        match Hostname::try_from(bare) {
+            Ok(_) => Ok(Self(name)),
+            Err(_) => Err(InvalidValue::DomainName(name)),
+        }
+    }
+}
+
+impl PartialEq<&str> for DomainName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a system service (`console`, `user-containerd`): also its
+/// containerd container id, its cgroup and its log file name, so it is kept
+/// to what all of them accept. The one definition for the schema and for
+/// the system-services crate, so `ros config validate` refuses exactly
+/// the names the boot would.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct ServiceName(String);
 
+/// Why a service name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{name}` is not a valid service name: {reason} (lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit, at most 63 characters)"
+)]
+pub struct InvalidServiceName {
+    /// The name as given.
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 impl ServiceName {
+    /// Checks `name`: lowercase, because containerd ids and cgroup names
+    /// are case-sensitive and RancherOS names were lowercase; at most 63
+    /// characters, a DNS label, because the name is also a host name.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidServiceName> {
+        let name = name.into();
+        let reason = if name.is_empty() {
+            Some("it is empty")
+        } else if name.len() > 63 {
+            Some("it is longer than 63 characters")
+        } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            Some("it must start with a lowercase letter or a digit")
+        } else if !name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        }) {
+            Some("only lowercase letters, digits, '-', '_' and '.' are allowed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(InvalidServiceName { name, reason }),
+            None => Ok(Self(name)),
+        }
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -84,28 +167,18 @@ impl ServiceName {
 }
 
 impl TryFrom<String> for ServiceName {
-    type Error = InvalidValue;
+    type Error = InvalidServiceName;
 
     fn try_from(name: String) -> Result<Self, Self::Error> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if valid {
-            Ok(Self(name))
-        } else {
-            Err(InvalidValue::ServiceName(name))
-        }
+        Self::new(name)
     }
 }
 
 impl FromStr for ServiceName {
-    type Err = InvalidValue;
+    type Err = InvalidServiceName;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::try_from(name.to_owned())
+        Self::new(name)
     }
 }
 
@@ -230,7 +303,8 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A Linux capability, kept in the `CAP_` form (`ALL` stays `ALL`).
+/// A Linux capability the kernel has (checked against the `caps` crate's
+/// list), kept in the `CAP_` form (`ALL` stays `ALL`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Capability(String);
@@ -251,11 +325,11 @@ impl TryFrom<String> for Capability {
             return Ok(Self(upper));
         }
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-        let valid = !bare.is_empty()
-            && bare.starts_with(|c: char| c.is_ascii_alphabetic())
-            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if valid {
-            Ok(Self(format!("CAP_{bare}")))
+        let full = format!("CAP_{bare}");
+        // The caps crate's list is the kernel's: a typo like SYS_TIEM is
+        // refused here, with its key path, not when the container is made.
+        if full.parse::<caps::Capability>().is_ok() {
+            Ok(Self(full))
         } else {
             Err(InvalidValue::Capability(name))
         }
@@ -286,6 +360,22 @@ mod tests {
             assert_eq!(
                 Hostname::try_from(bad.to_owned()),
                 Err(InvalidValue::Hostname(bad.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn search_domains_are_domain_names() {
+        for good in ["lan", "corp.example.com", "example.com."] {
+            assert_eq!(
+                DomainName::try_from(good.to_owned()).map(|d| d.to_string()),
+                Ok(good.to_owned())
+            );
+        }
+        for bad in ["", ".", "a b", "a..b", "x;rm", "-lan"] {
+            assert_eq!(
+                DomainName::try_from(bad.to_owned()),
+                Err(InvalidValue::DomainName(bad.to_owned()))
             );
         }
     }
@@ -354,17 +444,71 @@ mod tests {
     }
 
     #[test]
-    fn service_names() {
-        for good in ["user-containerd", "open-vm-tools", "ntp"] {
+    fn a_capability_the_kernel_does_not_have_is_refused() {
+        let cap = |text: &str| Capability::try_from(text.to_owned()).map(|c| c.as_str().to_owned());
+        assert_eq!(
+            cap("SYS_TIEM"),
+            Err(InvalidValue::Capability("SYS_TIEM".into()))
+        );
+        assert_eq!(
+            cap("CAP_FOO"),
+            Err(InvalidValue::Capability("CAP_FOO".into()))
+        );
+        assert_eq!(cap("sys_time"), Ok("CAP_SYS_TIME".into()));
+        assert_eq!(
+            cap("CAP_CHECKPOINT_RESTORE"),
+            Ok("CAP_CHECKPOINT_RESTORE".into())
+        );
+        // Every name the crate knows is accepted.
+        for known in caps::all() {
+            assert_eq!(cap(&known.to_string()), Ok(known.to_string()));
+        }
+    }
+
+    #[test]
+    fn service_names_follow_the_stricter_rule_of_the_boot() {
+        for good in [
+            "user-containerd",
+            "open-vm-tools",
+            "ntp",
+            "ntp.v2",
+            "0day",
+            &"a".repeat(63),
+        ] {
             assert_eq!(
                 good.parse::<ServiceName>().map(|n| n.to_string()),
                 Ok(good.to_owned())
             );
         }
-        for bad in ["", "-x", "a b", "a/b"] {
+        let long = "a".repeat(64);
+        let cases = [
+            ("", "it is empty"),
+            (
+                "Console",
+                "it must start with a lowercase letter or a digit",
+            ),
+            ("-x", "it must start with a lowercase letter or a digit"),
+            (
+                "ntpD",
+                "only lowercase letters, digits, '-', '_' and '.' are allowed",
+            ),
+            (
+                "a b",
+                "only lowercase letters, digits, '-', '_' and '.' are allowed",
+            ),
+            (
+                "a/b",
+                "only lowercase letters, digits, '-', '_' and '.' are allowed",
+            ),
+            (long.as_str(), "it is longer than 63 characters"),
+        ];
+        for (name, reason) in cases {
             assert_eq!(
-                bad.parse::<ServiceName>(),
-                Err(InvalidValue::ServiceName(bad.into()))
+                name.parse::<ServiceName>(),
+                Err(InvalidServiceName {
+                    name: name.to_owned(),
+                    reason
+                })
             );
         }
     }

@@ -211,12 +211,13 @@ impl Service {
             .map(str::trim)
             .filter(|name| !name.is_empty())
             .map(|name| {
-                name.parse().map_err(|e: super::newtypes::InvalidValue| {
-                    InvalidServiceValue::Label {
-                        label,
-                        reason: e.to_string(),
-                    }
-                })
+                name.parse()
+                    .map_err(
+                        |e: super::newtypes::InvalidServiceName| InvalidServiceValue::Label {
+                            label,
+                            reason: e.to_string(),
+                        },
+                    )
             })
             .collect()
     }
@@ -386,17 +387,32 @@ impl<'de> Deserialize<'de> for HostNamespace {
     }
 }
 
-/// When a stopped service is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When a service whose task exited is started again: compose's
+/// `restart:`, and the one definition the supervisor of the
+/// system-services crate acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RestartPolicy {
-    /// Never.
+    /// Never: a one-shot job (also when `restart` is not given).
+    #[default]
     No,
-    /// Always.
+    /// Whatever the exit code.
     Always,
-    /// After a non-zero exit, at most this many times if given.
+    /// Only after a non-zero exit; at most this many times in a row if given.
     OnFailure(Option<u32>),
-    /// Always, unless it was stopped on purpose.
+    /// Like `Always`, unless a person stopped it.
     UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether a task that exited with `code` (not stopped by a person)
+    /// runs again, after `failures` non-zero exits in a row before this one.
+    pub fn restarts_after(self, code: u32, failures: u32) -> bool {
+        match self {
+            Self::No => false,
+            Self::Always | Self::UnlessStopped => true,
+            Self::OnFailure(max) => code != 0 && max.is_none_or(|max| failures < max),
+        }
+    }
 }
 
 impl FromStr for RestartPolicy {
@@ -516,6 +532,18 @@ cap_add: [net_admin]
             "sometimes".parse::<RestartPolicy>(),
             Err(InvalidServiceValue::RestartPolicy("sometimes".into()))
         );
+    }
+
+    #[test]
+    fn a_policy_says_which_exits_restart() {
+        use RestartPolicy::*;
+        assert!(!No.restarts_after(1, 0));
+        assert!(Always.restarts_after(0, 0) && Always.restarts_after(1, 99));
+        assert!(UnlessStopped.restarts_after(0, 0));
+        assert!(!OnFailure(None).restarts_after(0, 0) && OnFailure(None).restarts_after(2, 99));
+        assert!(OnFailure(Some(2)).restarts_after(1, 1));
+        assert!(!OnFailure(Some(2)).restarts_after(1, 2));
+        assert_eq!(RestartPolicy::default(), No);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::scalar::{bool_word, opt_bool_word, scalar_map};
 #[serde(deny_unknown_fields, default)]
 pub struct State {
     /// The device: a path or `LABEL=…`/`UUID=…`.
-    pub dev: Option<String>,
+    #[serde(deserialize_with = "super::device::optional_device")]
+    pub dev: Option<super::device::DeviceSpec>,
     /// Its filesystem.
     pub fstype: Option<String>,
     /// Devices to format as the state partition when they are blank.

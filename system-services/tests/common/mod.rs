@@ -172,11 +172,23 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether this runs in CI (`CI` set, as CI services do, and not to
+/// `false` or `0`): tests that need root fail there instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
 #[macro_export]
 macro_rules! require_root {
     () => {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         if !$crate::common::is_root() {
+            // In CI a skip would read as a pass.
+            assert!(
+                !$crate::common::in_ci(),
+                "{} needs root (a private containerd and an OCI runtime): CI must run it as root",
+                module_path!()
+            );
             eprintln!(
                 "\n*** SKIPPED: {} needs root (a private containerd and an OCI runtime) ***\n",
                 module_path!()

@@ -1,0 +1,109 @@
+//! The kernel command line as one typed value, parsed once.
+//!
+//! PID 1 reads `/proc/cmdline` at the start of the boot and hands this
+//! value on: the configuration layers take its `rancher.*`/`cc.*` layer
+//! ([`Cmdline::config`]) instead of parsing the text again at each load,
+//! and `ros service` requests reuse the same value. The grammar itself is
+//! in [`crate::parse::cmdline`].
+
+use std::path::Path;
+
+use crate::parse::cmdline::{CmdlineConfig, CmdlineParam, config_from_cmdline, parse_cmdline};
+
+/// The kernel command line: its text, its parameters and the configuration
+/// layer it makes, all computed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cmdline {
+    text: String,
+    params: Vec<CmdlineParam>,
+    config: CmdlineConfig,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Self::parse("")
+    }
+}
+
+impl Cmdline {
+    /// Parses `text` (trailing whitespace and the newline ignored).
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim_end().to_owned();
+        Self {
+            params: parse_cmdline(&text),
+            config: config_from_cmdline(&text),
+            text,
+        }
+    }
+
+    /// Reads and parses a command line file (`/proc/cmdline`).
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?))
+    }
+
+    /// The command line as the kernel gave it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Every `key[=value]` parameter, those after `--` included.
+    pub fn params(&self) -> &[CmdlineParam] {
+        &self.params
+    }
+
+    /// The configuration layer of its `rancher.*` and `cc.*` parameters.
+    pub fn config(&self) -> &CmdlineConfig {
+        &self.config
+    }
+
+    /// The value of the last parameter named `key` (`Some(None)` for a
+    /// bare key), or `None` when it is not there.
+    pub fn get(&self, key: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .rev()
+            .find(|param| param.key == key)
+            .map(|param| param.value.as_deref())
+    }
+}
+
+impl std::fmt::Display for Cmdline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_line_is_parsed_once_into_params_and_a_layer() {
+        let cmdline = Cmdline::parse("console=ttyS0 rancher.debug cc.hostname=box\n");
+        assert_eq!(
+            cmdline.text(),
+            "console=ttyS0 rancher.debug cc.hostname=box"
+        );
+        assert_eq!(cmdline.params().len(), 3);
+        assert_eq!(cmdline.get("console"), Some(Some("ttyS0")));
+        assert_eq!(cmdline.get("rancher.debug"), Some(None));
+        assert_eq!(cmdline.get("quiet"), None);
+        let layer = &cmdline.config().value;
+        assert_eq!(layer["hostname"], serde_norway::Value::from("box"));
+        assert_eq!(layer["rancher"]["debug"], serde_norway::Value::Bool(true));
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_parameter_wins() {
+        let cmdline = Cmdline::parse("a=1 a=2");
+        assert_eq!(cmdline.get("a"), Some(Some("2")));
+    }
+
+    #[test]
+    fn an_empty_command_line_has_no_params_and_an_empty_layer() {
+        let cmdline = Cmdline::default();
+        assert!(cmdline.params().is_empty());
+        assert_eq!(cmdline.config().problems, vec![]);
+        assert_eq!(cmdline.to_string(), "");
+    }
+}
