@@ -35,13 +35,39 @@ impl Write for KmsgRecord<'_> {
     }
 }
 
+/// The kernel refuses (EINVAL) a /dev/kmsg write past 1024 bytes, so a
+/// long event would vanish whole: each line goes as its own record, cut
+/// into pieces of at most this many bytes.
+const KMSG_PIECE: usize = 900;
+
 impl Drop for KmsgRecord<'_> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
-        let record = format!("<{}>ros: {}\n", self.priority, text.trim_end());
-        // One write() per record; a full log is not worth failing over.
-        let _ = (&*self.file).write(record.as_bytes());
+        for line in text.trim_end().lines() {
+            for piece in pieces(line, KMSG_PIECE) {
+                let record = format!("<{}>ros: {piece}\n", self.priority);
+                // One write() per record; a full log is not worth failing over.
+                let _ = (&*self.file).write(record.as_bytes());
+            }
+        }
     }
+}
+
+/// `line` in pieces of at most `max` bytes, cut at character boundaries.
+fn pieces(line: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = line;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, after) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces.push(rest);
+    pieces
 }
 
 /// The syslog priority of a tracing level.
@@ -190,6 +216,49 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "<4>ros: containerd died; restarting\n"
+        );
+    }
+
+    #[test]
+    fn a_long_event_goes_line_by_line_in_pieces_the_kernel_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg");
+        let file = File::create(&path).unwrap();
+        let long = "é".repeat(1000);
+        {
+            let mut record = KmsgRecord {
+                file: &file,
+                priority: 7,
+                line: Vec::new(),
+            };
+            write!(
+                record,
+                "configuration:\nrancher:\n  password: <redacted>\n{long}"
+            )
+            .unwrap();
+        }
+        let written = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<&str> = written.lines().collect();
+        assert_eq!(
+            records[..3],
+            [
+                "<7>ros: configuration:",
+                "<7>ros: rancher:",
+                "<7>ros:   password: <redacted>"
+            ]
+        );
+        assert_eq!(
+            records.len(),
+            6,
+            "2000 bytes of é in pieces of at most 900: {records:?}"
+        );
+        assert!(records.iter().all(|r| r.len() < 1024));
+        assert_eq!(
+            records[3..]
+                .iter()
+                .map(|r| r.trim_start_matches("<7>ros: "))
+                .collect::<String>(),
+            long
         );
     }
 }
