@@ -30,7 +30,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::build_log::{BuildLog, lock};
+use crate::build_log::{self, BuildLog, lock};
 use crate::debian::Packages;
 
 /// Bump when the build below changes what comes out.
@@ -226,7 +226,13 @@ fn build_uncached(cache: &Path, key: &str, inputs: &Inputs) -> anyhow::Result<()
         inputs.version,
         log.path.display()
     );
-    let source = source_tree(cache, &inputs.version, &log)?;
+    let source = build_log::debian_source(
+        &cache.join("src"),
+        SOURCE_PACKAGE,
+        &inputs.version,
+        &log,
+        |tree| tree.join("cmd/containerd").is_dir(),
+    )?;
 
     let build = cache.join("build").join(key);
     if build.exists() {
@@ -272,61 +278,6 @@ fn build_uncached(cache: &Path, key: &str, inputs: &Inputs) -> anyhow::Result<()
             .with_context(|| format!("renaming {} into place", partial.display()))?;
     }
     std::fs::remove_dir_all(&build).with_context(|| format!("removing {}", build.display()))
-}
-
-/// The unpacked source (Debian's patches applied), fetched once per
-/// version: `apt-get source` runs in a scratch directory that is renamed
-/// into place, so a half-extracted tree is never taken for a whole one.
-fn source_tree(cache: &Path, version: &str, log: &BuildLog) -> anyhow::Result<PathBuf> {
-    let src = cache.join("src");
-    let done = src.join(dir_name(version));
-    if !done.is_dir() {
-        std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
-        let partial = src.join(format!(".{}.partial", dir_name(version)));
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial)
-                .with_context(|| format!("removing {}", partial.display()))?;
-        }
-        std::fs::create_dir_all(&partial)?;
-        log.run(
-            Command::new("apt-get")
-                .args(["source", "-q"])
-                .arg(format!("{SOURCE_PACKAGE}={version}"))
-                .current_dir(&partial),
-        )
-        .context("apt-get source needs deb-src lines (./dev setup writes them)")?;
-        std::fs::rename(&partial, &done)
-            .with_context(|| format!("renaming {} into place", partial.display()))?;
-    }
-    // apt-get source leaves the .dsc, the tarballs and one directory.
-    let mut trees = Vec::new();
-    for entry in std::fs::read_dir(&done)? {
-        let path = entry?.path();
-        if path.join("cmd/containerd").is_dir() {
-            trees.push(path);
-        }
-    }
-    match trees.as_slice() {
-        [tree] => Ok(tree.clone()),
-        _ => bail!(
-            "{} does not hold exactly one containerd tree",
-            done.display()
-        ),
-    }
-}
-
-/// A directory name for a Debian version (`~`, `:` kept out of paths).
-fn dir_name(version: &str) -> String {
-    version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+-.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Our `main` package: containerd's own `main.go`, and a builtins file
@@ -402,7 +353,10 @@ mod tests {
 
     #[test]
     fn versions_become_path_safe_directory_names() {
-        assert_eq!(dir_name("1.6.20~ds1-1+deb12u3"), "1.6.20_ds1-1+deb12u3");
-        assert_eq!(dir_name("1:2.0"), "1_2.0");
+        assert_eq!(
+            build_log::path_safe("1.6.20~ds1-1+deb12u3"),
+            "1.6.20_ds1-1+deb12u3"
+        );
+        assert_eq!(build_log::path_safe("1:2.0"), "1_2.0");
     }
 }
