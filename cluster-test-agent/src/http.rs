@@ -29,7 +29,10 @@ pub enum HttpError {
     #[error("TLS setup: {0}")]
     Config(#[from] rustls::Error),
     #[error("the CA bundle from {server}/cacerts: {reason}")]
-    CaBundle { server: String, reason: String },
+    CaBundle {
+        server: String,
+        reason: BundleProblem,
+    },
     #[error("resolving {server}: {source}")]
     Resolve {
         server: String,
@@ -54,8 +57,30 @@ pub enum HttpError {
         method: String,
         server: String,
         path: String,
-        reason: String,
+        reason: Malformed,
     },
+}
+
+/// What is wrong with the CA bundle `/cacerts` gave.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleProblem {
+    #[error("not PEM: {0}")]
+    NotPem(rustls::pki_types::pem::Error),
+    #[error("not a CA certificate: {0}")]
+    NotCa(rustls::Error),
+    #[error("no certificate in it")]
+    Empty,
+}
+
+/// Why an answer is not HTTP/1.x.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("no end of head")]
+    NoEndOfHead,
+    #[error("status line {0:?}")]
+    StatusLine(String),
+    #[error("body cut short at {got} of {total} bytes")]
+    CutShort { got: usize, total: usize },
 }
 
 /// An answer: status and body.
@@ -88,19 +113,19 @@ impl Tls {
 
     /// Trusts the certificates of a PEM bundle (what `/cacerts` gave).
     pub fn trusting(server: &ServerUrl, bundle: &[u8]) -> Result<Self, HttpError> {
-        let invalid = |reason: String| HttpError::CaBundle {
+        let invalid = |reason: BundleProblem| HttpError::CaBundle {
             server: server.to_string(),
             reason,
         };
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(bundle) {
-            let cert = cert.map_err(|e| invalid(format!("not PEM: {e}")))?;
+            let cert = cert.map_err(|e| invalid(BundleProblem::NotPem(e)))?;
             roots
                 .add(cert)
-                .map_err(|e| invalid(format!("not a CA certificate: {e}")))?;
+                .map_err(|e| invalid(BundleProblem::NotCa(e)))?;
         }
         if roots.is_empty() {
-            return Err(invalid("no certificate in it".into()));
+            return Err(invalid(BundleProblem::Empty));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
@@ -240,22 +265,25 @@ fn expected_length(raw: &[u8]) -> Option<usize> {
     Some(end + length)
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let end = head_end(raw).ok_or("no end of head")?;
+fn parse_response(raw: &[u8]) -> Result<Response, Malformed> {
+    let end = head_end(raw).ok_or(Malformed::NoEndOfHead)?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let status_line = head.lines().next().unwrap_or_default();
     let mut parts = status_line.split(' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("status line {status_line:?}"));
+        return Err(Malformed::StatusLine(status_line.to_owned()));
     }
     let status = parts
         .next()
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("status line {status_line:?}"))?;
+        .ok_or_else(|| Malformed::StatusLine(status_line.to_owned()))?;
     let body = match expected_length(raw) {
         Some(total) if raw.len() < total => {
-            return Err(format!("body cut short at {} of {total} bytes", raw.len()));
+            return Err(Malformed::CutShort {
+                got: raw.len(),
+                total,
+            });
         }
         Some(total) => raw[end..total].to_vec(),
         None => raw[end..].to_vec(),
@@ -340,17 +368,32 @@ mod tests {
     #[test]
     fn a_cut_short_or_foreign_answer_is_malformed() {
         let short = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
-        assert!(short.unwrap_err().contains("cut short"));
+        assert_eq!(short, Err(Malformed::CutShort { got: 42, total: 49 }));
+        assert_eq!(
+            short.unwrap_err().to_string(),
+            "body cut short at 42 of 49 bytes"
+        );
         let foreign = parse_response(b"SSH-2.0-x\r\n\r\n").unwrap_err();
-        assert!(foreign.contains("status line"), "{foreign}");
+        assert_eq!(foreign, Malformed::StatusLine("SSH-2.0-x".into()));
+        assert_eq!(foreign.to_string(), "status line \"SSH-2.0-x\"");
         let headless = parse_response(b"HTTP/1.1 200").unwrap_err();
-        assert!(headless.contains("no end of head"), "{headless}");
+        assert_eq!(headless, Malformed::NoEndOfHead);
     }
 
     #[test]
     fn a_bundle_without_certificates_is_refused() {
         let server = ServerUrl::parse("https://s:1").unwrap();
         let error = Tls::trusting(&server, b"not pem at all").unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HttpError::CaBundle {
+                    reason: BundleProblem::Empty,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(error.to_string().contains("no certificate"), "{error}");
     }
 }

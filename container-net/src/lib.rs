@@ -82,10 +82,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+pub use links::ContainerSideError;
 pub use nft::NftError;
 pub use settings::{
     ANNOTATION_BRIDGE, ANNOTATION_MTU, ANNOTATION_PORTS, ANNOTATION_SUBNET, DEFAULT_BRIDGE,
-    DEFAULT_SUBNET, Proto, PublishedPort, Settings, SettingsError, Subnet, parse_ports,
+    DEFAULT_SUBNET, Proto, PublishedPort, Settings, SettingsError, Subnet, UnknownProto,
+    parse_ports,
 };
 pub use state::{address_of, port_owner};
 
@@ -110,14 +112,19 @@ pub enum Phase {
     Down,
 }
 
+/// A hook phase other than `up` or `down`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown phase {0:?}; use up or down")]
+pub struct UnknownPhase(pub String);
+
 impl FromStr for Phase {
-    type Err = String;
+    type Err = UnknownPhase;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "up" => Ok(Self::Up),
             "down" => Ok(Self::Down),
-            other => Err(format!("unknown phase {other:?}; use up or down")),
+            other => Err(UnknownPhase(other.to_owned())),
         }
     }
 }
@@ -131,6 +138,8 @@ pub enum Cause {
     Nft(#[from] NftError),
     #[error("{0}")]
     Netlink(String),
+    #[error(transparent)]
+    ContainerSide(#[from] ContainerSideError),
     #[error("no answer in time (the hook gives up after {} s)", HOOK_TIMEOUT.as_secs())]
     TimedOut,
 }
@@ -609,7 +618,7 @@ fn configure_in_netns(
                             subnet.gateway,
                         )
                         .await
-                        .map_err(Cause::Netlink)
+                        .map_err(Cause::from)
                     };
                     tokio::time::timeout(left, configure)
                         .await
@@ -749,8 +758,10 @@ mod tests {
     fn phases_parse() {
         assert_eq!("up".parse(), Ok(Phase::Up));
         assert_eq!("down".parse(), Ok(Phase::Down));
+        let error = "sideways".parse::<Phase>().unwrap_err();
+        assert_eq!(error, UnknownPhase("sideways".into()));
         assert_eq!(
-            "sideways".parse::<Phase>().unwrap_err(),
+            error.to_string(),
             "unknown phase \"sideways\"; use up or down"
         );
     }

@@ -166,6 +166,26 @@ pub(crate) async fn delete(handle: &Handle, index: u32) -> Result<(), rtnetlink:
     }
 }
 
+/// Why the container's side of the veth could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerSideError {
+    /// The namespace has no such link (the veth end was not moved in).
+    #[error("{link} is missing")]
+    Missing {
+        /// `eth0` or `lo`.
+        link: &'static str,
+    },
+    /// A netlink request failed; `step` names the link, address or route.
+    #[error("{step}: {source}")]
+    Netlink {
+        /// What was being done, with its target.
+        step: String,
+        /// The kernel's answer (boxed: [`Cause`] can hold this error).
+        #[source]
+        source: Box<Cause>,
+    },
+}
+
 /// Inside the container's namespace: `eth0` gets `address/prefix_len`
 /// and goes up with `lo`; the default route goes via `gateway`.
 pub(crate) async fn configure_container(
@@ -173,21 +193,24 @@ pub(crate) async fn configure_container(
     address: Ipv4Addr,
     prefix_len: u8,
     gateway: Ipv4Addr,
-) -> Result<(), String> {
+) -> Result<(), ContainerSideError> {
     let step = |what: &str| {
-        let what = what.to_string();
-        move |e: rtnetlink::Error| format!("{what}: {}", Cause::from(e))
+        let step = what.to_string();
+        move |e: rtnetlink::Error| ContainerSideError::Netlink {
+            step,
+            source: Box::new(Cause::from(e)),
+        }
     };
     let eth0 = by_name(handle, "eth0")
         .await
         .map_err(step("finding eth0"))?
-        .ok_or("eth0 is missing")?
+        .ok_or(ContainerSideError::Missing { link: "eth0" })?
         .header
         .index;
     let lo = by_name(handle, "lo")
         .await
         .map_err(step("finding lo"))?
-        .ok_or("lo is missing")?
+        .ok_or(ContainerSideError::Missing { link: "lo" })?
         .header
         .index;
     handle

@@ -151,14 +151,19 @@ impl fmt::Display for Proto {
     }
 }
 
+/// A protocol other than `tcp` or `udp`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}; use tcp or udp")]
+pub struct UnknownProto(pub String);
+
 impl FromStr for Proto {
-    type Err = String;
+    type Err = UnknownProto;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "tcp" => Ok(Self::Tcp),
             "udp" => Ok(Self::Udp),
-            other => Err(format!("unknown protocol {other:?}; use tcp or udp")),
+            other => Err(UnknownProto(other.to_owned())),
         }
     }
 }
@@ -200,10 +205,12 @@ impl FromStr for PublishedPort {
     /// `8080:80/tcp`; the protocol defaults to tcp, as in Docker.
     fn from_str(entry: &str) -> Result<Self, Self::Err> {
         let (ports, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
-        let proto = proto.parse().map_err(|reason| SettingsError::Port {
-            entry: entry.to_string(),
-            reason,
-        })?;
+        let proto = proto
+            .parse()
+            .map_err(|reason: UnknownProto| SettingsError::Port {
+                entry: entry.to_string(),
+                reason: reason.to_string(),
+            })?;
         let (host, container) = ports.split_once(':').ok_or_else(|| SettingsError::Port {
             entry: entry.to_string(),
             reason: "expected HOSTPORT:CONTAINERPORT/PROTO, like 8080:80/tcp".into(),

@@ -11,9 +11,13 @@
 //! the last partition extended). [`ros_layout`] is the one layout every
 //! installed disk and the EC2 image have: BIOS boot, EFI system, state.
 
-// Shipped code returns errors instead of panicking (tests may: clippy.toml):
-// locked in while this crate is clean.
-#![warn(clippy::unwrap_used, clippy::expect_used)]
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 mod guid;
 
@@ -24,6 +28,9 @@ pub use guid::{BadGuid, Guid};
 /// Bytes per logical sector: what GPT sizes are counted in here. Disks
 /// with 4 KiB logical sectors are refused by [`sector_count`].
 pub const SECTOR: u64 = 512;
+/// [`SECTOR`] as a buffer length, so no `u64` is cast down to `usize`.
+const SECTOR_LEN: usize = 512;
+const _: () = assert!(SECTOR_LEN as u64 == SECTOR);
 /// Partitions start and end on 1 MiB boundaries (in sectors).
 pub const ALIGN: u64 = 2048;
 /// Entries in the partition array, each [`ENTRY_SIZE`] bytes: the usual
@@ -200,10 +207,64 @@ pub enum GptError {
     NameTooLong(String),
     #[error("boot code is {0} bytes; the MBR holds {BOOT_CODE_LEN}")]
     BootCodeTooLong(usize),
-    #[error("no GPT: {primary}; backup: {backup}")]
-    NoTable { primary: String, backup: String },
+    #[error("no GPT: {primary}; backup (sector {backup_lba}): {backup}")]
+    NoTable {
+        primary: TableError,
+        backup_lba: u64,
+        backup: TableError,
+    },
     #[error("the layout needs {needed} sectors; the disk has {sectors}")]
     DiskTooSmall { needed: u64, sectors: u64 },
+}
+
+/// Why one copy of the table (the primary at sector 1, or the backup at
+/// the disk's last sector) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The header or the entries cannot be read.
+    #[error("cannot read the {what} at sector {lba}: {source}")]
+    Read {
+        /// `header` or `partition entries`.
+        what: &'static str,
+        /// Where.
+        lba: u64,
+        #[source]
+        source: io::Error,
+    },
+    /// Not a GPT header (a blank disk, or another scheme).
+    #[error("no \"EFI PART\" signature")]
+    NoSignature,
+    /// A header size no GPT writes.
+    #[error("header size {size} is not between {HEADER_SIZE} and {SECTOR} bytes")]
+    HeaderSize {
+        /// What the header says.
+        size: u32,
+    },
+    /// The header was damaged.
+    #[error("header CRC32 mismatch")]
+    HeaderCrc,
+    /// A header that was copied from elsewhere.
+    #[error("header says it is at sector {claimed}, read from {lba}")]
+    Misplaced {
+        /// Where the header says it is.
+        claimed: u64,
+        /// Where it was read.
+        lba: u64,
+    },
+    /// An entry array no GPT writes.
+    #[error(
+        "{count} entries of {size} bytes (entries are a multiple of 8 bytes, at least 128, \
+         and at most 4096 of them)"
+    )]
+    EntryShape {
+        /// Entries, as the header says.
+        count: u32,
+        /// Bytes per entry, as the header says.
+        size: u32,
+    },
+    /// The entries were damaged.
+    #[error("partition entries CRC32 mismatch")]
+    EntriesCrc,
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> GptError {
@@ -236,7 +297,7 @@ pub fn write<D: Write + Seek>(disk: &mut D, gpt: &Gpt, boot_code: &[u8]) -> Resu
     if boot_code.len() > BOOT_CODE_LEN {
         return Err(GptError::BootCodeTooLong(boot_code.len()));
     }
-    let mut mbr = [0u8; SECTOR as usize];
+    let mut mbr = [0u8; SECTOR_LEN];
     mbr[..boot_code.len()].copy_from_slice(boot_code);
     mbr[446..462].copy_from_slice(&protective_entry(gpt.sectors));
     mbr[510] = 0x55;
@@ -308,7 +369,7 @@ fn encode_header(
     entries_lba: u64,
     entries_crc: u32,
 ) -> Vec<u8> {
-    let mut h = vec![0u8; SECTOR as usize];
+    let mut h = vec![0u8; SECTOR_LEN];
     h[0..8].copy_from_slice(SIGNATURE);
     h[8..12].copy_from_slice(&REVISION.to_le_bytes());
     h[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
@@ -366,24 +427,24 @@ struct Header {
     entries_crc: u32,
 }
 
-fn decode_header(sector: &[u8], expected_lba: u64) -> Result<Header, String> {
+fn decode_header(sector: &[u8], expected_lba: u64) -> Result<Header, TableError> {
     if &sector[0..8] != SIGNATURE {
-        return Err("no \"EFI PART\" signature".into());
+        return Err(TableError::NoSignature);
     }
     let size = u32_at(sector, 12);
-    if !(HEADER_SIZE..=SECTOR as u32).contains(&size) {
-        return Err(format!("header size {size}"));
+    if size < HEADER_SIZE || u64::from(size) > SECTOR {
+        return Err(TableError::HeaderSize { size });
     }
     let mut copy = sector[..size as usize].to_vec();
     copy[16..20].fill(0);
     if crc32fast::hash(&copy) != u32_at(sector, 16) {
-        return Err("header CRC32 mismatch".into());
+        return Err(TableError::HeaderCrc);
     }
     if u64_at(sector, 24) != expected_lba {
-        return Err(format!(
-            "header says it is at sector {}, read from {expected_lba}",
-            u64_at(sector, 24)
-        ));
+        return Err(TableError::Misplaced {
+            claimed: u64_at(sector, 24),
+            lba: expected_lba,
+        });
     }
     let mut guid = [0u8; 16];
     guid.copy_from_slice(&sector[56..72]);
@@ -397,10 +458,10 @@ fn decode_header(sector: &[u8], expected_lba: u64) -> Result<Header, String> {
     };
     if header.entry_size < 128 || !header.entry_size.is_multiple_of(8) || header.entry_count > 4096
     {
-        return Err(format!(
-            "{} entries of {} bytes",
-            header.entry_count, header.entry_size
-        ));
+        return Err(TableError::EntryShape {
+            count: header.entry_count,
+            size: header.entry_size,
+        });
     }
     Ok(header)
 }
@@ -436,13 +497,24 @@ fn decode_entries(bytes: &[u8], header: &Header) -> Vec<Partition> {
 }
 
 /// One table (header at `lba`) and its entries, checked.
-fn read_one<D: Read + Seek>(disk: &mut D, lba: u64) -> Result<(Header, Vec<Partition>), String> {
-    let sector = read_at(disk, lba, SECTOR as usize).map_err(|e| e.to_string())?;
+fn read_one<D: Read + Seek>(
+    disk: &mut D,
+    lba: u64,
+) -> Result<(Header, Vec<Partition>), TableError> {
+    let sector = read_at(disk, lba, SECTOR_LEN).map_err(|source| TableError::Read {
+        what: "header",
+        lba,
+        source,
+    })?;
     let header = decode_header(&sector, lba)?;
     let len = header.entry_count as usize * header.entry_size as usize;
-    let bytes = read_at(disk, header.entries_lba, len).map_err(|e| e.to_string())?;
+    let bytes = read_at(disk, header.entries_lba, len).map_err(|source| TableError::Read {
+        what: "partition entries",
+        lba: header.entries_lba,
+        source,
+    })?;
     if crc32fast::hash(&bytes) != header.entries_crc {
-        return Err("partition entries CRC32 mismatch".into());
+        return Err(TableError::EntriesCrc);
     }
     let partitions = decode_entries(&bytes, &header);
     Ok((header, partitions))
@@ -466,9 +538,14 @@ pub fn read<D: Read + Seek>(disk: &mut D, size: u64) -> Result<Gpt, GptError> {
         }
         Err(why) => why,
     };
-    match read_one(disk, sectors - 1) {
+    let backup_lba = sectors - 1;
+    match read_one(disk, backup_lba) {
         Ok(found) => Ok(to_gpt(found, sectors)),
-        Err(backup) => Err(GptError::NoTable { primary, backup }),
+        Err(backup) => Err(GptError::NoTable {
+            primary,
+            backup_lba,
+            backup,
+        }),
     }
 }
 
@@ -518,7 +595,7 @@ pub fn grow<D: Read + Write + Seek>(
         return Ok(None);
     }
     write_tables(disk, &gpt)?;
-    let mut mbr = read_at(disk, 0, SECTOR as usize).map_err(io_err("reading the MBR"))?;
+    let mut mbr = read_at(disk, 0, SECTOR_LEN).map_err(io_err("reading the MBR"))?;
     if mbr[446 + 4] == MBR_PROTECTIVE && mbr[510..512] == [0x55, 0xAA] {
         let entry = protective_entry(sectors);
         mbr[446 + 12..446 + 16].copy_from_slice(&entry[12..16]);
@@ -530,7 +607,7 @@ pub fn grow<D: Read + Write + Seek>(
         write_at(
             disk,
             old_sectors - 1,
-            &[0u8; SECTOR as usize],
+            &[0u8; SECTOR_LEN],
             "clearing the old backup header",
         )?;
     }

@@ -156,7 +156,9 @@ fn a_damaged_primary_table_is_read_from_the_backup() {
     let error = read(&mut file, 32 * MIB).unwrap_err().to_string();
     assert_eq!(
         error,
-        "no GPT: no \"EFI PART\" signature; backup: partition entries CRC32 mismatch"
+        format!(
+            "no GPT: no \"EFI PART\" signature; backup (sector {last}): partition entries CRC32 mismatch"
+        )
     );
 }
 
@@ -166,7 +168,11 @@ fn a_blank_disk_has_no_table() {
     let (_, mut file) = disk(dir.path(), 8 * MIB);
     assert!(matches!(
         read(&mut file, 8 * MIB),
-        Err(GptError::NoTable { .. })
+        Err(GptError::NoTable {
+            primary: TableError::NoSignature,
+            backup: TableError::NoSignature,
+            backup_lba,
+        }) if backup_lba == 8 * MIB / SECTOR - 1
     ));
 }
 

@@ -57,8 +57,12 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("write_files {path}: {reason}")]
-    WriteFile { path: String, reason: String },
+    #[error("write_files {path}: {source}")]
+    WriteFile {
+        path: String,
+        #[source]
+        source: WriteFileError,
+    },
     #[error("write_files[{index}].container: `{service}` is not a defined service")]
     UnknownContainer { index: usize, service: String },
     #[error("rancher.syslog.forward: writing {path}: {source}")]
@@ -67,14 +71,134 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("mounts {mount_point}: {reason}")]
-    Mount { mount_point: String, reason: String },
-    #[error("{stage} `{command}`: {reason}")]
+    #[error("mounts {mount_point}: {source}")]
+    Mount {
+        mount_point: String,
+        #[source]
+        source: MountError,
+    },
+    #[error("{stage} `{command}`: {source}")]
     Command {
         stage: &'static str,
         command: String,
-        reason: String,
+        #[source]
+        source: CommandError,
     },
+}
+
+/// A file operation that failed, and on which path.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct FileError {
+    /// What was being done (`creating`, `writing`...).
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    fn new(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Why one `write_files` entry was not written (or not shared).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFileError {
+    #[error(transparent)]
+    Content(#[from] os_config::schema::files::DecodeError),
+    #[error("{}: no parent directory", path.display())]
+    NoDirectory { path: PathBuf },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("written, but not shared with the console: {0}")]
+    NotShared(#[source] std::io::Error),
+}
+
+/// Why one `mounts` entry was not mounted (or swap not turned on).
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Device(#[from] ResolveError),
+    #[error("swap on {}: this kernel has no swap support", device.display())]
+    NoSwapSupport { device: PathBuf },
+    #[error("swap on {}: {source}", device.display())]
+    Swap {
+        device: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    #[error("the file system type of {device} is not known; give one")]
+    UnknownType { device: String },
+    #[error("mounting {device} as {fstype}: {source}")]
+    Type {
+        device: String,
+        fstype: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mounting {device}: no type worked ({})", tried(.tries))]
+    NoTypeWorked {
+        device: String,
+        /// Each type tried, with the kernel's answer.
+        tries: Vec<(String, std::io::Error)>,
+    },
+    #[error("the mount thread failed: {0}")]
+    Thread(#[source] tokio::task::JoinError),
+    #[error("no answer in {} s; left behind, the boot goes on", timeout.as_secs())]
+    TimedOut { timeout: Duration },
+}
+
+/// `as ext4: …; as vfat: …`.
+fn tried(tries: &[(String, std::io::Error)]) -> String {
+    tries
+        .iter()
+        .map(|(fstype, error)| format!("as {fstype}: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A `mounts` source no block device has.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("listing block devices for {shown}: {source}")]
+    List {
+        /// `LABEL=…` or `UUID=…`.
+        shown: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no block device has {shown}")]
+    NotFound { shown: String },
+}
+
+/// Why a command (`bootcmd`, `runcmd`, mke2fs) did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("the command is empty")]
+    Empty,
+    #[error("its log: {0}")]
+    Log(#[source] FileError),
+    #[error("starting {program}: {source}")]
+    Start {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("still running after {timeout:?}; killed (output in {})", log.display())]
+    TimedOut { timeout: Duration, log: PathBuf },
+    #[error("exited with {code} (output in {})", log.display())]
+    Exited { code: i32, log: PathBuf },
+    #[error("its exit was lost")]
+    ExitLost,
 }
 
 /// Sets each `key: value` by writing `/proc/sys/<key with dots as slashes>`.
@@ -117,8 +241,8 @@ pub struct FileTargets<'a> {
 pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<ApplyError> {
     // Here because write_files runs at every boot before any service
     // starts: the console's os-release is there when it first starts.
-    if let Err(reason) = console_os_release(targets.container_files) {
-        tracing::warn!("the console's /etc/os-release: {reason}");
+    if let Err(error) = console_os_release(targets.container_files) {
+        tracing::warn!("the console's /etc/os-release: {error}");
     }
     files
         .iter()
@@ -137,10 +261,10 @@ pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<A
                     });
                 }
             };
-            if let Err(reason) = write_file(&root, file) {
+            if let Err(source) = write_file(&root, file) {
                 return Some(ApplyError::WriteFile {
                     path: file.path.as_str().to_string(),
-                    reason,
+                    source,
                 });
             }
             if file.container.is_none() {
@@ -150,7 +274,7 @@ pub fn write_files(targets: &FileTargets, files: &[(usize, WriteFile)]) -> Vec<A
                 if let Err(error) = share_with_console(targets.container_files, path, &on_machine) {
                     return Some(ApplyError::WriteFile {
                         path: file.path.as_str().to_string(),
-                        reason: format!("written, but not shared with the console: {error}"),
+                        source: WriteFileError::NotShared(error),
                     });
                 }
             }
@@ -171,21 +295,21 @@ pub fn os_release() -> String {
 
 /// Gives the console [`os_release`] as its `/etc/os-release`, among its
 /// files below `container_files`, whatever its image ships.
-pub fn console_os_release(container_files: &Path) -> Result<(), String> {
-    let path = container_files.join(CONSOLE).join("etc/os-release");
+pub fn console_os_release(container_files: &Path) -> Result<(), FileError> {
+    let dir = container_files.join(CONSOLE).join("etc");
+    let path = dir.join("os-release");
     if std::fs::read_to_string(&path).is_ok_and(|text| text == os_release()) {
         return Ok(());
     }
-    let dir = path.parent().ok_or("no parent directory")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(FileError::new("creating", &dir))?;
     // A link left by a write_files entry for this path gives way.
     if path
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink())
     {
-        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::remove_file(&path).map_err(FileError::new("removing the link", &path))?;
     }
-    std::fs::write(&path, os_release()).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&path, os_release()).map_err(FileError::new("writing", &path))
 }
 
 /// The rsyslog drop-in `rancher.syslog.forward` becomes, in the syslog
@@ -228,8 +352,8 @@ pub fn link_dev_log(dev_log: &Path, socket: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(socket, dev_log)
 }
 
-fn write_file(root: &Path, file: &WriteFile) -> Result<(), String> {
-    let content = file.decoded_content().map_err(|e| e.to_string())?;
+fn write_file(root: &Path, file: &WriteFile) -> Result<(), WriteFileError> {
+    let content = file.decoded_content()?;
     // The schema resolved the owner to ids (and refused unknown names).
     let (uid, gid) = file
         .owner
@@ -237,8 +361,10 @@ fn write_file(root: &Path, file: &WriteFile) -> Result<(), String> {
         .map_or((0, 0), |owner| (owner.uid(), owner.gid()));
     let mode = file.permissions.map_or(0o644, |mode| mode.bits());
     let path = root.join(file.path.as_str().trim_start_matches('/'));
-    let dir = path.parent().ok_or("no parent directory")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| WriteFileError::NoDirectory { path: path.clone() })?;
+    std::fs::create_dir_all(dir).map_err(FileError::new("creating", dir))?;
     // Written beside and renamed over: a reader sees the old file or the new.
     let temp = dir.join(format!(
         ".{}.ros-new",
@@ -258,9 +384,13 @@ fn write_file(root: &Path, file: &WriteFile) -> Result<(), String> {
         std::os::unix::fs::chown(&temp, Some(uid), Some(gid))?;
         std::fs::rename(&temp, &path)
     })();
-    written.map_err(|e| {
+    written.map_err(|source| {
         let _ = std::fs::remove_file(&temp);
-        e.to_string()
+        WriteFileError::File(FileError {
+            action: "writing",
+            path,
+            source,
+        })
     })
 }
 
@@ -377,14 +507,11 @@ pub async fn mounts_bounded(
             Ok(Ok(failed)) => errors.extend(failed),
             Ok(Err(join)) => errors.push(ApplyError::Mount {
                 mount_point: entry.mount_point.clone(),
-                reason: format!("the mount thread failed: {join}"),
+                source: MountError::Thread(join),
             }),
             Err(_) => errors.push(ApplyError::Mount {
                 mount_point: entry.mount_point.clone(),
-                reason: format!(
-                    "no answer in {} s; left behind, the boot goes on",
-                    timeout.as_secs()
-                ),
+                source: MountError::TimedOut { timeout },
             }),
         }
     }
@@ -398,13 +525,13 @@ pub fn mounts_with(host: &dyn Host, context: &MountContext, entries: &[Mount]) -
         .filter_map(|entry| {
             mount(host, context, entry)
                 .err()
-                .map(|reason| ApplyError::Mount {
+                .map(|source| ApplyError::Mount {
                     mount_point: if entry.mount_point.is_empty() {
                         entry.device.clone()
                     } else {
                         entry.mount_point.clone()
                     },
-                    reason,
+                    source,
                 })
         })
         .collect()
@@ -436,7 +563,7 @@ fn kind(entry: &Mount) -> MountKind {
     }
 }
 
-fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), String> {
+fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), MountError> {
     let kind = kind(entry);
     if kind == MountKind::Nothing {
         return Ok(());
@@ -451,11 +578,10 @@ fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), S
             return match context.swap.swapon(&device) {
                 // Already on (a second apply): what was asked.
                 Err(error) if error.raw_os_error() == Some(libc::EBUSY) => Ok(()),
-                Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => Err(format!(
-                    "swap on {}: this kernel has no swap support",
-                    device.display()
-                )),
-                Err(error) => Err(format!("swap on {}: {error}", device.display())),
+                Err(error) if error.raw_os_error() == Some(libc::ENOSYS) => {
+                    Err(MountError::NoSwapSupport { device })
+                }
+                Err(source) => Err(MountError::Swap { device, source }),
                 Ok(()) => Ok(()),
             };
         }
@@ -463,14 +589,13 @@ fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), S
             // A file is bound over a file: the target must be one too.
             if Path::new(&entry.device).is_file() {
                 if let Some(dir) = target.parent() {
-                    host.create_dir_all(dir).map_err(|e| e.to_string())?;
+                    host.create_dir_all(dir)?;
                 }
-                host.touch(target).map_err(|e| e.to_string())?;
+                host.touch(target)?;
             } else {
-                host.create_dir_all(target).map_err(|e| e.to_string())?;
+                host.create_dir_all(target)?;
             }
-            host.mount(&entry.device, target, None, flags, None)
-                .map_err(|e| e.to_string())?;
+            host.mount(&entry.device, target, None, flags, None)?;
             // The kernel ignores ro and the like on the bind itself.
             let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
             if !extra.is_empty() {
@@ -480,31 +605,40 @@ fn mount(host: &dyn Host, context: &MountContext, entry: &Mount) -> Result<(), S
                     None,
                     MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
                     None,
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
             }
         }
         MountKind::Filesystem => {
-            host.create_dir_all(target).map_err(|e| e.to_string())?;
+            host.create_dir_all(target)?;
             let source = resolve_device(context.devices, &entry.source())?
                 .display()
                 .to_string();
             let candidates = fstype_candidates(context, &source, entry);
-            let mut failures = Vec::new();
+            let mut tries = Vec::new();
             let mounted = candidates.iter().any(|fstype| {
                 match host.mount(&source, target, Some(fstype), flags, data) {
                     Ok(()) => true,
                     Err(error) => {
-                        failures.push(format!("as {fstype}: {}", error.source));
+                        tries.push((fstype.clone(), error.source));
                         false
                     }
                 }
             });
             if !mounted {
-                return Err(match failures.as_slice() {
-                    [] => format!("the file system type of {source} is not known; give one"),
-                    [one] => format!("mounting {source} {one}"),
-                    many => format!("mounting {source}: no type worked ({})", many.join("; ")),
+                return Err(match tries.len() {
+                    0 => MountError::UnknownType { device: source },
+                    1 => {
+                        let (fstype, source_error) = tries.remove(0);
+                        MountError::Type {
+                            device: source,
+                            fstype,
+                            source: source_error,
+                        }
+                    }
+                    _ => MountError::NoTypeWorked {
+                        device: source,
+                        tries,
+                    },
                 });
             }
         }
@@ -562,15 +696,19 @@ pub fn probe_fstype(head: &[u8]) -> Option<&'static str> {
 
 /// The device a `mounts` source names: a path as it is, `LABEL=` and
 /// `UUID=` found among the block devices by their file system.
-pub fn resolve_device(devices: &dyn BlockDevices, source: &MountSource) -> Result<PathBuf, String> {
+pub fn resolve_device(
+    devices: &dyn BlockDevices,
+    source: &MountSource,
+) -> Result<PathBuf, ResolveError> {
     let shown = match source {
         MountSource::Path(path) => return Ok(PathBuf::from(path)),
         MountSource::Label(label) => format!("LABEL={label}"),
         MountSource::Uuid(uuid) => format!("UUID={uuid}"),
     };
-    let listed = devices
-        .list()
-        .map_err(|e| format!("listing block devices for {shown}: {e}"))?;
+    let listed = match devices.list() {
+        Ok(listed) => listed,
+        Err(source) => return Err(ResolveError::List { shown, source }),
+    };
     listed
         .into_iter()
         .find(|device| {
@@ -578,7 +716,7 @@ pub fn resolve_device(devices: &dyn BlockDevices, source: &MountSource) -> Resul
                 .read_head(device, HEAD_LEN)
                 .is_ok_and(|head| has_source(&head, source))
         })
-        .ok_or_else(|| format!("no block device has {shown}"))
+        .ok_or(ResolveError::NotFound { shown })
 }
 
 /// Whether a device's first bytes show the file system `source` names.
@@ -681,11 +819,11 @@ pub async fn run_commands(
     let mut errors = Vec::new();
     for argv in commands {
         let shown = argv.join(" ");
-        if let Err(reason) = run_command_bounded(reaper, argv, log, timeout).await {
+        if let Err(source) = run_command_bounded(reaper, argv, log, timeout).await {
             errors.push(ApplyError::Command {
                 stage,
                 command: shown,
-                reason,
+                source,
             });
         }
     }
@@ -700,17 +838,18 @@ pub async fn run_command_bounded(
     argv: &[String],
     log: &Path,
     timeout: Duration,
-) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+) -> Result<(), CommandError> {
+    let (program, args) = argv.split_first().ok_or(CommandError::Empty)?;
+    let log_error = |action| move |source| CommandError::Log(FileError::new(action, log)(source));
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(log_error("creating the directory of"))?;
     }
     let out = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|e| e.to_string())?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
+        .map_err(log_error("opening"))?;
+    let err = out.try_clone().map_err(log_error("sharing"))?;
     let spawned = reaper
         .spawn(
             Command::new(program)
@@ -726,7 +865,10 @@ pub async fn run_command_bounded(
                 .stdout(out)
                 .stderr(err),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| CommandError::Start {
+            program: program.clone(),
+            source,
+        })?;
     let mut exit = spawned.exit;
     let status = match tokio::time::timeout(timeout, &mut exit).await {
         Ok(status) => status,
@@ -735,16 +877,19 @@ pub async fn run_command_bounded(
             // The group may be gone already: then there is nothing to kill.
             let _ = kill(group, Signal::SIGKILL);
             let _ = exit.await;
-            return Err(format!(
-                "still running after {timeout:?}; killed (output in {})",
-                log.display()
-            ));
+            return Err(CommandError::TimedOut {
+                timeout,
+                log: log.to_owned(),
+            });
         }
     };
     match status {
         Ok(0) => Ok(()),
-        Ok(code) => Err(format!("exited with {code} (output in {})", log.display())),
-        Err(_) => Err("its exit was lost".to_string()),
+        Ok(code) => Err(CommandError::Exited {
+            code,
+            log: log.to_owned(),
+        }),
+        Err(_) => Err(CommandError::ExitLost),
     }
 }
 
@@ -945,6 +1090,47 @@ mod tests {
                 .is_file()
         );
         assert!(root.path().join("etc/a").is_file());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_named_with_the_entry() {
+        let root = tempfile::tempdir().unwrap();
+        // /etc is a file here: nothing can be written below it.
+        std::fs::write(root.path().join("etc"), "").unwrap();
+        let errors = write_files(root.path(), &files("- path: /etc/x/y.conf\n  content: x\n"));
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        let expected = format!(
+            "write_files /etc/x/y.conf: creating {}: ",
+            root.path().join("etc/x").display()
+        );
+        assert!(shown[0].starts_with(&expected), "{}", shown[0]);
+        assert!(matches!(
+            &errors[0],
+            ApplyError::WriteFile {
+                source: WriteFileError::File(FileError {
+                    action: "creating",
+                    ..
+                }),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_console_s_os_release_names_the_directory_it_cannot_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        std::fs::write(&files, "").unwrap();
+        let error = console_os_release(&files).unwrap_err();
+        assert_eq!(error.path, files.join("console/etc"));
+        assert!(
+            error.to_string().starts_with(&format!(
+                "creating {}: ",
+                files.join("console/etc").display()
+            )),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1214,6 +1400,23 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("; as iso9660: "), "{shown}");
+    }
+
+    #[test]
+    fn a_given_type_that_does_not_mount_names_the_device_and_the_type() {
+        let disks = Disks::default();
+        let list = entries("- [/dev/vdb, /mnt/data, ext4, '']");
+        let errors = with_context(&disks, &Swaps::default(), |context, _| {
+            mounts_with(&FailingMounts(FakeHost::new()), context, &list)
+        });
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [format!(
+                "mounts /mnt/data: mounting /dev/vdb as ext4: {}",
+                std::io::Error::from_raw_os_error(libc::EINVAL)
+            )]
+        );
     }
 
     /// A host whose every mount fails (the file system is not any type).

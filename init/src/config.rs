@@ -106,7 +106,7 @@ pub fn merged_leaving_out_top(mut layers: Layers, left_out: impl Fn(&str)) -> Cl
 
 /// The configured datasources of `phase`, in order.
 fn sources(config: &CloudConfig, cmdline: &Cmdline, phase: Phase) -> Vec<Arc<dyn Datasource>> {
-    let environment = Environment::system(cmdline.text().to_owned());
+    let environment = Environment::system(cmdline.clone());
     datasource::from_specs(&config.rancher.cloud_init.datasources, &environment)
         .into_iter()
         .filter(|source| source.needs_network() == (phase == Phase::Network))

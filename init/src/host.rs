@@ -238,11 +238,62 @@ struct FakeState {
     calls: Vec<HostCall>,
     fail_next: usize,
     mountpoints: Vec<PathBuf>,
-    mount_table: String,
+    /// What [`Host::mount_table`] returns when set; else [`Self::mounted`].
+    mount_table: Option<String>,
+    /// What the calls mounted, in order: source, target, fstype.
+    mounted: Vec<(String, PathBuf, String)>,
     /// Processes other than PID 1 that are running.
     processes: usize,
     /// Whether they ignore SIGTERM.
     stubborn: bool,
+}
+
+impl FakeState {
+    /// Keeps the mount table as the kernel would: a move carries what is
+    /// mounted below its source along.
+    fn track_mount(
+        &mut self,
+        source: String,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+    ) {
+        if flags.contains(MsFlags::MS_MOVE) {
+            let from = PathBuf::from(source);
+            for (_, mounted, _) in &mut self.mounted {
+                if let Ok(below) = mounted.strip_prefix(&from) {
+                    *mounted = target.join(below);
+                }
+            }
+            return;
+        }
+        let fstype = fstype.unwrap_or_else(|| "none".to_owned());
+        self.mounted.push((source, target, fstype));
+    }
+
+    /// After a chroot, what is below the new root is seen from it; the
+    /// rest is out of sight.
+    fn track_chroot(&mut self, new_root: &Path) {
+        self.mounted = std::mem::take(&mut self.mounted)
+            .into_iter()
+            .filter_map(|(source, target, fstype)| {
+                let below = target.strip_prefix(new_root).ok()?;
+                Some((source, Path::new("/").join(below), fstype))
+            })
+            .collect();
+    }
+
+    fn table(&self) -> String {
+        if let Some(table) = &self.mount_table {
+            return table.clone();
+        }
+        self.mounted
+            .iter()
+            .map(|(source, target, fstype)| {
+                format!("{source} {} {fstype} rw 0 0\n", target.display())
+            })
+            .collect()
+    }
 }
 
 impl FakeHost {
@@ -265,9 +316,10 @@ impl FakeHost {
         self.lock().mountpoints.push(path.into());
     }
 
-    /// What [`Host::mount_table`] returns.
+    /// What [`Host::mount_table`] returns, instead of what was mounted
+    /// through this host.
     pub fn set_mount_table(&self, table: &str) {
-        self.lock().mount_table = table.to_owned();
+        self.lock().mount_table = Some(table.to_owned());
     }
 
     /// Pretends `count` processes run; `stubborn` ones ignore SIGTERM.
@@ -307,8 +359,24 @@ impl FakeHost {
                 io::Error::other("injected failure"),
             ));
         }
-        if let HostCall::Mount { target, .. } = call {
-            state.mountpoints.push(target);
+        match call {
+            HostCall::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                ..
+            } => {
+                state.mountpoints.push(target.clone());
+                state.track_mount(source, target, fstype, flags);
+            }
+            HostCall::Umount { target, .. } => {
+                if let Some(at) = state.mounted.iter().rposition(|(_, t, _)| *t == target) {
+                    state.mounted.remove(at);
+                }
+            }
+            HostCall::ChrootHere(new_root) => state.track_chroot(&new_root),
+            _ => {}
         }
         Ok(())
     }
@@ -398,7 +466,7 @@ impl Host for FakeHost {
 
     fn mount_table(&self) -> HostResult<String> {
         self.record(HostCall::MountTable)?;
-        Ok(self.lock().mount_table.clone())
+        Ok(self.lock().table())
     }
 
     fn console(&self, line: &str) {
@@ -437,6 +505,34 @@ mod tests {
         );
         host.touch(Path::new("/x")).unwrap();
         assert_eq!(host.calls().len(), 3);
+    }
+
+    #[test]
+    fn the_fake_mount_table_follows_mounts_moves_chroot_and_unmounts() {
+        let host = FakeHost::new();
+        let mount = |source: &str, target: &str, fstype: Option<&str>, flags| {
+            host.mount(source, Path::new(target), fstype, flags, None)
+                .unwrap();
+        };
+        mount("proc", "/proc", Some("proc"), MsFlags::empty());
+        mount("tmpfs", "/run", Some("tmpfs"), MsFlags::empty());
+        mount(
+            "/dev/loop0",
+            "/run/lower",
+            Some("squashfs"),
+            MsFlags::MS_RDONLY,
+        );
+        mount("overlay", "/sysroot", Some("overlay"), MsFlags::empty());
+        mount("/run", "/sysroot/run", None, MsFlags::MS_MOVE);
+        host.chroot_here(Path::new("/sysroot")).unwrap();
+        mount("tmpfs", "/tmp", Some("tmpfs"), MsFlags::empty());
+        host.umount(Path::new("/tmp"), MntFlags::empty()).unwrap();
+        assert_eq!(
+            host.mount_table().unwrap(),
+            "tmpfs /run tmpfs rw 0 0\n\
+             /dev/loop0 /run/lower squashfs rw 0 0\n\
+             overlay / overlay rw 0 0\n"
+        );
     }
 
     #[test]

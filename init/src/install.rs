@@ -423,6 +423,7 @@ impl Installer {
                 .custom_flags(libc::O_EXCL)
                 .open(&self.disk)
                 .map_err(io_at(&self.disk))?;
+            #[allow(clippy::cast_possible_truncation)] // EDGE is 1 MiB: fits any usize.
             let zeros = vec![0u8; EDGE as usize];
             // Old tables and signatures at both ends go first.
             for at in [0, self.size.saturating_sub(EDGE)] {
@@ -575,13 +576,14 @@ fn reread_partitions(disk: &File) -> io::Result<()> {
     if !disk.metadata()?.file_type().is_block_device() {
         return Ok(());
     }
-    const BLKRRPART: libc::c_ulong = 0x125F;
+    // `libc::Ioctl`: the request's type differs between glibc and musl.
+    const BLKRRPART: libc::Ioctl = 0x125F;
     // The kernel may be busy with the change event of the last write; a
     // few tries.
     let mut last = io::Error::other("BLKRRPART");
     for _ in 0..10 {
         // SAFETY: BLKRRPART takes no argument; the fd is open and ours.
-        let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKRRPART as _) };
+        let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKRRPART) };
         if rc == 0 {
             return Ok(());
         }

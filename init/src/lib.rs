@@ -3,6 +3,10 @@
 // Shipped code returns errors instead of panicking (tests may: clippy.toml):
 // locked in while this crate is clean.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
+// No silent truncation: a cast that may lose bits is a `try_from` with an
+// error, or a one-line `allow` saying why the value fits. (Here, not in
+// Cargo.toml: a crate's `[lints]` cannot add to `workspace = true`.)
+#![deny(clippy::cast_possible_truncation)]
 
 pub mod apply;
 pub mod boot;

@@ -100,21 +100,6 @@ impl<'a> MakeWriter<'a> for Kmsg {
     }
 }
 
-/// Whether the kernel command line turns on `rancher.debug` (bare, or
-/// with a value RancherOS read as true), read as the configuration reads
-/// it: before the configuration exists, since it sets PID 1's log level.
-pub fn debug_asked(cmdline: &str) -> bool {
-    os_config::parse::cmdline::parse_cmdline(cmdline)
-        .iter()
-        .rfind(|param| param.key == "rancher.debug")
-        .is_some_and(|param| {
-            param
-                .value
-                .as_deref()
-                .is_none_or(|value| os_config::schema::scalar::parse_bool_word(value) == Some(true))
-        })
-}
-
 /// PID 1: log to /dev/kmsg, info and up (debug with `rancher.debug`).
 pub fn init_kmsg(debug: bool) -> io::Result<()> {
     // The kernel drops all but 10 lines per 5 s written to /dev/kmsg by
@@ -177,18 +162,6 @@ mod tests {
         assert!(!targets.would_enable("tonic::transport", &Level::DEBUG));
         assert!(targets.would_enable("h2::proto", &Level::INFO));
         assert!(!our_crates_at(Level::INFO).would_enable("ros::boot", &Level::DEBUG));
-    }
-
-    #[test]
-    fn debug_is_read_from_the_command_line_as_the_configuration_reads_it() {
-        assert!(debug_asked("quiet rancher.debug console=ttyS0"));
-        assert!(debug_asked("rancher.debug=yes"));
-        assert!(!debug_asked("rancher.debug=false"));
-        assert!(!debug_asked("rancher.debug=true rancher.debug=off"));
-        // As on RancherOS, what follows `--` is configuration too.
-        assert!(debug_asked("rancher.debugging -- rancher.debug"));
-        assert!(!debug_asked("rancher.debugging"));
-        assert!(!debug_asked(""));
     }
 
     #[test]

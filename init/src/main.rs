@@ -11,6 +11,8 @@
 // Shipped code returns errors instead of panicking (tests may: clippy.toml):
 // locked in while this crate is clean.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
+// No silent truncation (see lib.rs).
+#![deny(clippy::cast_possible_truncation)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -254,7 +254,7 @@ fn a_containerd_whose_socket_never_comes_is_killed_and_started_again() {
     executable(
         &script,
         &format!(
-            "#!/bin/sh\necho $$ >> {}\nexec sleep 100000\n",
+            "#!/bin/sh\necho $$ GOGC=$GOGC >> {}\nexec sleep 100000\n",
             starts.display()
         ),
     );
@@ -284,8 +284,16 @@ fn a_containerd_whose_socket_never_comes_is_killed_and_started_again() {
             .await
             .unwrap();
             assert_eq!(*up.borrow(), 0, "it never answered");
+            // Every start gets the Go runtime's settings (unless the test
+            // runs with its own, which then win).
+            if std::env::var_os("GOGC").is_none() {
+                assert!(
+                    restarted.lines().all(|line| line.ends_with(" GOGC=50")),
+                    "{restarted}"
+                );
+            }
             // The first is gone: killed, not left beside the second.
-            let first = restarted.lines().next().unwrap();
+            let first = restarted.lines().next().unwrap().split(' ').next().unwrap();
             let stat = std::fs::read_to_string(format!("/proc/{first}/stat")).unwrap_or_default();
             assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
             // A shutdown while it starts is not held up by the wait.

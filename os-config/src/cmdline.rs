@@ -65,6 +65,16 @@ impl Cmdline {
             .find(|param| param.key == key)
             .map(|param| param.value.as_deref())
     }
+
+    /// Whether `rancher.debug` is on: the last one decides; bare, or with
+    /// a value RancherOS read as true (`yes`, `true`, `on`). Read
+    /// here, before the configuration exists, because it sets PID 1's log
+    /// level; the configuration layer reads it the same way.
+    pub fn debug(&self) -> bool {
+        self.get("rancher.debug").is_some_and(|value| {
+            value.is_none_or(|word| crate::schema::scalar::parse_bool_word(word) == Some(true))
+        })
+    }
 }
 
 impl std::fmt::Display for Cmdline {
@@ -97,6 +107,30 @@ mod tests {
     fn the_last_of_a_repeated_parameter_wins() {
         let cmdline = Cmdline::parse("a=1 a=2");
         assert_eq!(cmdline.get("a"), Some(Some("2")));
+    }
+
+    #[test]
+    fn debug_is_read_as_the_configuration_reads_it() {
+        let debug = |text: &str| Cmdline::parse(text).debug();
+        assert!(debug("quiet rancher.debug console=ttyS0"));
+        assert!(debug("rancher.debug=yes"));
+        // Not a YAML 1.1 boolean: the configuration refuses it too.
+        assert!(!debug("rancher.debug=1"));
+        assert!(!debug("rancher.debug=false"));
+        assert!(!debug("rancher.debug=no"));
+        assert!(!debug("rancher.debug=true rancher.debug=off"));
+        assert!(debug("rancher.debug=off rancher.debug"));
+        // As on RancherOS, what follows `--` is configuration too.
+        assert!(debug("rancher.debugging -- rancher.debug"));
+        assert!(!debug("rancher.debugging"));
+        assert!(!debug(""));
+        // The configuration made from the same command line agrees.
+        for text in ["rancher.debug", "rancher.debug=yes", "rancher.debug=off"] {
+            let cmdline = Cmdline::parse(text);
+            let checked = crate::check::check_value_dropping(cmdline.config().value.clone())
+                .unwrap_or_else(|errors| panic!("{text}: {errors}"));
+            assert_eq!(checked.config.rancher.debug, cmdline.debug(), "{text}");
+        }
     }
 
     #[test]

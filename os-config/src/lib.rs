@@ -21,6 +21,14 @@
 //! - The services code reads `config.rancher.enabled_services()`.
 //! - `ros config` reads and writes through [`Store`].
 
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
 pub mod check;
 pub mod cluster;
 pub mod cmdline;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use os_config::datasource::block::{BlockDevices, Mounter, SysBlockDevices, SystemMounter};
-use os_config::datasource::http::{HttpClient, HttpError};
+use os_config::datasource::http::{CaBundleError, HttpClient, HttpError};
 use os_config::datasource::label::FsType;
 use os_config::datasource::{
     BoxFuture, Datasource, DatasourceError, Environment, Strategy, fetch_first, from_specs,
@@ -130,7 +130,7 @@ fn environment(
     mounter: Arc<dyn Mounter>,
 ) -> Environment {
     Environment {
-        cmdline: String::new(),
+        cmdline: os_config::Cmdline::default(),
         block_devices: devices,
         mounter,
         mount_dir: dir.join("mnt"),
@@ -609,10 +609,10 @@ async fn url_and_cmdline_fetch_over_http() {
         .count();
     assert_eq!(broken, 3);
 
-    env.cmdline = format!(
+    env.cmdline = os_config::Cmdline::parse(&format!(
         "quiet cloud-config-url={}/user-data rancher.debug",
         server.base_url
-    );
+    ));
     let sources = from_specs(&[DatasourceSpec::Cmdline], &env);
     assert!(sources[0].needs_network());
     let data = sources[0].fetch().await.unwrap().unwrap();
@@ -620,7 +620,7 @@ async fn url_and_cmdline_fetch_over_http() {
         data.payload,
         Payload::Script(b"#!/bin/sh\necho url\n".to_vec())
     );
-    env.cmdline = "quiet".to_owned();
+    env.cmdline = os_config::Cmdline::parse("quiet");
     assert!(fetch_one("cmdline", &env).await.unwrap().is_none());
 }
 
@@ -828,9 +828,33 @@ async fn url_over_https_trusts_the_ca_bundle_and_nothing_else() {
     assert!(
         matches!(
             error,
-            DatasourceError::Http(HttpError::CaCertificates { .. })
+            DatasourceError::Http(HttpError::CaCertificates {
+                reason: CaBundleError::Pem(_),
+                ..
+            })
         ),
         "{error}"
     );
     assert!(error.to_string().contains("absent.pem"), "{error}");
+
+    // A bundle with no certificate in it: named, and said so.
+    env.http.ca_bundle = dir.path().join("empty.pem");
+    std::fs::write(&env.http.ca_bundle, "not a certificate\n").unwrap();
+    let error = fetch_one(&url, &env).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            DatasourceError::Http(HttpError::CaCertificates {
+                reason: CaBundleError::Empty,
+                ..
+            })
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("empty.pem: no certificate in it"),
+        "{error}"
+    );
 }

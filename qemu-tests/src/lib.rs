@@ -342,6 +342,47 @@ struct Console {
     closed: bool,
 }
 
+/// A console wait that ended without the text: what was awaited, why it
+/// ended, and the console's last lines (the failure report of a test).
+#[derive(Debug)]
+pub struct WaitError {
+    /// The text awaited.
+    pub needle: String,
+    /// QEMU's exit or the timeout.
+    pub end: WaitEnd,
+    /// Since QEMU started.
+    pub after: Duration,
+    /// The console's last 60 lines.
+    pub tail: String,
+}
+
+/// Why a console wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// QEMU exited, with its own account of why.
+    Exited(String),
+    /// The timeout passed.
+    TimedOut,
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.end {
+            WaitEnd::Exited(report) => write!(f, "QEMU exited ({report})")?,
+            WaitEnd::TimedOut => f.write_str("timed out")?,
+        }
+        write!(
+            f,
+            " after {:.1} s waiting for {:?}; console output:\n{}",
+            self.after.as_secs_f64(),
+            self.needle,
+            self.tail
+        )
+    }
+}
+
+impl std::error::Error for WaitError {}
+
 /// A running virtual machine and its serial console.
 #[derive(Debug)]
 pub struct Vm {
@@ -421,7 +462,7 @@ impl Vm {
 
     /// Waits until `needle` appears (anywhere in the output so far);
     /// returns the output up to and including it.
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, WaitError> {
         self.wait_for_after(0, needle, timeout)
             .map(|end| self.output()[..end].to_string())
     }
@@ -434,7 +475,7 @@ impl Vm {
         from: usize,
         needle: &str,
         timeout: Duration,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, WaitError> {
         self.wait_for_after(from, needle, timeout)
     }
 
@@ -445,7 +486,7 @@ impl Vm {
         from: usize,
         needle: &str,
         timeout: Duration,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, WaitError> {
         let deadline = Instant::now() + timeout;
         let (lock, changed) = &*self.console;
         let mut console = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -459,16 +500,17 @@ impl Vm {
             }
             let now = Instant::now();
             if console.closed || now >= deadline {
-                let why = if console.closed {
-                    format!("QEMU exited ({})", self.exit_report())
+                let end = if console.closed {
+                    WaitEnd::Exited(self.exit_report())
                 } else {
-                    "timed out".to_string()
+                    WaitEnd::TimedOut
                 };
-                return Err(format!(
-                    "{why} after {:.1} s waiting for {needle:?}; console output:\n{}",
-                    self.started.elapsed().as_secs_f64(),
-                    tail(&console.output, 60)
-                ));
+                return Err(WaitError {
+                    needle: needle.to_owned(),
+                    end,
+                    after: self.started.elapsed(),
+                    tail: tail(&console.output, 60),
+                });
             }
             console = changed
                 .wait_timeout(console, deadline - now)

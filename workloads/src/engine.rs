@@ -256,7 +256,7 @@ impl Engine {
         let name = match &options.name {
             Some(name) => name.clone(),
             None => {
-                let random = RandomState::new().hash_one(SystemTime::now()) as u32;
+                let random = random_u32();
                 ServiceName::new(generated_name(&options.image, random))
                     .map_err(|e| FlagError::new("--name", &e.name, e.reason))?
             }
@@ -793,6 +793,13 @@ impl Follower {
         }
         chunk
     }
+}
+
+/// 32 random bits (a generated name's suffix, an exec id): the low half
+/// of a randomly seeded hash of the time, taken without a cast.
+pub(crate) fn random_u32() -> u32 {
+    let [a, b, c, d, ..] = RandomState::new().hash_one(SystemTime::now()).to_le_bytes();
+    u32::from_le_bytes([a, b, c, d])
 }
 
 #[cfg(test)]

@@ -247,11 +247,7 @@ fn grpc_error(
 }
 
 fn random_id() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    format!(
-        "{:08x}",
-        RandomState::new().hash_one(SystemTime::now()) as u32
-    )
+    format!("{:08x}", crate::engine::random_u32())
 }
 
 impl Engine {

@@ -34,9 +34,13 @@
 //! 125–170 ms (`init/tests/workload_cli.rs`); a container with `always`
 //! running again 290–780 ms after a SIGKILL (100 ms of it the backoff).
 
-// Shipped code returns errors instead of panicking (tests may: clippy.toml):
-// locked in while this crate is clean.
-#![warn(clippy::unwrap_used, clippy::expect_used)]
+// Shipped code returns errors instead of panicking (tests may: clippy.toml)
+// and never truncates silently: locked in while this crate is clean.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 pub mod engine;
 pub mod exec;

@@ -14,8 +14,9 @@ use crate::record::{Record, Task};
 pub fn human_duration(d: Duration) -> String {
     let seconds = d.as_secs();
     let minutes = seconds / 60;
-    // Hours are rounded, as Docker does.
-    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    // Hours are rounded half up, as Docker does (in whole seconds: the
+    // fraction cannot move a rounding at a half hour).
+    let hours = seconds.saturating_add(1800) / 3600;
     match () {
         () if seconds < 1 => "Less than a second".into(),
         () if seconds == 1 => "1 second".into(),
@@ -193,6 +194,9 @@ mod tests {
             (S(180), "3 minutes"),
             (S(3599), "59 minutes"),
             (S(3600), "About an hour"),
+            (S(5399), "About an hour"),
+            (Duration::from_millis(5_399_999), "About an hour"),
+            (S(5400), "2 hours"),
             (S(5 * 3600), "5 hours"),
             (S(47 * 3600), "47 hours"),
             (S(3 * 86400), "3 days"),

@@ -48,10 +48,11 @@ pub trait Resizer {
 pub struct KernelResizer;
 
 /// `BLKPG`, `_IO(0x12, 105)`, and its resize operation.
-const BLKPG: libc::c_ulong = 0x1269;
+// `libc::Ioctl`: the request's type differs between glibc and musl.
+const BLKPG: libc::Ioctl = 0x1269;
 const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
 /// `EXT4_IOC_RESIZE_FS`, `_IOW('f', 16, __u64)`.
-const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+const EXT4_IOC_RESIZE_FS: libc::Ioctl = 0x4008_6610;
 
 /// `struct blkpg_partition` of `<linux/blkpg.h>`.
 #[repr(C)]
@@ -92,12 +93,13 @@ impl Resizer for KernelResizer {
         let mut arg = BlkpgIoctlArg {
             op: BLKPG_RESIZE_PARTITION,
             flags: 0,
-            datalen: size_of::<BlkpgPartition>() as libc::c_int,
+            datalen: libc::c_int::try_from(size_of::<BlkpgPartition>())
+                .map_err(|_| io::Error::other("blkpg_partition larger than a c_int"))?,
             data: std::ptr::from_mut(&mut partition).cast(),
         };
         // SAFETY: BLKPG reads a blkpg_ioctl_arg whose data points to a
         // blkpg_partition of datalen bytes; both live until it returns.
-        let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKPG as _, std::ptr::from_mut(&mut arg)) };
+        let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKPG, std::ptr::from_mut(&mut arg)) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -113,7 +115,7 @@ impl Resizer for KernelResizer {
         let rc = unsafe {
             libc::ioctl(
                 dir.as_raw_fd(),
-                EXT4_IOC_RESIZE_FS as _,
+                EXT4_IOC_RESIZE_FS,
                 std::ptr::from_ref(&count),
             )
         };

@@ -2,10 +2,14 @@
 //!
 //! [`boot`] and [`run_system`] are the order of the boot and nothing else:
 //! each step is a method of [`Steps`], with one line here saying why it
-//! comes where it does. [`System`] does the steps on the machine (through
-//! [`Host`], the system containerd and the network); the unit tests below
-//! run the same order against a recording fake, so a step moved, dropped
-//! or skipped on shutdown shows up as a test failure.
+//! comes where it does. [`System`] does the steps on a [`Machine`]: every
+//! syscall through [`Host`], every process, the log and the network
+//! through its [`Platform`], every file below its root. On the real
+//! machine those are the real ones; the unit tests (`sequence/tests.rs`)
+//! run the same order against recording fakes, and run [`System`]'s own
+//! steps against a `FakeHost`, a fake platform and a temporary root, so a
+//! step moved, dropped, skipped on shutdown or changed in what it asks of
+//! the host shows up as a test failure.
 //!
 //! Everything that runs outside this process is bounded in time: bootcmd
 //! and runcmd commands, cloud-config mounts, containerd's start and its
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use os_config::datasource::block::SysBlockDevices;
+use os_config::datasource::block::{BlockDevices, SysBlockDevices};
 use os_config::{CloudConfig, Cmdline, ConfigPaths};
 use system_services::containerd::Containerd;
 use system_services::daemon::DaemonConfig;
@@ -24,8 +28,8 @@ use system_services::supervisor::ServiceState;
 use tokio::sync::watch;
 
 use crate::boot::counter::{self, BootCounter};
-use crate::boot::state::{self, StateError, StateOutcome};
-use crate::boot::{mounts::mount_early, switch_root};
+use crate::boot::state::{self, StateError, StateOutcome, StatePaths};
+use crate::boot::{medium, mounts::mount_early, switch_root};
 use crate::config::{self, Phase};
 use crate::host::{Host, Shutdown};
 use crate::network::NetworkHandle;
@@ -33,7 +37,10 @@ use crate::network::rtnl::RtNetlink;
 use crate::supervise::containerd;
 use crate::supervise::reaper::Reaper;
 use crate::supervise::shutdown;
-use crate::{ROS_BINARY, apply, console, log, network, services, timeline};
+use crate::{ROS_BINARY, apply, console, network, services, timeline};
+
+mod platform;
+pub use platform::{BoxFuture, Platform, RealPlatform};
 
 /// A step of the boot that failed; the boot powers off after saying so.
 #[derive(Debug, thiserror::Error)]
@@ -190,18 +197,73 @@ pub async fn run_system(
 /// PID 1 on the machine: the boot, then always an orderly end.
 pub fn run(host: Arc<dyn Host>) -> ! {
     let mut system = System::new(Arc::clone(&host));
-    let how = match boot(&mut system) {
+    let how = boot_or_power_off(&mut system, &*host, FAILED_BOOT_PAUSE);
+    shutdown::finish(host, how)
+}
+
+/// How long a failed boot's message stays before the machine powers off.
+const FAILED_BOOT_PAUSE: Duration = Duration::from_secs(10);
+
+/// [`boot`], and how the machine goes down: as asked, or, when a step
+/// failed, off after saying so on the console and leaving `pause` to
+/// read it.
+pub fn boot_or_power_off(steps: &mut impl Steps, host: &dyn Host, pause: Duration) -> Shutdown {
+    match boot(steps) {
         Ok(how) => how,
         Err(err) => {
             tracing::error!("boot failed: {err}");
             host.console(&format!(
-                "ros: boot failed: {err}\nros: powering off in 10 s"
+                "ros: boot failed: {err}\nros: powering off in {} s",
+                pause.as_secs()
             ));
-            std::thread::sleep(Duration::from_secs(10));
+            std::thread::sleep(pause);
             Shutdown::PowerOff
         }
-    };
-    shutdown::finish(host, how)
+    }
+}
+
+/// What the steps work on besides [`Host`]; [`Machine::system`] on the
+/// machine, a temporary root and fakes in tests.
+pub struct Machine {
+    /// The machine's `/`: the files the steps read and write themselves
+    /// (`proc/cmdline`, `proc/sys`, `etc/resolv.conf`, `dev/log`, the
+    /// root image) are below it.
+    pub root: PathBuf,
+    /// Where the configuration lives.
+    pub paths: ConfigPaths,
+    /// Where the state partition is mounted and bound.
+    pub state: StatePaths,
+    /// Where the state partition and the boot medium are looked for.
+    pub block_devices: Arc<dyn BlockDevices>,
+    /// The log, the reaper, the network and containerd.
+    pub platform: Arc<dyn Platform>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("root", &self.root)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine {
+    /// The real machine.
+    pub fn system() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            paths: ConfigPaths::system(),
+            state: StatePaths::system(),
+            block_devices: Arc::new(SysBlockDevices::default()),
+            platform: Arc::new(RealPlatform),
+        }
+    }
+
+    /// `path` (absolute on the machine) below [`Self::root`].
+    fn file(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
 }
 
 /// Where the output of bootcmd, runcmd and the user-data script goes.
@@ -224,8 +286,8 @@ const LEASE: &str = "lease";
 /// keeps what later ones need.
 pub struct System {
     host: Arc<dyn Host>,
+    machine: Machine,
     cmdline: Cmdline,
-    paths: ConfigPaths,
     reaper: Option<Arc<Reaper>>,
     state: os_config::schema::State,
     state_mounted: bool,
@@ -253,10 +315,15 @@ impl std::fmt::Debug for System {
 impl System {
     /// The steps of the machine's boot, on `host`.
     pub fn new(host: Arc<dyn Host>) -> Self {
+        Self::on(host, Machine::system())
+    }
+
+    /// The steps of a boot on `host` and `machine`.
+    pub fn on(host: Arc<dyn Host>, machine: Machine) -> Self {
         Self {
             host,
             cmdline: Cmdline::default(),
-            paths: ConfigPaths::system(),
+            machine,
             reaper: None,
             state: os_config::schema::State::default(),
             state_mounted: false,
@@ -295,7 +362,8 @@ impl System {
         let Some(reaper) = self.reaper.clone() else {
             return;
         };
-        self.report_all(&apply_early(&self.host, &reaper, done, config).await);
+        let root = &self.machine.root;
+        self.report_all(&apply_early(&self.host, &reaper, root, done, config).await);
     }
 }
 
@@ -307,31 +375,40 @@ impl Steps for System {
     }
 
     fn read_cmdline(&mut self) -> Result<Cmdline, BootError> {
-        self.cmdline = Cmdline::read(Path::new("/proc/cmdline"))
+        self.cmdline = Cmdline::read(&self.machine.file("/proc/cmdline"))
             .map_err(|e| BootError::new("reading /proc/cmdline", e))?;
         Ok(self.cmdline.clone())
     }
 
     fn start_logging(&mut self) -> Result<(), BootError> {
-        log::init_kmsg(log::debug_asked(self.cmdline.text()))
+        (self.machine.platform)
+            .start_logging(self.cmdline.debug())
             .map_err(|e| BootError::new("opening /dev/kmsg", e))
     }
 
     fn switch_root(&mut self) -> Result<(), BootError> {
         // The initramfs carries the root image, or says that its boot
         // medium does (mounted now); from a disk root, nothing to switch.
-        let image = crate::boot::medium::system_root_image(&*self.host)
-            .map_err(|e| BootError::new("finding the root image", e))?;
+        let machine = &self.machine;
+        let image = medium::root_image(
+            &*self.host,
+            &*machine.block_devices,
+            &machine.file(switch_root::ROOT_IMAGE),
+            &machine.file(medium::IMAGE_ID),
+            &machine.file(medium::MOUNT),
+            medium::WAIT,
+        )
+        .map_err(|e| BootError::new("finding the root image", e))?;
         if let Some(image) = image {
             switch_root::switch_root(&*self.host, &image)
                 .map_err(|e| BootError::new("switching to the root image", e))?;
             timeline::step("root switched");
         }
         // /run is there, in the root for good: the timeline goes on disk.
-        timeline::write_to(Path::new(timeline::FILE));
+        timeline::write_to(&self.machine.file(timeline::FILE));
         // containerd is most of the boot's reading: start decompressing it
         // on the other CPUs now.
-        crate::boot::prefetch::start(crate::boot::prefetch::BOOT_PROGRAMS);
+        self.machine.platform.start_prefetch();
         Ok(())
     }
 
@@ -360,13 +437,17 @@ impl Steps for System {
     }
 
     fn start_reaper(&mut self) -> Result<(), BootError> {
-        self.reaper =
-            Some(Reaper::start().map_err(|e| BootError::new("installing SIGCHLD handler", e))?);
+        let reaper = (self.machine.platform)
+            .start_reaper()
+            .map_err(|e| BootError::new("installing SIGCHLD handler", e))?;
+        self.reaper = Some(reaper);
         Ok(())
     }
 
     fn loopback_up(&mut self) -> Result<(), BootError> {
-        network::loopback::up().map_err(|e| BootError::new("bringing up lo", e))
+        (self.machine.platform)
+            .loopback_up()
+            .map_err(|e| BootError::new("bringing up lo", e))
     }
 
     async fn mount_state(&mut self) -> Result<(), BootError> {
@@ -375,7 +456,7 @@ impl Steps for System {
         os_config::datasource::block::share_heads();
         let reaper = self.reaper("state partition")?;
         let (settings, mounted) =
-            mount_state(&*self.host, &reaper, &self.paths, &self.cmdline).await?;
+            mount_state(&*self.host, &reaper, &self.machine, &self.cmdline).await?;
         self.state = settings;
         self.state_mounted = mounted;
         timeline::step("state mounted");
@@ -386,21 +467,27 @@ impl Steps for System {
         if !self.state_mounted {
             return;
         }
-        let counter = BootCounter::new(&self.paths);
-        self.fallback = counter::start_boot(&counter, &self.paths, |line| self.host.console(line));
+        let counter = BootCounter::new(&self.machine.paths);
+        self.fallback = counter::start_boot(&counter, &self.machine.paths, |line| {
+            self.host.console(line)
+        });
     }
 
     async fn load_config(&mut self) {
-        self.config = config::load(&self.paths, &self.cmdline);
+        self.config = config::load(&self.machine.paths, &self.cmdline);
         // The last good configuration is what was there: user-data that
         // came since is not fetched again.
         if !self.fallback {
-            self.found_locally =
-                config::fetch_user_data(&self.paths, &self.config, &self.cmdline, Phase::Local)
-                    .await;
+            self.found_locally = config::fetch_user_data(
+                &self.machine.paths,
+                &self.config,
+                &self.cmdline,
+                Phase::Local,
+            )
+            .await;
         }
         if self.found_locally {
-            self.config = config::load(&self.paths, &self.cmdline);
+            self.config = config::load(&self.machine.paths, &self.cmdline);
         }
         // From here on disks may be written (mounts, bootcmd): read them afresh.
         os_config::datasource::block::stop_sharing_heads();
@@ -419,9 +506,10 @@ impl Steps for System {
         timeline::step("cloud-config applied (early)");
         // syslog(3) and `logger` reach the syslog service through /dev/log,
         // before any service starts.
-        if let Err(error) =
-            apply::link_dev_log(Path::new("/dev/log"), Path::new(apply::SYSLOG_SOCKET))
-        {
+        if let Err(error) = apply::link_dev_log(
+            &self.machine.file("/dev/log"),
+            Path::new(apply::SYSLOG_SOCKET),
+        ) {
             self.say(&format!("/dev/log: {error}"));
         }
     }
@@ -434,21 +522,21 @@ impl Steps for System {
         self.socket = daemon.socket.clone();
         timeline::begin(CONTAINERD);
         // It gets its own stop signal: it goes down after the services.
-        self.containerd = Some(containerd::Supervised::start(reaper, daemon));
+        self.containerd = Some(self.machine.platform.start_containerd(reaper, daemon));
     }
 
     async fn start_network(&mut self) {
         timeline::begin(LEASE);
-        self.network =
-            network::start_system(&self.config.rancher.network, self.config.hostname.as_ref())
-                .await
-                .inspect_err(|err| tracing::error!("network: {err}"))
-                .ok();
+        self.network = (self.machine.platform)
+            .start_network(&self.config.rancher.network, self.config.hostname.as_ref())
+            .await
+            .inspect_err(|err| tracing::error!("network: {err}"))
+            .ok();
         timeline::step("network up");
         record_lease(self.network.as_ref());
         // Services on the host network bind the host's name files: they
         // are there even when the network did not start.
-        if let Err(error) = network::names::ensure_files(Path::new("/")) {
+        if let Err(error) = network::names::ensure_files(&self.machine.root) {
             self.say(&format!("/etc/resolv.conf, hosts, hostname: {error}"));
         }
     }
@@ -469,11 +557,17 @@ impl Steps for System {
         if !online.pending.is_empty() {
             tracing::warn!(pending = ?online.pending, "fetching user-data without a lease on every link");
         }
-        if !config::fetch_user_data(&self.paths, &self.config, &self.cmdline, Phase::Network).await
+        if !config::fetch_user_data(
+            &self.machine.paths,
+            &self.config,
+            &self.cmdline,
+            Phase::Network,
+        )
+        .await
         {
             return;
         }
-        let fetched = config::load(&self.paths, &self.cmdline);
+        let fetched = config::load(&self.machine.paths, &self.cmdline);
         self.apply_changes(&self.config, &fetched).await;
         if fetched.hostname != self.config.hostname {
             network.set_hostname(fetched.hostname.clone());
@@ -532,7 +626,7 @@ impl Steps for System {
         );
         // `ros service` reaches the services through the control socket,
         // served before they start so it answers meanwhile.
-        let control = services::control(&engine, self.paths.clone(), self.cmdline.clone());
+        let control = services::control(&engine, self.machine.paths.clone(), self.cmdline.clone());
         if let Err(err) = system_services::control::serve(
             Path::new(system_services::control::SOCKET),
             Arc::clone(&control),
@@ -564,7 +658,7 @@ impl Steps for System {
             &engine,
             &self.config,
             Arc::clone(&self.host),
-            self.state_mounted.then(|| self.paths.clone()),
+            self.state_mounted.then(|| self.machine.paths.clone()),
         )?;
         let online = network_online(self.network.as_ref());
         services::start_all(&engine, &control, &self.config, online).await;
@@ -578,17 +672,13 @@ impl Steps for System {
         let Some(reaper) = self.reaper.clone() else {
             return;
         };
-        let commands = late_commands(&self.config, &self.paths);
+        let commands = late_commands(&self.config, &self.machine.paths);
+        let log = self.machine.file(CLOUD_INIT_LOG);
         let host = Arc::clone(&self.host);
         tokio::spawn(async move {
-            let errors = apply::run_commands(
-                &reaper,
-                "runcmd",
-                &commands,
-                Path::new(CLOUD_INIT_LOG),
-                apply::RUNCMD_TIMEOUT,
-            )
-            .await;
+            let errors =
+                apply::run_commands(&reaper, "runcmd", &commands, &log, apply::RUNCMD_TIMEOUT)
+                    .await;
             for error in errors {
                 host.console(&format!("ros: {error}"));
             }
@@ -625,20 +715,18 @@ impl Steps for System {
 async fn mount_state(
     host: &dyn Host,
     reaper: &Reaper,
-    paths: &ConfigPaths,
+    machine: &Machine,
     cmdline: &Cmdline,
 ) -> Result<(os_config::schema::State, bool), BootError> {
-    let settings = config::load_quietly(paths, cmdline).rancher.state;
-    let formatter = state::Mke2fs {
-        reaper,
-        log: Path::new(CLOUD_INIT_LOG),
-    };
+    let settings = config::load_quietly(&machine.paths, cmdline).rancher.state;
+    let log = machine.file(CLOUD_INIT_LOG);
+    let formatter = state::Mke2fs { reaper, log: &log };
     let mounted = state::mount(
         host,
-        &SysBlockDevices::default(),
+        &*machine.block_devices,
         &formatter,
         &settings,
-        &state::StatePaths::system(),
+        &machine.state,
     )
     .await;
     match mounted {
@@ -659,7 +747,7 @@ async fn mount_state(
         )),
     }
     // From memory, containers still need a store overlayfs accepts.
-    if let Err(error) = state::stores_in_memory(host, Path::new("/")) {
+    if let Err(error) = state::stores_in_memory(host, &machine.root) {
         host.console(&format!(
             "ros: containerd stores: {error}; images pulled in this machine cannot be mounted"
         ));
@@ -669,10 +757,12 @@ async fn mount_state(
 
 /// sysctl, write_files, mounts and bootcmd of `config` that `done` did
 /// not do already: changed settings, new files and mounts, and bootcmd
-/// when it changed. Returns what failed.
+/// when it changed, on the machine whose `/` is `root`. Returns what
+/// failed.
 pub async fn apply_early(
     host: &Arc<dyn Host>,
     reaper: &Reaper,
+    root: &Path,
     done: &CloudConfig,
     config: &CloudConfig,
 ) -> Vec<apply::ApplyError> {
@@ -681,7 +771,7 @@ pub async fn apply_early(
         .sysctl
         .iter()
         .filter(|(key, value)| done.rancher.sysctl.get(*key) != Some(value));
-    let mut errors = apply::sysctl(Path::new("/proc/sys"), sysctl);
+    let mut errors = apply::sysctl(&root.join("proc/sys"), sysctl);
     // Each new entry with its index in write_files, which errors name.
     let files: Vec<_> = (config.write_files.iter().enumerate())
         .filter(|(_, file)| !done.write_files.contains(file))
@@ -691,19 +781,17 @@ pub async fn apply_early(
         .chain(os_config::layers::optional_services().keys())
         .map(ToString::to_string)
         .collect();
+    let container_files = root.join(apply::CONTAINER_FILES_DIR.trim_start_matches('/'));
     errors.extend(apply::write_files(
         &apply::FileTargets {
-            root: Path::new("/"),
-            container_files: Path::new(apply::CONTAINER_FILES_DIR),
+            root,
+            container_files: &container_files,
             services: &services,
         },
         &files,
     ));
     if config.rancher.syslog != done.rancher.syslog {
-        let forward = apply::syslog_forward(
-            Path::new(apply::CONTAINER_FILES_DIR),
-            &config.rancher.syslog,
-        );
+        let forward = apply::syslog_forward(&container_files, &config.rancher.syslog);
         errors.extend(forward.err());
     }
     errors.extend(
@@ -721,7 +809,7 @@ pub async fn apply_early(
                 reaper,
                 "bootcmd",
                 &bootcmd,
-                Path::new(CLOUD_INIT_LOG),
+                &root.join(CLOUD_INIT_LOG.trim_start_matches('/')),
                 apply::BOOTCMD_TIMEOUT,
             )
             .await,
@@ -879,5 +967,7 @@ fn announce_ready(host: &dyn Host) {
     host.console(&format!("ros: ready in {seconds:.2} s"));
 }
 
+#[cfg(test)]
+mod on_fake_machine;
 #[cfg(test)]
 mod tests;

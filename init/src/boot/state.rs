@@ -13,8 +13,9 @@ use nix::mount::MsFlags;
 use os_config::datasource::BoxFuture;
 use os_config::datasource::block::BlockDevices;
 use os_config::datasource::label::{HEAD_LEN, ext_uuid, filesystem_label};
-use os_config::schema::State;
+use os_config::schema::{DeviceKind, DeviceSpec, State};
 
+use crate::apply::CommandError;
 use crate::host::{Host, HostError};
 use crate::supervise::reaper::Reaper;
 
@@ -79,7 +80,11 @@ impl StatePaths {
 
 /// Makes a filesystem on a device.
 pub trait Formatter: Send + Sync {
-    fn format<'a>(&'a self, device: &'a Path, label: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    fn format<'a>(
+        &'a self,
+        device: &'a Path,
+        label: &'a str,
+    ) -> BoxFuture<'a, Result<(), CommandError>>;
 }
 
 /// `mke2fs -t ext4`, from the root image, its output in the boot log.
@@ -94,7 +99,11 @@ pub struct Mke2fs<'a> {
 }
 
 impl Formatter for Mke2fs<'_> {
-    fn format<'a>(&'a self, device: &'a Path, label: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn format<'a>(
+        &'a self,
+        device: &'a Path,
+        label: &'a str,
+    ) -> BoxFuture<'a, Result<(), CommandError>> {
         // e2fsprogs' (image-build puts it there); busybox's makes only ext2.
         let argv: Vec<String> = ["/sbin/mke2fs", "-t", "ext4", "-q", "-F", "-L", label]
             .iter()
@@ -113,7 +122,7 @@ pub enum StateOutcome {
     /// `rancher.state.dev` is not set.
     NotConfigured,
     /// No such device (and `required` is not set): running from memory.
-    Missing { dev: String },
+    Missing { dev: DeviceSpec },
     /// Mounted, the persistent directories bound; `formatted` when it was
     /// blank and made now.
     Mounted { device: PathBuf, formatted: bool },
@@ -125,82 +134,67 @@ pub enum StateError {
         "rancher.state.dev {dev}: no such device, and rancher.state.required is set{}",
         if *waited { format!(" (waited {} s)", WAIT.as_secs()) } else { String::new() }
     )]
-    Required { dev: String, waited: bool },
+    Required { dev: DeviceSpec, waited: bool },
     #[error("rancher.state.directory {0:?}: must stay inside the partition")]
     Directory(String),
-    #[error("formatting {}: {reason}", device.display())]
-    Format { device: PathBuf, reason: String },
+    #[error("formatting {}: {source}", device.display())]
+    Format {
+        device: PathBuf,
+        #[source]
+        source: CommandError,
+    },
     #[error(transparent)]
     Host(#[from] HostError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
 
-/// How `rancher.state.dev` names the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum DeviceSpec {
-    Label(String),
-    Uuid(String),
-    Path(PathBuf),
+/// The device `spec` names now, and the filesystem found on it.
+fn find(spec: &DeviceKind, devices: &dyn BlockDevices) -> Option<(PathBuf, Option<&'static str>)> {
+    let listed = || devices.list().unwrap_or_default();
+    let fs_of = |head: &[u8]| filesystem_label(head).map(|(fs, _)| fs.mount_name());
+    match spec {
+        // A blank device is not a state partition yet.
+        DeviceKind::Path(path) => {
+            let head = devices.read_head(path, HEAD_LEN).ok()?;
+            (!is_blank(&head)).then(|| (path.clone(), fs_of(&head)))
+        }
+        DeviceKind::Label(label) => listed().into_iter().find_map(|device| {
+            let head = devices.read_head(&device, HEAD_LEN).ok()?;
+            let (fs, found) = filesystem_label(&head)?;
+            found
+                .eq_ignore_ascii_case(label)
+                .then(|| (device, Some(fs.mount_name())))
+        }),
+        // The schema gives the UUID in lower case, as `ext_uuid` reads it.
+        DeviceKind::Uuid(uuid) => listed().into_iter().find_map(|device| {
+            let head = devices.read_head(&device, HEAD_LEN).ok()?;
+            (ext_uuid(&head).as_deref() == Some(uuid)).then(|| (device, fs_of(&head)))
+        }),
+    }
 }
 
-impl DeviceSpec {
-    fn parse(dev: &str) -> Self {
-        if let Some(label) = dev.strip_prefix("LABEL=") {
-            Self::Label(label.to_owned())
-        } else if let Some(uuid) = dev.strip_prefix("UUID=") {
-            Self::Uuid(uuid.to_ascii_lowercase())
-        } else {
-            Self::Path(PathBuf::from(dev))
-        }
+/// The label a formatted device gets so that `spec` finds it.
+fn format_label(spec: &DeviceKind) -> &str {
+    match spec {
+        DeviceKind::Label(label) => label,
+        DeviceKind::Path(_) | DeviceKind::Uuid(_) => DEFAULT_LABEL,
     }
+}
 
-    /// The device it names now, and the filesystem found on it.
-    fn find(&self, devices: &dyn BlockDevices) -> Option<(PathBuf, Option<&'static str>)> {
-        let listed = || devices.list().unwrap_or_default();
-        let fs_of = |head: &[u8]| filesystem_label(head).map(|(fs, _)| fs.mount_name());
-        match self {
-            // A blank device is not a state partition yet.
-            Self::Path(path) => {
-                let head = devices.read_head(path, HEAD_LEN).ok()?;
-                (!is_blank(&head)).then(|| (path.clone(), fs_of(&head)))
-            }
-            Self::Label(label) => listed().into_iter().find_map(|device| {
-                let head = devices.read_head(&device, HEAD_LEN).ok()?;
-                let (fs, found) = filesystem_label(&head)?;
-                found
-                    .eq_ignore_ascii_case(label)
-                    .then(|| (device, Some(fs.mount_name())))
-            }),
-            Self::Uuid(uuid) => listed().into_iter().find_map(|device| {
-                let head = devices.read_head(&device, HEAD_LEN).ok()?;
-                (ext_uuid(&head).as_deref() == Some(uuid)).then(|| (device, fs_of(&head)))
-            }),
-        }
-    }
-
-    /// The label a formatted device gets so that this spec finds it.
-    fn label(&self) -> &str {
-        match self {
-            Self::Label(label) => label,
-            _ => DEFAULT_LABEL,
-        }
-    }
-
-    /// The `autoformat` devices this spec finds again once formatted: all
-    /// for a label (they get it), the one device a path names, none for a
-    /// UUID (a new filesystem has a new one).
-    fn formattable<'a>(&self, autoformat: &'a [String]) -> Vec<&'a str> {
-        autoformat
-            .iter()
-            .map(String::as_str)
-            .filter(|candidate| match self {
-                Self::Label(_) => true,
-                Self::Path(path) => Path::new(candidate) == path,
-                Self::Uuid(_) => false,
-            })
-            .collect()
-    }
+/// The `autoformat` devices `spec` finds again once formatted: all for a
+/// label (they get it), the one device a path names, none for a UUID (a
+/// new filesystem has a new one).
+fn formattable<'a>(spec: &DeviceKind, autoformat: &'a [String]) -> Vec<&'a str> {
+    autoformat
+        .iter()
+        .map(String::as_str)
+        .filter(|candidate| match spec {
+            DeviceKind::Label(_) => true,
+            DeviceKind::Path(path) => Path::new(candidate) == path,
+            DeviceKind::Uuid(_) => false,
+        })
+        .collect()
 }
 
 /// Finds (waiting, formatting where asked), mounts and binds the state
@@ -212,29 +206,30 @@ pub async fn mount(
     state: &State,
     paths: &StatePaths,
 ) -> Result<StateOutcome, StateError> {
-    let Some(dev) = state.dev.as_deref().filter(|dev| !dev.is_empty()) else {
+    // The schema checked the spec (and read an empty one as not set).
+    let Some(dev) = &state.dev else {
         return Ok(StateOutcome::NotConfigured);
     };
-    let spec = DeviceSpec::parse(dev);
+    let spec = dev.kind();
     let directory = state_directory(state.directory.as_deref())?;
     let wait = if state.wait { WAIT } else { Duration::ZERO };
     let deadline = tokio::time::Instant::now() + wait;
     let mut formatted = false;
     let (device, found_fs) = loop {
-        if let Some(found) = spec.find(devices) {
+        if let Some(found) = find(spec, devices) {
             break found;
         }
         // Only once the wait is over: a slow disk that is the state
         // partition must not lose to a blank one formatted meanwhile.
         let waited = tokio::time::Instant::now() >= deadline;
-        if waited && let Some(blank) = first_blank(devices, &spec.formattable(&state.autoformat)) {
+        if waited && let Some(blank) = first_blank(devices, &formattable(spec, &state.autoformat)) {
             tracing::info!("formatting {} as the state partition", blank.display());
             formatter
-                .format(&blank, spec.label())
+                .format(&blank, format_label(spec))
                 .await
-                .map_err(|reason| StateError::Format {
+                .map_err(|source| StateError::Format {
                     device: blank.clone(),
-                    reason,
+                    source,
                 })?;
             formatted = true;
             break (blank, Some(DEFAULT_FSTYPE));
@@ -242,13 +237,11 @@ pub async fn mount(
         if waited {
             if state.required {
                 return Err(StateError::Required {
-                    dev: dev.to_owned(),
+                    dev: dev.clone(),
                     waited: state.wait,
                 });
             }
-            return Ok(StateOutcome::Missing {
-                dev: dev.to_owned(),
-            });
+            return Ok(StateOutcome::Missing { dev: dev.clone() });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -418,7 +411,7 @@ mod tests {
             &'a self,
             device: &'a Path,
             label: &'a str,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), CommandError>> {
             Box::pin(async move {
                 self.0
                     .lock()
@@ -643,6 +636,40 @@ mod tests {
         assert_eq!(vda[510..], [0x55, 0xAA]);
     }
 
+    /// mke2fs failing as it does on a disk that went away.
+    struct FailingFormat;
+
+    impl Formatter for FailingFormat {
+        fn format<'a>(
+            &'a self,
+            _device: &'a Path,
+            _label: &'a str,
+        ) -> BoxFuture<'a, Result<(), CommandError>> {
+            Box::pin(async {
+                Err(CommandError::Exited {
+                    code: 1,
+                    log: "/var/log/boot/cloud-init.log".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_format_that_fails_names_the_device_and_how_mke2fs_ended() {
+        let m = machine();
+        let disks = FakeDisks::with(&[("/dev/vdb", vec![0; 8192])]);
+        let state: State =
+            serde_norway::from_str("{dev: LABEL=RANCHER_STATE, autoformat: [/dev/vdb]}").unwrap();
+        let error = mount(&m.host, &disks, &FailingFormat, &state, &m.paths)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "formatting /dev/vdb: exited with 1 (output in /var/log/boot/cloud-init.log)"
+        );
+        assert!(m.host.calls().is_empty());
+    }
+
     #[tokio::test]
     async fn by_uuid_or_path_with_a_directory_and_an_explicit_fstype() {
         let m = machine();
@@ -682,7 +709,7 @@ mod tests {
         assert_eq!(
             outcome,
             StateOutcome::Missing {
-                dev: "LABEL=RANCHER_STATE".into()
+                dev: DeviceSpec::try_from("LABEL=RANCHER_STATE".to_owned()).unwrap()
             }
         );
         assert!(m.host.calls().is_empty());

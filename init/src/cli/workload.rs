@@ -43,25 +43,30 @@ pub const DOCKER_SUBCOMMANDS: &[&str] = &[
 /// Exit code for bad usage (a flag's value, an unsupported command).
 const USAGE: u8 = 2;
 
+/// Why `docker ARGS` is not answered; each names what this system does
+/// answer ([`DOCKER_SUBCOMMANDS`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DockerArgsError {
+    #[error("docker: a command is needed; this system answers: {}", DOCKER_SUBCOMMANDS.join(", "))]
+    NoCommand,
+    #[error("docker: the option {0} is not supported; this system answers: {list}", list = DOCKER_SUBCOMMANDS.join(", "))]
+    Option(String),
+    #[error("docker: '{0}' is not supported; this system answers: {list}", list = DOCKER_SUBCOMMANDS.join(", "))]
+    Command(String),
+}
+
 /// `docker ARGS` as `ros ARGS`, for the subcommands [`DOCKER_SUBCOMMANDS`]
 /// lists; anything else is refused with a message naming it.
-pub fn docker_args(args: &[OsString]) -> Result<Vec<OsString>, String> {
-    let supported = DOCKER_SUBCOMMANDS.join(", ");
+pub fn docker_args(args: &[OsString]) -> Result<Vec<OsString>, DockerArgsError> {
     let Some(first) = args.get(1) else {
-        return Err(format!(
-            "docker: a command is needed; this system answers: {supported}"
-        ));
+        return Err(DockerArgsError::NoCommand);
     };
     let text = first.to_string_lossy();
     if text.starts_with('-') {
-        return Err(format!(
-            "docker: the option {text} is not supported; this system answers: {supported}"
-        ));
+        return Err(DockerArgsError::Option(text.into_owned()));
     }
     if !DOCKER_SUBCOMMANDS.contains(&text.as_ref()) {
-        return Err(format!(
-            "docker: '{text}' is not supported; this system answers: {supported}"
-        ));
+        return Err(DockerArgsError::Command(text.into_owned()));
     }
     let mut rewritten = vec![OsString::from("ros")];
     rewritten.extend(args[1..].iter().cloned());
@@ -786,9 +791,21 @@ mod tests {
             args(&["ros", "images"])
         );
         let err = docker_args(&args(&["docker", "swarm", "init"])).unwrap_err();
-        assert!(err.starts_with("docker: 'swarm' is not supported"), "{err}");
+        assert_eq!(err, DockerArgsError::Command("swarm".into()));
+        assert!(
+            err.to_string()
+                .starts_with("docker: 'swarm' is not supported; this system answers: run, ps,"),
+            "{err}"
+        );
         let err = docker_args(&args(&["docker", "--host", "x", "ps"])).unwrap_err();
-        assert!(err.contains("the option --host is not supported"), "{err}");
-        docker_args(&args(&["docker"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the option --host is not supported"),
+            "{err}"
+        );
+        assert_eq!(
+            docker_args(&args(&["docker"])).unwrap_err(),
+            DockerArgsError::NoCommand
+        );
     }
 }

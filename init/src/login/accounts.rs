@@ -10,15 +10,12 @@
 //! (`*`): a login prompt cannot be passed, an SSH key still can.
 
 use std::fmt;
+use std::process::ExitStatus;
 
-/// `rancher`'s uid and its own group's gid.
-pub const RANCHER_UID: u32 = 1100;
-/// `rancher`'s primary group.
-pub const RANCHER_GID: u32 = 1100;
-/// The `docker` group.
-pub const DOCKER_GID: u32 = 1101;
-/// The group `sudo` lets become root (sudo's `SUDO_GROUP`).
-pub const SUDO_GID: u32 = 27;
+// The ids are the schema's (`write_files[].owner` resolves names with
+// the same table): one definition of who is who.
+pub use os_config::schema::owner::{GROUPS, RANCHER_GID, RANCHER_UID, USERS};
+
 /// The user people log in as.
 pub const USER: &str = "rancher";
 /// Its home, on the state partition through the console's `/home` bind.
@@ -26,25 +23,42 @@ pub const HOME: &str = "/home/rancher";
 /// Its shell (busybox).
 pub const SHELL: &str = "/bin/sh";
 
-/// `/etc/passwd`.
-pub fn passwd() -> String {
-    format!(
-        "root:x:0:0:root:/root:{SHELL}\n\
-         {USER}:x:{RANCHER_UID}:{RANCHER_GID}:{USER}:{HOME}:{SHELL}\n\
-         nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-    )
+/// Home and shell of each of [`USERS`]; a user not listed never logs in.
+fn home_and_shell(user: &str) -> (&'static str, &'static str) {
+    match user {
+        "root" => ("/root", SHELL),
+        USER => (HOME, SHELL),
+        _ => ("/nonexistent", "/bin/false"),
+    }
 }
 
-/// `/etc/group`.
+/// The groups `rancher` is a member of besides its own.
+const RANCHER_GROUPS: &[&str] = &["sudo", "docker"];
+
+/// `/etc/passwd`, from the schema's [`USERS`].
+pub fn passwd() -> String {
+    USERS
+        .iter()
+        .map(|(name, uid, gid)| {
+            let (home, shell) = home_and_shell(name);
+            format!("{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n")
+        })
+        .collect()
+}
+
+/// `/etc/group`, from the schema's [`GROUPS`].
 pub fn group() -> String {
-    format!(
-        "root:x:0:\n\
-         tty:x:5:\n\
-         sudo:x:{SUDO_GID}:{USER}\n\
-         {USER}:x:{RANCHER_GID}:\n\
-         docker:x:{DOCKER_GID}:{USER}\n\
-         nogroup:x:65534:\n"
-    )
+    GROUPS
+        .iter()
+        .map(|(name, gid)| {
+            let members = if RANCHER_GROUPS.contains(name) {
+                USER
+            } else {
+                ""
+            };
+            format!("{name}:x:{gid}:{members}\n")
+        })
+        .collect()
 }
 
 /// The shells a user may have (dropbear checks the user's is one).
@@ -106,9 +120,37 @@ pub fn password_form(value: &str) -> PasswordForm {
     PasswordForm::Plain
 }
 
+/// Why a plain password could not be hashed (never the password itself).
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("starting {program}: {source}")]
+    Start {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("giving {program} the password: {source}")]
+    Input {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed: {status}")]
+    Failed {
+        program: &'static str,
+        status: ExitStatus,
+    },
+}
+
 /// Hashes a plain password (SHA-512 crypt, random salt).
 pub trait Hasher {
-    fn sha512_crypt(&self, plain: &str) -> Result<String, String>;
+    fn sha512_crypt(&self, plain: &str) -> Result<String, HashError>;
 }
 
 /// `rancher`'s password field from `rancher.password`, and a warning for
@@ -158,11 +200,15 @@ pub fn shadow(rancher: &Password) -> String {
 mod tests {
     use super::*;
 
-    struct FakeHasher(Result<&'static str, &'static str>);
+    /// Gives this hash, or fails as a missing `mkpasswd` does.
+    struct FakeHasher(Option<&'static str>);
 
     impl Hasher for FakeHasher {
-        fn sha512_crypt(&self, _plain: &str) -> Result<String, String> {
-            self.0.map(str::to_owned).map_err(str::to_owned)
+        fn sha512_crypt(&self, _plain: &str) -> Result<String, HashError> {
+            self.0.map(str::to_owned).ok_or_else(|| HashError::Start {
+                program: "mkpasswd",
+                source: std::io::ErrorKind::NotFound.into(),
+            })
         }
     }
 
@@ -170,17 +216,39 @@ mod tests {
 
     #[test]
     fn rancher_has_rancheros_ids_and_groups() {
-        assert!(passwd().contains("\nrancher:x:1100:1100:rancher:/home/rancher:/bin/sh\n"));
-        assert!(passwd().starts_with("root:x:0:0:"));
-        let group = group();
-        assert!(group.contains("\nrancher:x:1100:\n"), "{group}");
-        assert!(group.contains("\ndocker:x:1101:rancher\n"), "{group}");
-        assert!(group.contains("\nsudo:x:27:rancher\n"), "{group}");
+        assert_eq!(
+            passwd(),
+            "root:x:0:0:root:/root:/bin/sh\n\
+             rancher:x:1100:1100:rancher:/home/rancher:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        );
+        assert_eq!(
+            group(),
+            "root:x:0:\ntty:x:5:\nsudo:x:27:rancher\nrancher:x:1100:\n\
+             docker:x:1101:rancher\nnogroup:x:65534:\n"
+        );
+    }
+
+    #[test]
+    fn an_owner_the_schema_accepts_has_the_ids_the_console_files_give() {
+        let owner = os_config::schema::Owner::try_from("rancher:docker".to_owned()).unwrap();
+        let uid = format!(":x:{}:", owner.uid());
+        let gid = format!(":x:{}:", owner.gid());
+        assert!(
+            passwd()
+                .lines()
+                .any(|l| l.starts_with("rancher:") && l.contains(&uid))
+        );
+        assert!(
+            group()
+                .lines()
+                .any(|l| l.starts_with("docker:") && l.contains(&gid))
+        );
     }
 
     #[test]
     fn no_password_locks_the_account_and_root_never_has_one() {
-        let hasher = FakeHasher(Err("unused"));
+        let hasher = FakeHasher(None);
         assert_eq!(password(None, &hasher), (Password::Locked, None));
         assert_eq!(password(Some(""), &hasher), (Password::Locked, None));
         let shadow = shadow(&Password::Locked);
@@ -190,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_crypt_hash_is_used_as_it_is_and_plain_text_is_hashed() {
-        let hasher = FakeHasher(Ok(HASH));
+        let hasher = FakeHasher(Some(HASH));
         assert_eq!(
             password(Some("$5$abc$def"), &hasher),
             (Password::Hash("$5$abc$def".into()), None)
@@ -207,18 +275,19 @@ mod tests {
 
     #[test]
     fn a_yescrypt_hash_is_kept_with_a_warning_about_the_console() {
-        let (field, warning) = password(Some("$y$j9T$abc$def"), &FakeHasher(Err("unused")));
+        let (field, warning) = password(Some("$y$j9T$abc$def"), &FakeHasher(None));
         assert_eq!(field, Password::Hash("$y$j9T$abc$def".into()));
         assert!(warning.unwrap().contains("SSH only"));
     }
 
     #[test]
     fn a_failed_hash_leaves_the_account_locked_and_says_so() {
-        let (field, warning) = password(Some("secret"), &FakeHasher(Err("no mkpasswd")));
+        let (field, warning) = password(Some("secret"), &FakeHasher(None));
         assert_eq!(field, Password::Locked);
         let warning = warning.unwrap();
         assert!(
-            warning.contains("no mkpasswd") && !warning.contains("secret"),
+            warning.starts_with("rancher.password: cannot hash it (starting mkpasswd: ")
+                && !warning.contains("secret"),
             "{warning}"
         );
         assert_eq!(format!("{:?}", Password::Hash(HASH.into())), "Hash(..)");

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use nix::unistd::{Gid, Uid, chown};
 
 use super::ConsoleConfig;
-use super::accounts::{self, Hasher, RANCHER_GID, RANCHER_UID};
+use super::accounts::{self, HashError, Hasher, RANCHER_GID, RANCHER_UID};
 use super::ssh;
 
 /// What failed, and on which path.
@@ -51,24 +51,35 @@ pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result
 pub struct BusyboxHasher;
 
 impl Hasher for BusyboxHasher {
-    fn sha512_crypt(&self, plain: &str) -> Result<String, String> {
-        let mut child = Command::new("mkpasswd")
+    fn sha512_crypt(&self, plain: &str) -> Result<String, HashError> {
+        const PROGRAM: &str = "mkpasswd";
+        let mut child = Command::new(PROGRAM)
             .args(["-m", "sha512"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("mkpasswd: {e}"))?;
+            .map_err(|source| HashError::Start {
+                program: PROGRAM,
+                source,
+            })?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(format!("{plain}\n").as_bytes())
-                .map_err(|e| format!("mkpasswd: {e}"))?;
+                .map_err(|source| HashError::Input {
+                    program: PROGRAM,
+                    source,
+                })?;
         }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| format!("mkpasswd: {e}"))?;
+        let output = child.wait_with_output().map_err(|source| HashError::Wait {
+            program: PROGRAM,
+            source,
+        })?;
         if !output.status.success() {
-            return Err(format!("mkpasswd: {}", output.status));
+            return Err(HashError::Failed {
+                program: PROGRAM,
+                status: output.status,
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
@@ -153,7 +164,7 @@ mod tests {
 
     struct Fixed;
     impl Hasher for Fixed {
-        fn sha512_crypt(&self, _plain: &str) -> Result<String, String> {
+        fn sha512_crypt(&self, _plain: &str) -> Result<String, HashError> {
             Ok("$6$salt$hashed".into())
         }
     }

@@ -52,24 +52,30 @@ mod tests {
     use os_config::layers::LayerSource;
     use os_config::schema::keys::{self, Support};
 
-    use super::accounts::{self, Hasher};
-    use super::ssh::{self, KeyTools};
+    use super::accounts::{self, HashError, Hasher};
+    use super::ssh::{self, KeyToolError, KeyTools};
     use super::*;
 
     struct Fixed;
     impl Hasher for Fixed {
-        fn sha512_crypt(&self, _plain: &str) -> Result<String, String> {
+        fn sha512_crypt(&self, _plain: &str) -> Result<String, HashError> {
             Ok("$6$salt$hash".into())
         }
     }
 
     struct Touch;
     impl KeyTools for Touch {
-        fn generate(&self, _kind: &str, path: &Path) -> Result<(), String> {
-            std::fs::write(path, "").map_err(|e| e.to_string())
+        fn generate(&self, _kind: &str, path: &Path) -> Result<(), KeyToolError> {
+            std::fs::write(path, "").map_err(|source| KeyToolError::Write {
+                path: path.to_owned(),
+                source,
+            })
         }
-        fn convert(&self, _openssh: &Path, dropbear: &Path) -> Result<(), String> {
-            std::fs::write(dropbear, "").map_err(|e| e.to_string())
+        fn convert(&self, _openssh: &Path, dropbear: &Path) -> Result<(), KeyToolError> {
+            std::fs::write(dropbear, "").map_err(|source| KeyToolError::Write {
+                path: dropbear.to_owned(),
+                source,
+            })
         }
     }
 

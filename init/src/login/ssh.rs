@@ -135,54 +135,105 @@ pub fn sshd_args(ssh: &Ssh, password_set: bool, host_keys: &[PathBuf]) -> Vec<St
     args
 }
 
+/// Why a host key was not made or converted, naming the key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyToolError {
+    #[error("starting {program} for {}: {source}", key.display())]
+    Start {
+        program: &'static str,
+        key: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} for {}: {status}: {stderr}", key.display())]
+    Failed {
+        program: &'static str,
+        key: PathBuf,
+        status: std::process::ExitStatus,
+        /// What the tool said, trimmed.
+        stderr: String,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// dropbearkey and dropbearconvert, faked in tests.
 pub trait KeyTools {
     /// Makes a new host key of `kind` at `path` (dropbear's format).
-    fn generate(&self, kind: &str, path: &Path) -> Result<(), String>;
+    fn generate(&self, kind: &str, path: &Path) -> Result<(), KeyToolError>;
     /// Converts the OpenSSH key at `openssh` into dropbear's format at `dropbear`.
-    fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), String>;
+    fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), KeyToolError>;
 }
 
 /// The real tools, in the console image.
 #[derive(Debug)]
 pub struct DropbearTools;
 
-fn run_tool(command: &mut std::process::Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+/// Runs `program` with `args`, which makes or reads `key`.
+fn run_tool(
+    program: &'static str,
+    args: &[&std::ffi::OsStr],
+    key: &Path,
+) -> Result<(), KeyToolError> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| KeyToolError::Start {
+            program,
+            key: key.to_owned(),
+            source,
+        })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{:?}: {}: {}",
-            command.get_program(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(KeyToolError::Failed {
+            program,
+            key: key.to_owned(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
     }
 }
 
 impl KeyTools for DropbearTools {
-    fn generate(&self, kind: &str, path: &Path) -> Result<(), String> {
+    fn generate(&self, kind: &str, path: &Path) -> Result<(), KeyToolError> {
         run_tool(
-            std::process::Command::new("dropbearkey")
-                .args(["-t", kind, "-f"])
-                .arg(path),
+            "dropbearkey",
+            &["-t".as_ref(), kind.as_ref(), "-f".as_ref(), path.as_ref()],
+            path,
         )
     }
 
-    fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), String> {
+    fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), KeyToolError> {
         run_tool(
-            std::process::Command::new("dropbearconvert")
-                .args(["openssh", "dropbear"])
-                .arg(openssh)
-                .arg(dropbear),
+            "dropbearconvert",
+            &[
+                "openssh".as_ref(),
+                "dropbear".as_ref(),
+                openssh.as_ref(),
+                dropbear.as_ref(),
+            ],
+            openssh,
         )
     }
 }
 
+/// A `rancher.ssh.keys` name dropbear has no use for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "rancher.ssh.keys.{name}: not a host key dropbear uses (ssh_host_rsa_key, ssh_host_ecdsa_key, ssh_host_ed25519_key); left out"
+)]
+pub struct UnknownHostKey {
+    name: String,
+}
+
 /// The kind of a `rancher.ssh.keys` name (`ssh_host_ed25519_key` →
 /// `ed25519`); `Ok(None)` for public halves, which dropbear derives.
-fn given_kind(name: &str) -> Result<Option<&'static str>, String> {
+fn given_kind(name: &str) -> Result<Option<&'static str>, UnknownHostKey> {
     if name.ends_with(".pub") {
         return Ok(None);
     }
@@ -190,10 +241,8 @@ fn given_kind(name: &str) -> Result<Option<&'static str>, String> {
         .iter()
         .find(|kind| name == format!("ssh_host_{kind}_key"))
         .map(|kind| Some(*kind))
-        .ok_or_else(|| {
-            format!(
-                "rancher.ssh.keys.{name}: not a host key dropbear uses (ssh_host_rsa_key, ssh_host_ecdsa_key, ssh_host_ed25519_key); left out"
-            )
+        .ok_or_else(|| UnknownHostKey {
+            name: name.to_owned(),
         })
 }
 
@@ -241,8 +290,8 @@ fn find_or_make_host_keys(
             let kind = match given_kind(name) {
                 Ok(Some(kind)) => kind,
                 Ok(None) => continue,
-                Err(warning) => {
-                    warnings.push(warning);
+                Err(unknown) => {
+                    warnings.push(unknown.to_string());
                     continue;
                 }
             };
@@ -252,7 +301,10 @@ fn find_or_make_host_keys(
             let mut pem = text.trim_end().to_owned();
             pem.push('\n');
             let converted = super::files::write_private(&openssh, pem.as_bytes(), 0o600)
-                .map_err(|e| format!("{}: {e}", openssh.display()))
+                .map_err(|source| KeyToolError::Write {
+                    path: openssh.clone(),
+                    source,
+                })
                 .and_then(|()| tools.convert(&openssh, &dropbear));
             let _ = std::fs::remove_file(&openssh);
             match converted {
@@ -273,7 +325,8 @@ fn find_or_make_host_keys(
         if !path.exists()
             && let Err(error) = tools.generate(kind, &path)
         {
-            warnings.push(format!("SSH host key {}: {error}", path.display()));
+            // The error names the key file.
+            warnings.push(format!("SSH host key: {error}"));
             continue;
         }
         keys.push(path);
@@ -359,19 +412,30 @@ mod tests {
     }
 
     impl KeyTools for FakeTools {
-        fn generate(&self, kind: &str, path: &Path) -> Result<(), String> {
+        fn generate(&self, kind: &str, path: &Path) -> Result<(), KeyToolError> {
             self.calls.borrow_mut().push(format!("generate {kind}"));
-            std::fs::write(path, kind).map_err(|e| e.to_string())
+            std::fs::write(path, kind).map_err(|source| KeyToolError::Write {
+                path: path.to_owned(),
+                source,
+            })
         }
-        fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), String> {
-            let text = std::fs::read_to_string(openssh).map_err(|e| e.to_string())?;
+        fn convert(&self, openssh: &Path, dropbear: &Path) -> Result<(), KeyToolError> {
+            let text = std::fs::read_to_string(openssh).unwrap();
             self.calls
                 .borrow_mut()
                 .push(format!("convert {}", text.trim()));
             if self.fail_convert {
-                return Err("unsupported key".into());
+                return Err(KeyToolError::Failed {
+                    program: "dropbearconvert",
+                    key: openssh.to_owned(),
+                    status: std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+                    stderr: "unsupported key".into(),
+                });
             }
-            std::fs::write(dropbear, text).map_err(|e| e.to_string())
+            std::fs::write(dropbear, text).map_err(|source| KeyToolError::Write {
+                path: dropbear.to_owned(),
+                source,
+            })
         }
     }
 
@@ -444,7 +508,15 @@ mod tests {
         };
         let (keys, warnings) = host_keys(&given, &dir, &tools);
         assert_eq!(keys.len(), 2);
-        assert!(warnings[0].contains("unsupported key"), "{warnings:?}");
+        // The warning names the key, the tool, how it ended and what it said.
+        assert_eq!(
+            warnings[0],
+            format!(
+                "rancher.ssh.keys.ssh_host_rsa_key: not converted (dropbearconvert for {}: \
+                 exit status: 1: unsupported key); left out",
+                dir.join("given/ssh_host_rsa_key").display()
+            ),
+        );
         assert!(
             warnings[1].contains("generated keys are used"),
             "{warnings:?}"

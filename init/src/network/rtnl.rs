@@ -151,14 +151,32 @@ fn route_from(message: &RouteMessage) -> Option<Route> {
     })
 }
 
-fn route_message(route: &Route) -> Result<RouteMessage, String> {
+/// A route the kernel's message cannot carry (rtnetlink does not export
+/// its own error type, so this names what was refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RouteMessageError {
+    #[error("{0} is not a destination prefix")]
+    Destination(IpCidr),
+    #[error("gateway {gateway} cannot be given for {destination}")]
+    Gateway {
+        gateway: IpAddr,
+        destination: IpCidr,
+    },
+}
+
+fn route_message(route: &Route) -> Result<RouteMessage, RouteMessageError> {
     let mut builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(route.destination.addr, route.destination.prefix_len)
-        .map_err(|e| e.to_string())?
+        .map_err(|_| RouteMessageError::Destination(route.destination))?
         .output_interface(route.index)
         .priority(route.metric);
     if let Some(gateway) = route.gateway {
-        builder = builder.gateway(gateway).map_err(|e| e.to_string())?;
+        builder = builder
+            .gateway(gateway)
+            .map_err(|_| RouteMessageError::Gateway {
+                gateway,
+                destination: route.destination,
+            })?;
     } else {
         builder = builder.scope(netlink_packet_route::route::RouteScope::Link);
     }
@@ -357,7 +375,7 @@ impl Netlink for RtNetlink {
 
     async fn add_route(&self, route: &Route) -> NetlinkResult<()> {
         let message = route_message(route)
-            .map_err(|e| NetlinkError::new("add route", route.destination, None, e))?;
+            .map_err(|e| NetlinkError::new("add route", route.destination, None, e.to_string()))?;
         self.handle
             .route()
             .add(message)
@@ -368,8 +386,9 @@ impl Netlink for RtNetlink {
     }
 
     async fn del_route(&self, route: &Route) -> NetlinkResult<()> {
-        let message = route_message(route)
-            .map_err(|e| NetlinkError::new("remove route", route.destination, None, e))?;
+        let message = route_message(route).map_err(|e| {
+            NetlinkError::new("remove route", route.destination, None, e.to_string())
+        })?;
         self.handle
             .route()
             .del(message)
@@ -408,5 +427,38 @@ impl Netlink for RtNetlink {
             }
         });
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(destination: &str, prefix_len: u8, gateway: Option<&str>) -> Route {
+        Route {
+            destination: IpCidr {
+                addr: destination.parse().unwrap(),
+                prefix_len,
+            },
+            gateway: gateway.map(|g| g.parse().unwrap()),
+            index: 2,
+            metric: 100,
+        }
+    }
+
+    #[test]
+    fn a_route_becomes_one_message_and_a_prefix_too_long_is_named() {
+        let message = route_message(&route("0.0.0.0", 0, Some("10.0.2.2"))).unwrap();
+        assert!(
+            message
+                .attributes
+                .contains(&RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                    10, 0, 2, 2
+                )))),
+            "{message:?}"
+        );
+        assert!(message.attributes.contains(&RouteAttribute::Oif(2)));
+        let error = route_message(&route("10.0.0.0", 40, None)).unwrap_err();
+        assert_eq!(error.to_string(), "10.0.0.0/40 is not a destination prefix");
     }
 }

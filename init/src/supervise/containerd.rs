@@ -1,6 +1,9 @@
 //! The system containerd: written its config, started, watched, restarted
 //! with backoff when it dies. Its shims keep the service tasks alive
-//! meanwhile; the service supervisors re-attach once it is back.
+//! meanwhile; the service supervisors re-attach once it is back. One that
+//! stops answering is restarted only if it also stopped working: short of
+//! memory a live containerd goes silent while it pages itself back in,
+//! and killing it would free little and cost a full restart.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use system_services::daemon::DaemonConfig;
+use system_services::daemon::{DaemonConfig, GO_RUNTIME_ENV};
 use system_services::restart::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -61,6 +64,19 @@ impl Supervised {
         let (up_tx, up) = watch::channel(0);
         let (stop, stop_rx) = watch::channel(None);
         let task = tokio::spawn(supervise(reaper, config, up_tx, stop_rx));
+        Self { task, up, stop }
+    }
+
+    /// A containerd that answers at once and stops when asked, without
+    /// a process: for tests of the boot's steps.
+    #[cfg(test)]
+    pub fn already_up() -> Self {
+        let (up_tx, up) = watch::channel(1);
+        let (stop, mut stop_rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let _ = stop_rx.wait_for(Option::is_some).await;
+            drop(up_tx);
+        });
         Self { task, up, stop }
     }
 
@@ -147,10 +163,10 @@ pub async fn supervise_with(
                 tracing::error!(code = code.unwrap_or(-1), ?delay, "containerd died; restarting");
                 tokio::time::sleep(delay).await;
             }
-            () = stops_answering(&config.socket, &limits) => {
+            unanswered = stops_answering(&config.socket, daemon.pid, &limits) => {
                 crate::console::report(&format!(
-                    "containerd (pid {}) did not answer {} probes in a row; restarting it",
-                    daemon.pid, limits.probe_failures
+                    "containerd (pid {}) did not answer {unanswered} probes in a row; restarting it",
+                    daemon.pid
                 ));
                 kill_now(daemon).await;
                 tokio::time::sleep(backoff.delay_after(started.elapsed())).await;
@@ -163,22 +179,61 @@ pub async fn supervise_with(
     }
 }
 
+/// How many times `probe_failures` unanswered probes a containerd that
+/// keeps working (CPU time, page faults) gets before it is restarted all
+/// the same: short of memory it pages its binary back in from the medium
+/// for minutes, and a restart would only page it in again.
+const BUSY_ALLOWANCE: u32 = 10;
+
 /// Resolves once `limits.probe_failures` probes in a row went
-/// unanswered; never while containerd answers.
-async fn stops_answering(socket: &Path, limits: &Limits) {
-    let mut failures = 0;
+/// unanswered while containerd did no work in between (stopped or
+/// deadlocked), or
+/// [`BUSY_ALLOWANCE`] times that many while it worked; never while
+/// containerd answers. Gives the number of probes in a row unanswered.
+async fn stops_answering(socket: &Path, pid: u32, limits: &Limits) -> u32 {
+    let (mut idle, mut busy) = (0, 0);
+    let mut work = work_done(pid);
     loop {
         tokio::time::sleep(limits.probe_interval).await;
         if answers(socket, limits.probe_timeout).await {
-            failures = 0;
+            (idle, busy) = (0, 0);
+            work = work_done(pid);
             continue;
         }
-        failures += 1;
-        tracing::warn!(failures, socket = %socket.display(), "containerd did not answer a probe");
-        if failures >= limits.probe_failures {
-            return;
+        let now = work_done(pid);
+        let working = now.is_some() && now != work;
+        work = now;
+        if working {
+            (idle, busy) = (0, busy + idle + 1);
+        } else {
+            idle += 1;
+        }
+        tracing::warn!(idle, busy, socket = %socket.display(), "containerd did not answer a probe");
+        if idle >= limits.probe_failures
+            || idle + busy >= limits.probe_failures.saturating_mul(BUSY_ALLOWANCE)
+        {
+            return idle + busy;
         }
     }
+}
+
+/// The work a process has done so far: its major page faults plus its
+/// CPU time in ticks, from `/proc/PID/stat`; `None` when unreadable.
+/// A stopped or deadlocked process's count stands still; one paging
+/// under memory pressure or computing moves.
+fn work_done(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    work_in_stat(&stat)
+}
+
+/// [`work_done`] from the text of a `/proc/PID/stat` (proc(5)): the
+/// fields after the command name, which may hold spaces and `)`, start
+/// with the state (field 3); majflt is field 12, utime 14, stime 15.
+pub fn work_in_stat(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(field(12)? + field(14)? + field(15)?)
 }
 
 /// The HTTP/2 client preface: a gRPC server answers it with its SETTINGS.
@@ -224,8 +279,16 @@ fn spawn(reaper: &Reaper, config: &DaemonConfig) -> std::io::Result<super::reape
         .create(true)
         .append(true)
         .open(&config.log)?;
+    let mut command = Command::new(&config.binary);
+    // A value in our own environment wins (the kernel passes `GOGC=100`
+    // on its command line to PID 1's): to measure against the default.
+    for (key, value) in GO_RUNTIME_ENV {
+        if std::env::var_os(key).is_none() {
+            command.env(key, value);
+        }
+    }
     reaper.spawn(
-        Command::new(&config.binary)
+        command
             // The kernel starts PID 1 without PATH; containerd finds its
             // shim and the shim the OCI runtime through it.
             .env(
@@ -267,4 +330,90 @@ async fn stop(daemon: super::reaper::Spawned) {
         let _ = exit.await;
     }
     tracing::info!("containerd stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_is_major_faults_plus_cpu_time_whatever_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt
+        // cminflt majflt cmajflt utime stime ...
+        let stat = "53 (contai) nerd) S 1 53 53 0 -1 4194560 900 0 7 0 20 5 0 0 20 0";
+        assert_eq!(work_in_stat(stat), Some(7 + 20 + 5));
+    }
+
+    #[test]
+    fn a_cut_or_garbled_stat_gives_no_work() {
+        assert_eq!(work_in_stat("53 (containerd) S 1 53"), None);
+        assert_eq!(work_in_stat("no parenthesis here"), None);
+        assert_eq!(
+            work_in_stat("53 (containerd) S 1 53 53 0 -1 4194560 900 0 x 0 20 5"),
+            None
+        );
+    }
+
+    /// Probes a socket nobody listens on while `child` runs; gives how
+    /// many went unanswered before a restart was called for.
+    fn unanswered_probes_of(mut child: std::process::Child) -> u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            probe_interval: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(100),
+            probe_failures: 3,
+            ..Limits::default()
+        };
+        let unanswered = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(stops_answering(
+                &dir.path().join("none.sock"),
+                child.id(),
+                &limits,
+            ));
+        let _ = child.kill();
+        let _ = child.wait();
+        unanswered
+    }
+
+    #[test]
+    fn a_silent_daemon_that_does_nothing_is_given_up_after_the_probe_failures() {
+        let idle = Command::new("sleep").arg("60").spawn().unwrap();
+        // Its exec is work too: probe only once it sleeps (a loaded
+        // machine can take a while to get there).
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let before = work_done(idle.id());
+            std::thread::sleep(Duration::from_millis(200));
+            if before.is_some() && work_done(idle.id()) == before {
+                break;
+            }
+        }
+        assert_eq!(unanswered_probes_of(idle), 3);
+    }
+
+    #[test]
+    fn a_silent_daemon_that_keeps_working_is_given_ten_times_as_many_probes() {
+        let busy = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        assert_eq!(unanswered_probes_of(busy), 3 * BUSY_ALLOWANCE);
+    }
+
+    #[test]
+    fn our_own_process_has_done_some_work() {
+        let pid = std::process::id();
+        let first = work_done(pid);
+        assert!(first.is_some(), "/proc/{pid}/stat unreadable");
+        // Burn CPU until a tick is counted; the count never goes back.
+        let mut spin = 0u64;
+        let start = std::time::Instant::now();
+        while work_done(pid) == first && start.elapsed() < Duration::from_secs(5) {
+            spin = spin.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(work_done(pid) > first, "no work counted after {spin} loops");
+    }
 }

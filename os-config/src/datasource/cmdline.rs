@@ -6,7 +6,6 @@
 
 use super::http::HttpClient;
 use super::{BoxFuture, Datasource, DatasourceError, Environment};
-use crate::parse::cmdline::parse_cmdline;
 use crate::userdata::UserData;
 
 /// The kernel parameter naming the URL.
@@ -22,11 +21,9 @@ pub struct CmdlineSource {
 impl CmdlineSource {
     /// The source for the environment's command line.
     pub fn new(env: &Environment) -> Self {
-        let url = parse_cmdline(&env.cmdline)
-            .into_iter()
-            .rev()
+        let url = (env.cmdline.params().iter().rev())
             .filter(|param| param.key.replace('_', "-") == URL_PARAM)
-            .find_map(|param| param.value.filter(|url| !url.is_empty()))
+            .find_map(|param| param.value.as_deref().filter(|url| !url.is_empty()))
             .map(|url| url.trim_matches('"').to_owned());
         Self {
             url,
@@ -57,9 +54,10 @@ impl Datasource for CmdlineSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Cmdline;
 
     fn url_of(cmdline: &str) -> Option<String> {
-        CmdlineSource::new(&Environment::system(cmdline.to_owned())).url
+        CmdlineSource::new(&Environment::system(Cmdline::parse(cmdline))).url
     }
 
     #[test]
@@ -74,8 +72,8 @@ mod tests {
             url_of("quiet -- cloud-config-url=http://10.0.2.2:8000/x"),
             Some("http://10.0.2.2:8000/x".to_owned())
         );
-        let env = Environment::system("cloud-config-url=http://10.0.2.2/x".to_owned());
+        let env = Environment::system(Cmdline::parse("cloud-config-url=http://10.0.2.2/x"));
         assert!(CmdlineSource::new(&env).needs_network());
-        assert!(!CmdlineSource::new(&Environment::system(String::new())).needs_network());
+        assert!(!CmdlineSource::new(&Environment::system(Cmdline::default())).needs_network());
     }
 }

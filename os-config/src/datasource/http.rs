@@ -22,9 +22,6 @@ pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The user-data cap, so a source cannot hand PID 1 more than any other.
 pub const MAX_BODY: usize = crate::userdata::MAX_USER_DATA;
 
-/// What [`parse_response`] says of a body past [`MAX_BODY`].
-const BODY_TOO_LARGE: &str = "body too large";
-
 /// The reason in the I/O error of an answer that grows past [`MAX_BODY`]
 /// while it is read.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +39,7 @@ pub enum HttpError {
         /// The bundle.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: CaBundleError,
     },
     /// Not an `http://` or `https://host[:port]/path` URL.
     #[error("`{url}` is not an http:// or https:// URL")]
@@ -84,8 +81,55 @@ pub enum HttpError {
         /// The URL.
         url: String,
         /// What is wrong.
-        reason: &'static str,
+        reason: MalformedResponse,
     },
+}
+
+/// Why bytes are not an HTTP/1.x response (what [`parse_response`] found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedResponse {
+    #[error("no end of headers")]
+    NoEndOfHeaders,
+    #[error("headers are not UTF-8")]
+    HeadersNotUtf8,
+    #[error("no status line")]
+    NoStatusLine,
+    #[error("not HTTP/1.x")]
+    NotHttp1,
+    #[error("bad status code")]
+    BadStatus,
+    #[error("header without `:`")]
+    HeaderWithoutColon,
+    #[error("bad Content-Length")]
+    BadContentLength,
+    #[error("body shorter than Content-Length")]
+    BodyShort,
+    #[error("chunk size line not terminated")]
+    ChunkSizeUnterminated,
+    #[error("bad chunk size")]
+    BadChunkSize,
+    #[error("chunk shorter than its size")]
+    ChunkShort,
+    #[error("chunk not terminated")]
+    ChunkUnterminated,
+    /// Past [`MAX_BODY`]: the client reports it as [`HttpError::TooLarge`].
+    #[error("body too large")]
+    BodyTooLarge,
+}
+
+/// Why the CA bundle gives no TLS configuration (the bundle's path is in
+/// the [`HttpError::CaCertificates`] around it).
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    /// The file cannot be read, or a PEM section in it is broken.
+    #[error("cannot read it: {0}")]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    /// Read, but not one certificate in it was accepted.
+    #[error("no certificate in it")]
+    Empty,
+    /// rustls refuses the protocol versions (a build without TLS 1.2/1.3).
+    #[error("no TLS protocol version: {0}")]
+    Protocol(#[from] rustls::Error),
 }
 
 impl HttpError {
@@ -254,7 +298,7 @@ impl HttpClient {
             match exchange.await {
                 Ok(Ok(bytes)) => {
                     let response = parse_response(&bytes).map_err(|reason| {
-                        if reason == BODY_TOO_LARGE {
+                        if reason == MalformedResponse::BodyTooLarge {
                             HttpError::TooLarge {
                                 url: url.to_owned(),
                                 limit: MAX_BODY,
@@ -300,19 +344,18 @@ impl HttpClient {
 
 /// TLS that trusts the certificates of `ca_bundle`, with ring (as for
 /// registry pulls).
-fn tls_connector(ca_bundle: &Path) -> Result<tokio_rustls::TlsConnector, String> {
+fn tls_connector(ca_bundle: &Path) -> Result<tokio_rustls::TlsConnector, CaBundleError> {
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca_bundle).map_err(|e| e.to_string())? {
+    for certificate in CertificateDer::pem_file_iter(ca_bundle)? {
         // One certificate the store refuses does not spoil the rest.
-        let _ = roots.add(certificate.map_err(|e| e.to_string())?);
+        let _ = roots.add(certificate?);
     }
     if roots.is_empty() {
-        return Err("no certificate in it".to_owned());
+        return Err(CaBundleError::Empty);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -402,28 +445,29 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Parses a whole HTTP/1.x response (status line, headers, body with
 /// Content-Length, chunked encoding, or up to the end).
-pub fn parse_response(bytes: &[u8]) -> Result<HttpResponse, &'static str> {
-    let header_end = find(bytes, b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&bytes[..header_end]).map_err(|_| "headers are not UTF-8")?;
+pub fn parse_response(bytes: &[u8]) -> Result<HttpResponse, MalformedResponse> {
+    use MalformedResponse as M;
+    let header_end = find(bytes, b"\r\n\r\n").ok_or(M::NoEndOfHeaders)?;
+    let head = std::str::from_utf8(&bytes[..header_end]).map_err(|_| M::HeadersNotUtf8)?;
     let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("no status line")?;
+    let status_line = lines.next().ok_or(M::NoStatusLine)?;
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err("not HTTP/1.x");
+        return Err(M::NotHttp1);
     }
     let status: u16 = parts
         .next()
         .and_then(|code| code.parse().ok())
         .filter(|code| (100..600).contains(code))
-        .ok_or("bad status code")?;
+        .ok_or(M::BadStatus)?;
     let mut content_length = None;
     let mut chunked = false;
     for line in lines {
-        let (name, value) = line.split_once(':').ok_or("header without `:`")?;
+        let (name, value) = line.split_once(':').ok_or(M::HeaderWithoutColon)?;
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
+            content_length = Some(value.parse::<usize>().map_err(|_| M::BadContentLength)?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         }
@@ -432,35 +476,34 @@ pub fn parse_response(bytes: &[u8]) -> Result<HttpResponse, &'static str> {
     let body = if chunked {
         dechunk(rest)?
     } else if let Some(length) = content_length {
-        rest.get(..length)
-            .ok_or("body shorter than Content-Length")?
-            .to_vec()
+        rest.get(..length).ok_or(M::BodyShort)?.to_vec()
     } else {
         rest.to_vec()
     };
     if body.len() > MAX_BODY {
-        return Err(BODY_TOO_LARGE);
+        return Err(M::BodyTooLarge);
     }
     Ok(HttpResponse { status, body })
 }
 
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, &'static str> {
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, MalformedResponse> {
+    use MalformedResponse as M;
     let mut body = Vec::new();
     loop {
-        let line_end = find(rest, b"\r\n").ok_or("chunk size line not terminated")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| "bad chunk size")?;
+        let line_end = find(rest, b"\r\n").ok_or(M::ChunkSizeUnterminated)?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| M::BadChunkSize)?;
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| M::BadChunkSize)?;
         rest = &rest[line_end + 2..];
         if size == 0 {
             return Ok(body);
         }
         if size > MAX_BODY || body.len() + size > MAX_BODY {
-            return Err(BODY_TOO_LARGE);
+            return Err(M::BodyTooLarge);
         }
-        let chunk = rest.get(..size).ok_or("chunk shorter than its size")?;
+        let chunk = rest.get(..size).ok_or(M::ChunkShort)?;
         body.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("chunk not terminated")?;
+        rest = rest.get(size + 2..).ok_or(M::ChunkUnterminated)?;
     }
 }
 
@@ -522,15 +565,24 @@ mod tests {
         assert_eq!(chunked.body, b"hello world");
         let to_end = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nnope").unwrap();
         assert_eq!((to_end.status, to_end.body.as_slice()), (404, &b"nope"[..]));
-        for bad in [
-            &b"garbage"[..],
-            b"HTTP/1.1 abc\r\n\r\n",
-            b"SPDY/3 200 OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        use MalformedResponse as M;
+        for (bad, why) in [
+            (&b"garbage"[..], M::NoEndOfHeaders),
+            (b"HTTP/1.1 abc\r\n\r\n", M::BadStatus),
+            (b"SPDY/3 200 OK\r\n\r\n", M::NotHttp1),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                M::BodyShort,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                M::BadChunkSize,
+            ),
+            (b"HTTP/1.1 200 OK\r\nX\r\n\r\n", M::HeaderWithoutColon),
         ] {
-            assert!(
-                parse_response(bad).is_err(),
+            assert_eq!(
+                parse_response(bad).map(|_| ()),
+                Err(why),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

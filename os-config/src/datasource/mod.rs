@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Cmdline;
 use crate::schema::DatasourceSpec;
 use crate::userdata::{UserData, UserDataError};
 use block::{BlockDevices, Mounter, SysBlockDevices, SystemMounter};
@@ -101,8 +102,8 @@ pub enum DatasourceError {
 /// What sources need from the machine; tests replace every part.
 #[derive(Debug, Clone)]
 pub struct Environment {
-    /// The kernel command line.
-    pub cmdline: String,
+    /// The kernel command line, parsed once at boot.
+    pub cmdline: Cmdline,
     /// The block devices to search for labelled disks.
     pub block_devices: Arc<dyn BlockDevices>,
     /// How to mount them.
@@ -117,7 +118,7 @@ pub struct Environment {
 
 impl Environment {
     /// The real machine.
-    pub fn system(cmdline: String) -> Self {
+    pub fn system(cmdline: Cmdline) -> Self {
         Self {
             cmdline,
             block_devices: Arc::new(SysBlockDevices::default()),

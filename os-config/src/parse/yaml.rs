@@ -231,7 +231,9 @@ fn events<E>(text: &str, mut each: impl FnMut(Event<'_>) -> Result<(), E>) -> Re
 /// `raw` must be an event filled in by `yaml_parser_parse` and not yet
 /// deleted; what is returned borrows from it.
 unsafe fn convert(raw: &unsafe_yaml::yaml_event_t) -> (Event<'_>, bool) {
-    let line = raw.start_mark.line as usize + 1;
+    // libyaml counts lines in a u64; past usize the input could not be
+    // in memory, so saturating loses nothing real.
+    let line = usize::try_from(raw.start_mark.line).map_or(usize::MAX, |l| l.saturating_add(1));
     // `type_` says which union member libyaml filled in; anchors are
     // NUL-terminated strings or null, and a scalar's value has `length`
     // bytes, all owned by the event.
@@ -250,8 +252,12 @@ unsafe fn convert(raw: &unsafe_yaml::yaml_event_t) -> (Event<'_>, bool) {
             let value = if scalar.value.is_null() {
                 &[][..]
             } else {
+                // The length of a buffer libyaml allocated in this process:
+                // it fits in usize.
+                #[allow(clippy::cast_possible_truncation)]
+                let length = scalar.length as usize;
                 // SAFETY: `value` has `length` bytes, owned by the event.
-                unsafe { std::slice::from_raw_parts(scalar.value, scalar.length as usize) }
+                unsafe { std::slice::from_raw_parts(scalar.value, length) }
             };
             Event::Scalar {
                 anchor: anchor(scalar.anchor),

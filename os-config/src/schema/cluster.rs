@@ -266,8 +266,8 @@ fn name_chars_ok(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn cluster(yaml: &str) -> Result<Cluster, String> {
-        serde_norway::from_str(yaml).map_err(|e| e.to_string())
+    fn cluster(yaml: &str) -> Result<Cluster, serde_norway::Error> {
+        serde_norway::from_str(yaml)
     }
 
     #[test]
@@ -301,14 +301,16 @@ mod tests {
             "https:///x",
             "https://k8s:6443 --x",
         ] {
-            let error = cluster(&format!("server: \"{url}\"")).unwrap_err();
+            let error = cluster(&format!("server: \"{url}\""))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains("is not an https URL"), "{url}: {error}");
         }
     }
 
     #[test]
     fn an_empty_token_is_refused_and_a_token_never_prints() {
-        let error = cluster("token: \"\"").unwrap_err();
+        let error = cluster("token: \"\"").unwrap_err().to_string();
         assert!(error.contains("join token is empty"), "{error}");
         cluster("token: \"a b\"").unwrap_err();
         let c = cluster("token: K10abc::server:hunter2").unwrap();
@@ -327,7 +329,9 @@ mod tests {
         cluster("taints: [gpu:NoSchedule]").unwrap();
         cluster("taints: [gpu=true:NoExecute]").unwrap();
         for bad in ["gpu", "gpu=true", "gpu=true:Sometimes", "=x:NoSchedule"] {
-            let error = cluster(&format!("taints: [\"{bad}\"]")).unwrap_err();
+            let error = cluster(&format!("taints: [\"{bad}\"]"))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains("is not a taint"), "{bad}: {error}");
         }
     }

@@ -4,8 +4,7 @@
 //! key-path error rather than a state partition never found at boot.
 
 use std::fmt;
-use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -34,8 +33,9 @@ pub enum DeviceKind {
     Uuid(String),
 }
 
-/// A block device as the configuration names it; derefs to the text as
-/// written.
+/// A block device as the configuration names it: the boot finds it by
+/// its [`kind`](Self::kind) (init's `boot::state`), never by parsing the
+/// text again; it shows as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSpec {
     text: String,
@@ -109,21 +109,6 @@ pub(crate) fn optional_device<'de, D: serde::Deserializer<'de>>(
         Some(text) => DeviceSpec::try_from(text)
             .map(Some)
             .map_err(serde::de::Error::custom),
-    }
-}
-
-// The boot reads `state.dev.as_deref()` as text.
-impl Deref for DeviceSpec {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.text
-    }
-}
-
-impl AsRef<Path> for DeviceSpec {
-    fn as_ref(&self) -> &Path {
-        Path::new(&self.text)
     }
 }
 

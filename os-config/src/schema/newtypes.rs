@@ -240,6 +240,13 @@ impl AbsolutePath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A path of this crate's own defaults, absolute as written: no
+    /// user input reaches it (`a_built_in_path_is_absolute` checks them).
+    pub(crate) fn built_in(path: &'static str) -> Self {
+        debug_assert!(path.starts_with('/'), "{path} is not absolute");
+        Self(path.to_owned())
+    }
 }
 
 impl TryFrom<String> for AbsolutePath {

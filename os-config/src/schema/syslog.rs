@@ -168,8 +168,8 @@ impl Syslog {
 mod tests {
     use super::*;
 
-    fn target(text: &str) -> Result<ForwardTarget, String> {
-        text.parse::<ForwardTarget>().map_err(|e| e.to_string())
+    fn target(text: &str) -> Result<ForwardTarget, InvalidTarget> {
+        text.parse::<ForwardTarget>()
     }
 
     #[test]
@@ -217,7 +217,7 @@ mod tests {
             ("tcp://[x]:1", "not an IPv6 address between [ ]"),
         ];
         for (text, reason) in cases {
-            let error = target(text).unwrap_err();
+            let error = target(text).unwrap_err().to_string();
             assert!(error.ends_with(reason), "{text}: {error}");
             assert!(error.starts_with(&format!("`{text}` is not a syslog target")));
         }

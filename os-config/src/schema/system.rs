@@ -186,8 +186,27 @@ const UNSUPPORTED_DATASOURCES: &[&str] = &[
     "metadata",
 ];
 
+/// Why a `rancher.cloud_init.datasources` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDatasource {
+    /// `file` or `url` without what to read.
+    #[error("datasource `{kind}` needs an argument, like `{kind}:…`")]
+    MissingArgument {
+        /// `file` or `url`.
+        kind: String,
+    },
+    /// A name neither this system nor RancherOS knows.
+    #[error(
+        "`{text}` is not a datasource (cmdline, configdrive[:PATH], nocloud[:PATH], file:PATH, url:URL, ec2)"
+    )]
+    Unknown {
+        /// The entry as written.
+        text: String,
+    },
+}
+
 impl FromStr for DatasourceSpec {
-    type Err = String;
+    type Err = InvalidDatasource;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind, argument) = match text.split_once(':') {
@@ -196,9 +215,9 @@ impl FromStr for DatasourceSpec {
         };
         let argument_required = |make: fn(String) -> Self| match argument {
             Some(argument) if !argument.is_empty() => Ok(make(argument.to_owned())),
-            _ => Err(format!(
-                "datasource `{kind}` needs an argument, like `{kind}:…`"
-            )),
+            _ => Err(InvalidDatasource::MissingArgument {
+                kind: kind.to_owned(),
+            }),
         };
         match kind {
             "cmdline" | "proc-cmdline" => Ok(Self::Cmdline),
@@ -208,9 +227,9 @@ impl FromStr for DatasourceSpec {
             "url" => argument_required(Self::Url),
             "ec2" => Ok(Self::Ec2),
             _ if UNSUPPORTED_DATASOURCES.contains(&kind) => Ok(Self::Unsupported(text.to_owned())),
-            _ => Err(format!(
-                "`{text}` is not a datasource (cmdline, configdrive[:PATH], nocloud[:PATH], file:PATH, url:URL, ec2)"
-            )),
+            _ => Err(InvalidDatasource::Unknown {
+                text: text.to_owned(),
+            }),
         }
     }
 }
@@ -261,8 +280,7 @@ pub struct SystemContainerd {
 
 impl Default for SystemContainerd {
     fn default() -> Self {
-        let path =
-            |p: &str| AbsolutePath::try_from(p.to_owned()).expect("built-in path is absolute");
+        let path = AbsolutePath::built_in;
         Self {
             binary: path("/usr/bin/containerd"),
             address: path("/run/system-containerd/containerd.sock"),
@@ -277,6 +295,23 @@ impl Default for SystemContainerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_in_path_is_absolute() {
+        let defaults = SystemContainerd::default();
+        for path in [
+            &defaults.binary,
+            &defaults.address,
+            &defaults.root,
+            &defaults.state,
+        ] {
+            assert_eq!(
+                AbsolutePath::try_from(path.as_str().to_owned()).as_ref(),
+                Ok(path)
+            );
+        }
+        assert_eq!(defaults.binary.as_str(), "/usr/bin/containerd");
+    }
 
     #[test]
     fn datasource_specs_round_trip() {
@@ -294,15 +329,22 @@ mod tests {
             let spec: DatasourceSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
         }
+        let error = "url".parse::<DatasourceSpec>().unwrap_err();
         assert_eq!(
-            "url".parse::<DatasourceSpec>(),
-            Err("datasource `url` needs an argument, like `url:…`".to_owned())
+            error,
+            InvalidDatasource::MissingArgument { kind: "url".into() }
         );
-        assert!(
-            "floppy"
-                .parse::<DatasourceSpec>()
-                .unwrap_err()
-                .contains("not a datasource")
+        assert_eq!(
+            error.to_string(),
+            "datasource `url` needs an argument, like `url:…`"
         );
+        let error = "floppy".parse::<DatasourceSpec>().unwrap_err();
+        assert_eq!(
+            error,
+            InvalidDatasource::Unknown {
+                text: "floppy".into()
+            }
+        );
+        assert!(error.to_string().contains("not a datasource"), "{error}");
     }
 }

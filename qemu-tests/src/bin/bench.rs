@@ -26,13 +26,15 @@
 //! Options: `--runs N`, `--out DIR`, `--no-memory-search`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::fmt::{self, Write as _};
+use std::io::{self, IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use qemu_tests::{Boot as How, Image, TEST_APPEND, VmBuilder, accelerator, image_dir, tail};
+use qemu_tests::{
+    Boot as How, Image, TEST_APPEND, VmBuilder, WaitError, accelerator, image_dir, tail,
+};
 
 /// What the floor's /init prints.
 const FLOOR_MARKER: &str = "ros-bench: floor reached";
@@ -53,13 +55,82 @@ struct Args {
     memory_search: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// A command line that is refused (exit 2); `--help` is one too.
+#[derive(Debug, PartialEq, Eq)]
+enum ArgsError {
+    Usage,
+    Runs,
+    Out,
+    Unknown(String),
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage => f.write_str("usage: bench [--runs N] [--out DIR] [--no-memory-search]"),
+            Self::Runs => f.write_str("--runs takes a number above 0"),
+            Self::Out => f.write_str("--out takes a directory"),
+            Self::Unknown(arg) => write!(f, "unknown argument {arg:?} (see --help)"),
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Why a bench run stopped (exit 1), naming the boot or the file.
+#[derive(Debug)]
+enum BenchError {
+    /// A boot did not print its marker; `which` is ours or the floor's.
+    Boot {
+        which: &'static str,
+        source: WaitError,
+    },
+    /// `ros analyze` answered without its table.
+    NoTimeline { analyze: String },
+    /// The floor's initrd needs the host's static busybox.
+    Busybox(io::Error),
+    /// A result or the floor's initrd could not be written.
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Boot { which, source } => write!(f, "{which}: {source}"),
+            Self::NoTimeline { analyze } => {
+                write!(f, "`ros analyze` printed no timeline:\n{analyze}")
+            }
+            Self::Busybox(e) => write!(f, "/bin/busybox: {e} (apt-get install busybox-static)"),
+            Self::Write { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Boot { source, .. } => Some(source),
+            Self::Busybox(source) | Self::Write { source, .. } => Some(source),
+            Self::NoTimeline { .. } => None,
+        }
+    }
+}
+
+/// `std::fs::write`, naming the file when it fails.
+fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), BenchError> {
+    std::fs::write(path, contents).map_err(|source| BenchError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The options after the program name.
+fn parse_args(mut given: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut args = Args {
         runs: 5,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
         memory_search: true,
     };
-    let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
         match arg.as_str() {
             "--runs" => {
@@ -67,14 +138,14 @@ fn parse_args() -> Result<Args, String> {
                     .next()
                     .and_then(|n| n.parse().ok())
                     .filter(|n| *n > 0)
-                    .ok_or("--runs takes a number above 0")?;
+                    .ok_or(ArgsError::Runs)?;
             }
-            "--out" => args.out = given.next().ok_or("--out takes a directory")?.into(),
+            "--out" => args.out = given.next().ok_or(ArgsError::Out)?.into(),
             "--no-memory-search" => args.memory_search = false,
             "-h" | "--help" => {
-                return Err("usage: bench [--runs N] [--out DIR] [--no-memory-search]".to_owned());
+                return Err(ArgsError::Usage);
             }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
+            other => return Err(ArgsError::Unknown(other.to_owned())),
         }
     }
     Ok(args)
@@ -82,7 +153,7 @@ fn parse_args() -> Result<Args, String> {
 
 /// One line on standard error, rewritten in place on a terminal.
 fn progress(line: &str) {
-    let mut err = std::io::stderr();
+    let mut err = io::stderr();
     if err.is_terminal() {
         let _ = write!(err, "\r\x1b[K{line}");
     } else {
@@ -168,11 +239,14 @@ fn vm(image: &Image, from: BootFrom) -> VmBuilder {
     }
 }
 
-fn boot_ours(image: &Image, from: BootFrom) -> Result<Boot, String> {
+fn boot_ours(image: &Image, from: BootFrom) -> Result<Boot, BenchError> {
     let mut vm = vm(image, from).memory_mib(MEMORY_MIB).start();
     let out = vm
         .wait_for(READY_MARKER, BOOT_TIMEOUT)
-        .map_err(|e| format!("our boot: {e}"))?;
+        .map_err(|source| BenchError::Boot {
+            which: "our boot",
+            source,
+        })?;
     let to_ready = vm.elapsed().as_secs_f64();
     let guest_ready = vm
         .wait_for_since(out.len(), " s", Duration::from_secs(5))
@@ -209,16 +283,15 @@ fn boot_ours(image: &Image, from: BootFrom) -> Result<Boot, String> {
         }
     }
     if boot.rows.is_empty() {
-        return Err(format!("`ros analyze` printed no timeline:\n{analyze}"));
+        return Err(BenchError::NoTimeline { analyze });
     }
     Ok(boot)
 }
 
 /// The floor's initrd: busybox as /bin/busybox and an /init that prints
 /// the marker and powers off.
-fn floor_initrd(dir: &Path) -> Result<PathBuf, String> {
-    let busybox = std::fs::read("/bin/busybox")
-        .map_err(|e| format!("/bin/busybox: {e} (apt-get install busybox-static)"))?;
+fn floor_initrd(dir: &Path) -> Result<PathBuf, BenchError> {
+    let busybox = std::fs::read("/bin/busybox").map_err(BenchError::Busybox)?;
     let init = format!(
         "#!/bin/busybox sh\n/bin/busybox echo '{FLOOR_MARKER}'\n/bin/busybox poweroff -f\n"
     );
@@ -228,7 +301,7 @@ fn floor_initrd(dir: &Path) -> Result<PathBuf, String> {
     cpio_entry(&mut archive, "init", 0o100_755, init.as_bytes());
     cpio_entry(&mut archive, "TRAILER!!!", 0, &[]);
     let path = dir.join("floor-initrd.cpio");
-    std::fs::write(&path, archive).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_file(&path, archive)?;
     Ok(path)
 }
 
@@ -267,12 +340,15 @@ fn pad4(out: &mut Vec<u8>) {
     }
 }
 
-fn boot_floor(initrd: &Path) -> Result<f64, String> {
+fn boot_floor(initrd: &Path) -> Result<f64, BenchError> {
     let mut vm = VmBuilder::own_initrd(initrd, TEST_APPEND)
         .memory_mib(MEMORY_MIB)
         .start();
     vm.wait_for(FLOOR_MARKER, BOOT_TIMEOUT)
-        .map_err(|e| format!("the floor's boot: {e}"))?;
+        .map_err(|source| BenchError::Boot {
+            which: "the floor's boot",
+            source,
+        })?;
     let seconds = vm.elapsed().as_secs_f64();
     vm.kill();
     Ok(seconds)
@@ -631,9 +707,12 @@ fn json(r: &Results) -> String {
     out
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: &Args) -> Result<(), BenchError> {
     let image = Image::built();
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).map_err(|source| BenchError::Write {
+        path: args.out.clone(),
+        source,
+    })?;
     let initrd = floor_initrd(&args.out)?;
     let accel = accelerator(&image).to_owned();
     let mut results = Results {
@@ -690,13 +769,12 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 /// Writes bench.md, bench.json and the SVG; returns the Markdown.
-fn write_results(args: &Args, results: &Results) -> Result<String, String> {
+fn write_results(args: &Args, results: &Results) -> Result<String, BenchError> {
     let md = markdown(results);
     let md_path = args.out.join("bench.md");
     let json_path = args.out.join("bench.json");
-    std::fs::write(&md_path, &md).map_err(|e| format!("{}: {e}", md_path.display()))?;
-    std::fs::write(&json_path, json(results))
-        .map_err(|e| format!("{}: {e}", json_path.display()))?;
+    write_file(&md_path, &md)?;
+    write_file(&json_path, json(results))?;
     // The timeline of the boot closest to the median, to look at.
     let typical = median(&results.ours);
     if let Some(boot) = results.boots.iter().min_by(|a, b| {
@@ -705,13 +783,13 @@ fn write_results(args: &Args, results: &Results) -> Result<String, String> {
             .total_cmp(&(b.to_ready - typical).abs())
     }) {
         let svg_path = args.out.join("boot-timeline.svg");
-        std::fs::write(&svg_path, &boot.svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+        write_file(&svg_path, &boot.svg)?;
     }
     Ok(md)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
@@ -720,8 +798,8 @@ fn main() -> ExitCode {
     };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("\nbench: {}", tail(&message, 60));
+        Err(error) => {
+            eprintln!("\nbench: {}", tail(&error.to_string(), 60));
             ExitCode::FAILURE
         }
     }
@@ -730,6 +808,40 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(words: &[&str]) -> Result<Args, ArgsError> {
+        parse_args(words.iter().map(|w| (*w).to_owned()))
+    }
+
+    #[test]
+    fn options_are_read_and_bad_ones_named() {
+        let args = parse(&["--runs", "3", "--out", "/tmp/b", "--no-memory-search"]).unwrap();
+        assert_eq!(args.runs, 3);
+        assert_eq!(args.out, PathBuf::from("/tmp/b"));
+        assert!(!args.memory_search);
+        assert_eq!(parse(&["--runs", "0"]).unwrap_err(), ArgsError::Runs);
+        assert_eq!(parse(&["--out"]).unwrap_err(), ArgsError::Out);
+        assert_eq!(parse(&["--help"]).unwrap_err(), ArgsError::Usage);
+        let unknown = parse(&["--fast"]).unwrap_err();
+        assert_eq!(unknown, ArgsError::Unknown("--fast".into()));
+        assert_eq!(
+            unknown.to_string(),
+            "unknown argument \"--fast\" (see --help)"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/bench.md");
+        let error = write_file(&path, "x").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: ", path.display())),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_analyze_table_reads_back() {

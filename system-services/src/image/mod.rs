@@ -40,7 +40,7 @@ pub use manifest::{ImageConfig, ManifestError, Platform};
 pub use preload::{PreloadOutcome, preload_dir};
 pub use progress::{LayerStatus, PullEvent, size};
 pub use pull::{PullOptions, PulledImage, pull};
-pub use reference::{ImageRef, ReferenceError};
+pub use reference::{ImageRef, InvalidPart, ReferenceError};
 pub use registry::{Credentials, RegistryOptions};
 pub use rootfs::{Rootfs, image_config, prepare_rootfs, prepare_rootfs_pulling, remove_rootfs};
 pub use store::rfc3339;

@@ -22,22 +22,96 @@ pub struct ImageRef {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference {reference:?}: {reason}")]
 pub struct ReferenceError {
+    /// The reference as written.
     pub reference: String,
-    pub reason: String,
+    /// Which part is wrong.
+    pub reason: InvalidPart,
+}
+
+/// The part of a reference that breaks the rules Docker applies, named
+/// with the offending text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPart {
+    /// Nothing was given.
+    #[error("it is empty")]
+    Empty,
+    /// Longer than a registry, a repository, a tag and a digest can be.
+    #[error("it is too long")]
+    TooLong,
+    /// A registry with no repository after it (`example.com/`).
+    #[error("the repository name is missing")]
+    MissingRepository,
+    /// `[::1` without the `]`.
+    #[error("registry {registry:?} lacks the closing ']'")]
+    UnclosedAddress {
+        /// The registry part.
+        registry: String,
+    },
+    /// The port after the registry host is not a `u16`.
+    #[error("registry port {port:?} is not a number")]
+    Port {
+        /// The text after the ':'.
+        port: String,
+    },
+    /// The registry host has characters a host name cannot have.
+    #[error("registry {registry:?} is not a host name")]
+    Host {
+        /// The registry part.
+        registry: String,
+    },
+    /// A repository path component breaks the lowercase-and-separators rule.
+    #[error(
+        "repository component {component:?} must be lowercase letters and digits, \
+         joined by '.', '_', '__' or '-'"
+    )]
+    Component {
+        /// The component.
+        component: String,
+    },
+    /// The tag breaks the tag grammar.
+    #[error(
+        "tag {tag:?} must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+    )]
+    Tag {
+        /// The tag.
+        tag: String,
+    },
+    /// The digest has no ':' between algorithm and hex.
+    #[error("digest {digest:?} is not ALGORITHM:HEX")]
+    DigestShape {
+        /// The digest.
+        digest: String,
+    },
+    /// The digest algorithm is not one registries use.
+    #[error("digest algorithm {algorithm:?} is not sha256, sha384 or sha512")]
+    DigestAlgorithm {
+        /// The algorithm.
+        algorithm: String,
+    },
+    /// The hex part has the wrong length or case.
+    #[error("digest {digest:?} needs {length} lowercase hex digits after {algorithm}:")]
+    DigestHex {
+        /// The digest.
+        digest: String,
+        /// The hex digits its algorithm needs.
+        length: usize,
+        /// The algorithm.
+        algorithm: String,
+    },
 }
 
 impl ImageRef {
     /// Parses and normalises `text`.
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
-        let fail = |reason: String| ReferenceError {
+        let fail = |reason: InvalidPart| ReferenceError {
             reference: text.to_string(),
             reason,
         };
         if text.is_empty() {
-            return Err(fail("it is empty".into()));
+            return Err(fail(InvalidPart::Empty));
         }
         if text.len() > 255 + 128 + 72 {
-            return Err(fail("it is too long".into()));
+            return Err(fail(InvalidPart::TooLong));
         }
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => (rest, Some(parse_digest(digest).map_err(fail)?)),
@@ -56,7 +130,7 @@ impl ImageRef {
         };
         let (registry, path) = split_registry(name);
         if path.is_empty() {
-            return Err(fail("the repository name is missing".into()));
+            return Err(fail(InvalidPart::MissingRepository));
         }
         for component in path.split('/') {
             check_path_component(component).map_err(fail)?;
@@ -171,12 +245,16 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn check_registry(registry: &str) -> Result<(), String> {
+fn check_registry(registry: &str) -> Result<(), InvalidPart> {
     let (host, port) = match registry.strip_prefix('[') {
         // An IPv6 address: `[::1]:5000`.
         Some(rest) => match rest.split_once(']') {
             Some((address, after)) => (address, after.strip_prefix(':')),
-            None => return Err(format!("registry {registry:?} lacks the closing ']'")),
+            None => {
+                return Err(InvalidPart::UnclosedAddress {
+                    registry: registry.to_owned(),
+                });
+            }
         },
         None => match registry.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -186,7 +264,9 @@ fn check_registry(registry: &str) -> Result<(), String> {
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("registry port {port:?} is not a number"));
+        return Err(InvalidPart::Port {
+            port: port.to_owned(),
+        });
     }
     let valid = !host.is_empty()
         && host
@@ -195,18 +275,19 @@ fn check_registry(registry: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("registry {registry:?} is not a host name"))
+        Err(InvalidPart::Host {
+            registry: registry.to_owned(),
+        })
     }
 }
 
 /// A path component: lowercase letters and digits, separated by one '.',
 /// one or two '_', or any number of '-'.
-fn check_path_component(component: &str) -> Result<(), String> {
+fn check_path_component(component: &str) -> Result<(), InvalidPart> {
     let bad = || {
-        Err(format!(
-            "repository component {component:?} must be lowercase letters and digits, \
-             joined by '.', '_', '__' or '-'"
-        ))
+        Err(InvalidPart::Component {
+            component: component.to_owned(),
+        })
     };
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -232,7 +313,7 @@ fn check_path_component(component: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+fn check_tag(tag: &str) -> Result<(), InvalidPart> {
     let mut chars = tag.chars();
     let first_ok = chars
         .next()
@@ -241,24 +322,26 @@ fn check_tag(tag: &str) -> Result<(), String> {
     if first_ok && rest_ok && tag.len() <= 128 {
         Ok(())
     } else {
-        Err(format!(
-            "tag {tag:?} must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
-        ))
+        Err(InvalidPart::Tag {
+            tag: tag.to_owned(),
+        })
     }
 }
 
-fn parse_digest(digest: &str) -> Result<String, String> {
+fn parse_digest(digest: &str) -> Result<String, InvalidPart> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err(format!("digest {digest:?} is not ALGORITHM:HEX"));
+        return Err(InvalidPart::DigestShape {
+            digest: digest.to_owned(),
+        });
     };
     let length = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
         other => {
-            return Err(format!(
-                "digest algorithm {other:?} is not sha256, sha384 or sha512"
-            ));
+            return Err(InvalidPart::DigestAlgorithm {
+                algorithm: other.to_owned(),
+            });
         }
     };
     if hex.len() != length
@@ -266,9 +349,11 @@ fn parse_digest(digest: &str) -> Result<String, String> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(format!(
-            "digest {digest:?} needs {length} lowercase hex digits after {algorithm}:"
-        ));
+        return Err(InvalidPart::DigestHex {
+            digest: digest.to_owned(),
+            length,
+            algorithm: algorithm.to_owned(),
+        });
     }
     Ok(digest.to_string())
 }
@@ -353,12 +438,37 @@ mod tests {
         for (input, reason) in cases {
             let error = ImageRef::parse(input).expect_err(input);
             assert_eq!(error.reference, input);
+            let said = error.reason.to_string();
             assert!(
-                error.reason.contains(reason),
-                "{input}: {:?} should mention {reason:?}",
-                error.reason
+                said.contains(reason),
+                "{input}: {said:?} should mention {reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_error_names_the_part_and_its_text() {
+        let error = ImageRef::parse("host:port/x").expect_err("a word as port");
+        assert_eq!(
+            error.reason,
+            InvalidPart::Port {
+                port: "port".into()
+            }
+        );
+        let error =
+            ImageRef::parse(&format!("x@sha256:{}", "A".repeat(64))).expect_err("upper hex");
+        assert!(matches!(
+            error.reason,
+            InvalidPart::DigestHex { length: 64, ref algorithm, .. } if algorithm == "sha256"
+        ));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid image reference \"x@sha256:{0}\": digest \"sha256:{0}\" needs 64 \
+                 lowercase hex digits after sha256:",
+                "A".repeat(64)
+            )
+        );
     }
 
     #[test]

@@ -132,7 +132,11 @@ fn a_whole_disk_or_a_disk_without_gpt_is_left_alone() {
         None
     );
     // No table at all.
-    std::fs::write(paths.dev.join("vda"), vec![0u8; 8 * MIB as usize]).unwrap();
+    std::fs::write(
+        paths.dev.join("vda"),
+        vec![0u8; usize::try_from(8 * MIB).unwrap()],
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("sys/devices/virtio0/block/vda/size"),
         format!("{}\n", 8 * MIB / 512),
