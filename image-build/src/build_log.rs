@@ -1,7 +1,8 @@
-//! What the cached builds (the kernel, containerd, crun) share: a lock
-//! that serialises builds of one cache, a log every build command streams
-//! into, whose tail a failure shows, and the Debian source they start
-//! from.
+//! What the cached builds (the kernel, containerd, crun, dropbear) share:
+//! the cache key over their inputs, the entry looked up and built under a
+//! lock that serialises builds of one cache, a log every build command
+//! streams into, whose tail a failure shows, and the Debian source they
+//! start from.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -10,9 +11,57 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
 
 /// How many lines of the build log a failure shows.
 const LOG_TAIL_LINES: usize = 40;
+
+/// A cache key: sha256 over every input, each part labelled and
+/// length-prefixed, so no two input sets give the same bytes.
+pub struct InputsHash(Sha256);
+
+impl InputsHash {
+    pub fn new() -> Self {
+        Self(Sha256::new())
+    }
+
+    pub fn part(&mut self, label: &str, value: &str) {
+        self.0.update(format!("{label} {}\n", value.len()));
+        self.0.update(value);
+        self.0.update("\n");
+    }
+
+    /// The key, in hex.
+    pub fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// The entry `key` of `cache`, made by `build` unless `complete` finds it
+/// there. A miss takes the cache's lock and looks again: another
+/// image-build may have finished it meanwhile. Gives the entry and whether
+/// it was a hit.
+pub fn cached_entry(
+    cache: &Path,
+    key: &str,
+    complete: impl Fn(&Path) -> bool,
+    build: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<(PathBuf, bool)> {
+    let entry = cache.join(key);
+    let hit = complete(&entry);
+    if !hit {
+        std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+        let _lock = lock(&cache.join("lock"))?;
+        if !complete(&entry) {
+            build()?;
+        }
+    }
+    Ok((entry, hit))
+}
 
 /// Serialises builds that share a cache's source and build directories.
 pub fn lock(path: &Path) -> anyhow::Result<File> {

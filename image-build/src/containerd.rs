@@ -28,9 +28,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
-use crate::build_log::{self, BuildLog, lock};
+use crate::build_log::{self, BuildLog, InputsHash, cached_entry};
 use crate::debian::Packages;
 
 /// Bump when the build below changes what comes out.
@@ -119,16 +118,9 @@ pub fn build(cache: &Path, packages: &Packages) -> anyhow::Result<PathBuf> {
     };
     let key = cache_key(&inputs);
     let cache = cache.join("containerd");
-    let entry = cache.join(&key);
-    let hit = complete(&entry);
-    if !hit {
-        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        let _lock = lock(&cache.join("lock"))?;
-        // Another image-build may have finished it while we waited.
-        if !complete(&entry) {
-            build_uncached(&cache, &key, &inputs)?;
-        }
-    }
+    let (entry, hit) = cached_entry(&cache, &key, complete, || {
+        build_uncached(&cache, &key, &inputs)
+    })?;
     let sizes: Vec<String> = BINARIES
         .iter()
         .map(|(name, _)| {
@@ -155,25 +147,16 @@ fn complete(entry: &Path) -> bool {
         .all(|(name, _)| entry.join("usr/bin").join(name).is_file())
 }
 
-/// sha256 over every input, each part labelled and length-prefixed.
+/// The cache key: every input, labelled.
 fn cache_key(inputs: &Inputs) -> String {
-    let mut hasher = Sha256::new();
-    let mut part = |label: &str, value: &str| {
-        hasher.update(format!("{label} {}\n", value.len()));
-        hasher.update(value);
-        hasher.update("\n");
-    };
-    part("recipe", &RECIPE_VERSION.to_string());
-    part("version", &inputs.version);
-    part("tags", &BUILD_TAGS.join(" "));
-    part("plugins", &PLUGINS.join(" "));
-    part("go", &inputs.go);
-    part("go-packages", &inputs.go_packages);
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let mut hash = InputsHash::new();
+    hash.part("recipe", &RECIPE_VERSION.to_string());
+    hash.part("version", &inputs.version);
+    hash.part("tags", &BUILD_TAGS.join(" "));
+    hash.part("plugins", &PLUGINS.join(" "));
+    hash.part("go", &inputs.go);
+    hash.part("go-packages", &inputs.go_packages);
+    hash.hex()
 }
 
 fn go_version() -> anyhow::Result<String> {

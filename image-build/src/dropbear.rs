@@ -26,9 +26,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
-use crate::build_log::{BuildLog, debian_flags, debian_source, installed_versions, lock};
+use crate::build_log::{
+    BuildLog, InputsHash, cached_entry, debian_flags, debian_source, installed_versions,
+};
 use crate::debian::Packages;
 
 /// Bump when the build below changes what comes out.
@@ -83,16 +84,9 @@ pub fn build(cache: &Path, packages: &Packages) -> anyhow::Result<PathBuf> {
     };
     let key = cache_key(&inputs);
     let cache = cache.join("dropbear");
-    let entry = cache.join(&key);
-    let hit = entry.is_dir();
-    if !hit {
-        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        let _lock = lock(&cache.join("lock"))?;
-        // Another image-build may have finished it while we waited.
-        if !entry.is_dir() {
-            build_uncached(&cache, &key, &inputs)?;
-        }
-    }
+    let (entry, hit) = cached_entry(&cache, &key, Path::is_dir, || {
+        build_uncached(&cache, &key, &inputs)
+    })?;
     let size = std::fs::metadata(entry.join(LAYOUT[0].0)).map_or(0, |m| m.len());
     eprintln!(
         "dropbear: cache {} ({}), {SOURCE_PACKAGE} {}, {size} bytes, {:.1}s",
@@ -104,24 +98,15 @@ pub fn build(cache: &Path, packages: &Packages) -> anyhow::Result<PathBuf> {
     Ok(entry)
 }
 
-/// sha256 over every input, each part labelled and length-prefixed.
+/// The cache key: every input, labelled.
 fn cache_key(inputs: &Inputs) -> String {
-    let mut hasher = Sha256::new();
-    let mut part = |label: &str, value: &str| {
-        hasher.update(format!("{label} {}\n", value.len()));
-        hasher.update(value);
-        hasher.update("\n");
-    };
-    part("recipe", &RECIPE_VERSION.to_string());
-    part("version", &inputs.version);
-    part("configure", &CONFIGURE.join(" "));
-    part("programs", &PROGRAMS.join(" "));
-    part("build-packages", &inputs.build_packages);
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let mut hash = InputsHash::new();
+    hash.part("recipe", &RECIPE_VERSION.to_string());
+    hash.part("version", &inputs.version);
+    hash.part("configure", &CONFIGURE.join(" "));
+    hash.part("programs", &PROGRAMS.join(" "));
+    hash.part("build-packages", &inputs.build_packages);
+    hash.hex()
 }
 
 /// The cache miss: fetch the source, configure, compile, check, store.

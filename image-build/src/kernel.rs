@@ -18,10 +18,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 
 use crate::BuildDirs;
-use crate::build_log::{BuildLog, lock};
+use crate::build_log::{BuildLog, InputsHash, cached_entry};
 use crate::lock::Lock;
 use fragments::Fragment;
 use source::Source;
@@ -48,18 +47,15 @@ pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
     let compiler = compiler_version()?;
     let key = cache_key(&source, &fragments, &compiler);
     let cache = dirs.cache.join("kernel");
-    let entry = cache.join(&key);
-
-    let hit = entry.join("bzImage").is_file();
-    if !hit {
-        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        let _lock = lock(&cache.join("lock"))?;
-        // Another image-build may have finished this kernel while we waited.
-        if !entry.join("bzImage").is_file() {
+    let (entry, hit) = cached_entry(
+        &cache,
+        &key,
+        |entry| entry.join("bzImage").is_file(),
+        || {
             pins.check_installed(&source.package, &source.version, Some(&source.tarball))?;
-            build_uncached(&cache, &key, &source, &fragments)?;
-        }
-    }
+            build_uncached(&cache, &key, &source, &fragments)
+        },
+    )?;
 
     let vmlinuz = dirs.out.join("vmlinuz");
     copy_atomically(&entry.join("bzImage"), &vmlinuz)?;
@@ -85,25 +81,16 @@ pub fn installed_source(dirs: &BuildDirs) -> anyhow::Result<Source> {
 /// The cache key: sha256 over every input that changes the bzImage. Each
 /// part is labelled and length-prefixed so no two input sets hash alike.
 fn cache_key(source: &Source, fragments: &[Fragment], compiler: &str) -> String {
-    let mut hasher = Sha256::new();
-    let mut part = |label: &str, value: &str| {
-        hasher.update(format!("{label} {}\n", value.len()));
-        hasher.update(value);
-        hasher.update("\n");
-    };
-    part("recipe", &RECIPE_VERSION.to_string());
-    part("package", &source.package);
-    part("version", &source.version);
-    part("compiler", compiler);
+    let mut hash = InputsHash::new();
+    hash.part("recipe", &RECIPE_VERSION.to_string());
+    hash.part("package", &source.package);
+    hash.part("version", &source.version);
+    hash.part("compiler", compiler);
     for fragment in fragments {
-        part("fragment", &fragment.name);
-        part("contents", &fragment.contents);
+        hash.part("fragment", &fragment.name);
+        hash.part("contents", &fragment.contents);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hash.hex()
 }
 
 /// The first line of `gcc --version`: a compiler upgrade changes the code.

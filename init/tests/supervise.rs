@@ -14,6 +14,15 @@ use tokio::sync::watch;
 
 static ONE_REAPER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Runs `future` on a current-thread runtime, as PID 1 does.
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 fn take_turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_REAPER_AT_A_TIME
         .lock()
@@ -23,50 +32,42 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn the_reaper_delivers_exit_codes_of_spawned_children() {
     let _turn = take_turn();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let ok = reaper.spawn(&mut Command::new("true")).unwrap();
-            let failing = reaper
-                .spawn(Command::new("sh").args(["-c", "exit 7"]))
-                .unwrap();
-            let killed = reaper
-                .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
-                .unwrap();
-            assert_eq!(ok.exit.await.unwrap(), 0);
-            assert_eq!(failing.exit.await.unwrap(), 7);
-            assert_eq!(killed.exit.await.unwrap(), 137);
-        });
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let ok = reaper.spawn(&mut Command::new("true")).unwrap();
+        let failing = reaper
+            .spawn(Command::new("sh").args(["-c", "exit 7"]))
+            .unwrap();
+        let killed = reaper
+            .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
+            .unwrap();
+        assert_eq!(ok.exit.await.unwrap(), 0);
+        assert_eq!(failing.exit.await.unwrap(), 7);
+        assert_eq!(killed.exit.await.unwrap(), 137);
+    });
 }
 
 #[test]
 fn the_reaper_collects_orphans_nobody_waits_for() {
     let _turn = take_turn();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            // The grandchild is orphaned to us (a subreaper) when sh exits.
-            nix::sys::prctl::set_child_subreaper(true).unwrap();
-            let parent = reaper
-                .spawn(Command::new("sh").args(["-c", "sleep 0.2 & exit 0"]))
-                .unwrap();
-            assert_eq!(parent.exit.await.unwrap(), 0);
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            // Nothing of ours is left unreaped: no zombies among our children.
-            let children =
-                std::fs::read_to_string(format!("/proc/self/task/{}/children", std::process::id()))
-                    .unwrap_or_default();
-            for pid in children.split_whitespace() {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                assert!(!stat.contains(") Z "), "zombie left: {stat}");
-            }
-        });
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        // The grandchild is orphaned to us (a subreaper) when sh exits.
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let parent = reaper
+            .spawn(Command::new("sh").args(["-c", "sleep 0.2 & exit 0"]))
+            .unwrap();
+        assert_eq!(parent.exit.await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Nothing of ours is left unreaped: no zombies among our children.
+        let children =
+            std::fs::read_to_string(format!("/proc/self/task/{}/children", std::process::id()))
+                .unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(!stat.contains(") Z "), "zombie left: {stat}");
+        }
+    });
 }
 
 #[test]
@@ -95,26 +96,22 @@ fn containerd_is_restarted_when_it_dies_and_stopped_on_shutdown() {
         log: dir.path().join("log/daemon.log"),
         cri: false,
     };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let (up_tx, mut up) = watch::channel(0);
-            let (shutdown_tx, shutdown) = watch::channel(None);
-            let task = tokio::spawn(supervise(reaper, config, up_tx, shutdown));
-            // Generation 2 means: it came up, died, and came up again.
-            tokio::time::timeout(Duration::from_secs(30), up.wait_for(|g| *g >= 2))
-                .await
-                .unwrap()
-                .unwrap();
-            shutdown_tx.send_replace(Some(Shutdown::PowerOff));
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap()
-                .unwrap();
-        });
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let (up_tx, mut up) = watch::channel(0);
+        let (shutdown_tx, shutdown) = watch::channel(None);
+        let task = tokio::spawn(supervise(reaper, config, up_tx, shutdown));
+        // Generation 2 means: it came up, died, and came up again.
+        tokio::time::timeout(Duration::from_secs(30), up.wait_for(|g| *g >= 2))
+            .await
+            .unwrap()
+            .unwrap();
+        shutdown_tx.send_replace(Some(Shutdown::PowerOff));
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
+    });
     let written = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
     assert!(written.contains("disabled_plugins"), "{written}");
 }
@@ -125,47 +122,43 @@ fn commands_run_in_order_with_their_output_logged_and_failures_named() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/cloud-init.log");
     let marker = dir.path().join("marker");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let commands = vec![
-                vec![
-                    "/bin/sh".to_string(),
-                    "-c".into(),
-                    format!("echo first; touch {}", marker.display()),
-                ],
-                vec![
-                    "/bin/sh".to_string(),
-                    "-c".into(),
-                    format!("test -e {} && echo second; exit 3", marker.display()),
-                ],
-                vec!["/no/such/program".to_string()],
-            ];
-            let errors = ros::apply::run_commands(
-                &reaper,
-                "runcmd",
-                &commands,
-                &log,
-                ros::apply::RUNCMD_TIMEOUT,
-            )
-            .await;
-            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            assert_eq!(shown.len(), 2, "{shown:?}");
-            assert!(
-                shown[0].starts_with("runcmd `/bin/sh -c test -e"),
-                "{}",
-                shown[0]
-            );
-            assert!(shown[0].contains("exited with 3"), "{}", shown[0]);
-            assert!(
-                shown[1].starts_with("runcmd `/no/such/program`: "),
-                "{}",
-                shown[1]
-            );
-        });
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let commands = vec![
+            vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                format!("echo first; touch {}", marker.display()),
+            ],
+            vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                format!("test -e {} && echo second; exit 3", marker.display()),
+            ],
+            vec!["/no/such/program".to_string()],
+        ];
+        let errors = ros::apply::run_commands(
+            &reaper,
+            "runcmd",
+            &commands,
+            &log,
+            ros::apply::RUNCMD_TIMEOUT,
+        )
+        .await;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("runcmd `/bin/sh -c test -e"),
+            "{}",
+            shown[0]
+        );
+        assert!(shown[0].contains("exited with 3"), "{}", shown[0]);
+        assert!(
+            shown[1].starts_with("runcmd `/no/such/program`: "),
+            "{}",
+            shown[1]
+        );
+    });
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
 }
 
@@ -176,41 +169,37 @@ fn a_command_past_its_timeout_is_killed_with_its_children_and_the_next_runs() {
     let log = dir.path().join("cloud-init.log");
     let child = dir.path().join("child");
     let started = std::time::Instant::now();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let commands = vec![
-                vec![
-                    "/bin/sh".to_string(),
-                    "-c".into(),
-                    format!("sleep 100000 & echo $! > {}; wait", child.display()),
-                ],
-                vec!["/bin/sh".to_string(), "-c".into(), "echo next".into()],
-            ];
-            let errors = ros::apply::run_commands(
-                &reaper,
-                "bootcmd",
-                &commands,
-                &log,
-                Duration::from_millis(500),
-            )
-            .await;
-            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            assert_eq!(shown.len(), 1, "{shown:?}");
-            assert!(
-                shown[0].starts_with("bootcmd `/bin/sh -c sleep 100000 & echo $! > "),
-                "{}",
-                shown[0]
-            );
-            assert!(
-                shown[0].contains("still running after 500ms; killed"),
-                "{}",
-                shown[0]
-            );
-        });
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let commands = vec![
+            vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                format!("sleep 100000 & echo $! > {}; wait", child.display()),
+            ],
+            vec!["/bin/sh".to_string(), "-c".into(), "echo next".into()],
+        ];
+        let errors = ros::apply::run_commands(
+            &reaper,
+            "bootcmd",
+            &commands,
+            &log,
+            Duration::from_millis(500),
+        )
+        .await;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("bootcmd `/bin/sh -c sleep 100000 & echo $! > "),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[0].contains("still running after 500ms; killed"),
+            "{}",
+            shown[0]
+        );
+    });
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "next\n");
     // The background sleep went with its group: its /proc entry goes
@@ -263,46 +252,42 @@ fn a_containerd_whose_socket_never_comes_is_killed_and_started_again() {
         socket_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let (up_tx, up) = watch::channel(0);
-            let (shutdown_tx, shutdown) = watch::channel(None);
-            let task = tokio::spawn(supervise_with(reaper, config, limits, up_tx, shutdown));
-            let restarted = tokio::time::timeout(Duration::from_secs(20), async {
-                loop {
-                    let count = std::fs::read_to_string(&starts).unwrap_or_default();
-                    if count.lines().count() >= 2 {
-                        return count;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let (up_tx, up) = watch::channel(0);
+        let (shutdown_tx, shutdown) = watch::channel(None);
+        let task = tokio::spawn(supervise_with(reaper, config, limits, up_tx, shutdown));
+        let restarted = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let count = std::fs::read_to_string(&starts).unwrap_or_default();
+                if count.lines().count() >= 2 {
+                    return count;
                 }
-            })
-            .await
-            .unwrap();
-            assert_eq!(*up.borrow(), 0, "it never answered");
-            // Every start gets the Go runtime's settings (unless the test
-            // runs with its own, which then win).
-            if std::env::var_os("GOGC").is_none() {
-                assert!(
-                    restarted.lines().all(|line| line.ends_with(" GOGC=50")),
-                    "{restarted}"
-                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            // The first is gone: killed, not left beside the second.
-            let first = restarted.lines().next().unwrap().split(' ').next().unwrap();
-            let stat = std::fs::read_to_string(format!("/proc/{first}/stat")).unwrap_or_default();
-            assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
-            // A shutdown while it starts is not held up by the wait.
-            shutdown_tx.send_replace(Some(Shutdown::PowerOff));
-            tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .unwrap()
-                .unwrap();
-        });
+        })
+        .await
+        .unwrap();
+        assert_eq!(*up.borrow(), 0, "it never answered");
+        // Every start gets the Go runtime's settings (unless the test
+        // runs with its own, which then win).
+        if std::env::var_os("GOGC").is_none() {
+            assert!(
+                restarted.lines().all(|line| line.ends_with(" GOGC=50")),
+                "{restarted}"
+            );
+        }
+        // The first is gone: killed, not left beside the second.
+        let first = restarted.lines().next().unwrap().split(' ').next().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{first}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
+        // A shutdown while it starts is not held up by the wait.
+        shutdown_tx.send_replace(Some(Shutdown::PowerOff));
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .unwrap()
+            .unwrap();
+    });
 }
 
 #[test]
@@ -332,47 +317,41 @@ fn a_stopped_containerd_is_restarted_once_its_probes_go_unanswered() {
         probe_timeout: Duration::from_secs(1),
         probe_failures: 3,
     };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let reaper = Reaper::start().unwrap();
-            let (up_tx, mut up) = watch::channel(0);
-            let (shutdown_tx, shutdown) = watch::channel(None);
-            let task = tokio::spawn(supervise_with(reaper, config, limits, up_tx, shutdown));
-            tokio::time::timeout(Duration::from_secs(20), up.wait_for(|g| *g >= 1))
-                .await
-                .unwrap()
-                .unwrap();
-            // Answering, it is left alone.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            assert_eq!(*up.borrow(), 1);
-            assert!(ros::supervise::containerd::answers(&socket, Duration::from_secs(2)).await);
-            let first: i32 = std::fs::read_to_string(&pids)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(first),
-                nix::sys::signal::Signal::SIGSTOP,
-            )
+    block_on(async {
+        let reaper = Reaper::start().unwrap();
+        let (up_tx, mut up) = watch::channel(0);
+        let (shutdown_tx, shutdown) = watch::channel(None);
+        let task = tokio::spawn(supervise_with(reaper, config, limits, up_tx, shutdown));
+        tokio::time::timeout(Duration::from_secs(20), up.wait_for(|g| *g >= 1))
+            .await
+            .unwrap()
             .unwrap();
-            assert!(
-                !ros::supervise::containerd::answers(&socket, Duration::from_millis(300)).await
-            );
-            tokio::time::timeout(Duration::from_secs(20), up.wait_for(|g| *g >= 2))
-                .await
-                .unwrap()
-                .unwrap();
-            let all = std::fs::read_to_string(&pids).unwrap();
-            assert_eq!(all.lines().count(), 2, "{all}");
-            assert_ne!(all.lines().nth(1).unwrap(), first.to_string());
-            shutdown_tx.send_replace(Some(Shutdown::PowerOff));
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .unwrap()
-                .unwrap();
-        });
+        // Answering, it is left alone.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(*up.borrow(), 1);
+        assert!(ros::supervise::containerd::answers(&socket, Duration::from_secs(2)).await);
+        let first: i32 = std::fs::read_to_string(&pids)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(first),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+        assert!(!ros::supervise::containerd::answers(&socket, Duration::from_millis(300)).await);
+        tokio::time::timeout(Duration::from_secs(20), up.wait_for(|g| *g >= 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let all = std::fs::read_to_string(&pids).unwrap();
+        assert_eq!(all.lines().count(), 2, "{all}");
+        assert_ne!(all.lines().nth(1).unwrap(), first.to_string());
+        shutdown_tx.send_replace(Some(Shutdown::PowerOff));
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
+    });
 }

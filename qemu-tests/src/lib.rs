@@ -790,9 +790,14 @@ pub fn median(mut values: Vec<Duration>) -> Duration {
 /// An OpenStack config drive: vfat labelled `config-2` with
 /// `openstack/latest/user_data`, built with dosfstools and mtools.
 pub fn config_drive(dir: &Path, user_data: &str) -> PathBuf {
-    let image = dir.join("config-2.img");
+    config_drive_named(dir, "config-2.img", user_data.as_bytes(), 4 << 20)
+}
+
+/// A [`config_drive`] image `dir/name` of `len` bytes holding `user_data`.
+pub fn config_drive_named(dir: &Path, name: &str, user_data: &[u8], len: u64) -> PathBuf {
+    let image = dir.join(name);
     std::fs::File::create(&image)
-        .and_then(|f| f.set_len(4 << 20))
+        .and_then(|f| f.set_len(len))
         .expect("a config drive image");
     let data = dir.join("user_data");
     std::fs::write(&data, user_data).expect("writing user_data");

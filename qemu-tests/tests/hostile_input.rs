@@ -5,7 +5,6 @@
 //! as a user would) stays bounded.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use qemu_tests::{Image, Vm, VmBuilder, config_drive};
@@ -42,33 +41,9 @@ fn pid1_peak_kib(vm: &mut Vm) -> u64 {
 /// A config drive like [`config_drive`], big enough for `size` bytes of
 /// user-data: a `#cloud-config` line and then `#` up to `size`.
 fn large_config_drive(dir: &Path, size: usize) -> PathBuf {
-    let image = dir.join("config-2-large.img");
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(size as u64 + (16 << 20)))
-        .expect("a config drive image");
-    let data = dir.join("user_data");
     let mut text = b"#cloud-config\nhostname: too-large\n".to_vec();
     text.resize(size, b'#');
-    std::fs::write(&data, &text).expect("writing user_data");
-    let run = |command: &mut Command| {
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("{command:?}: {e} (apt-get install dosfstools mtools)"));
-        assert!(output.status.success(), "{command:?}: {output:?}");
-    };
-    run(Command::new("mkfs.vfat")
-        .args(["-n", "config-2"])
-        .arg(&image));
-    run(Command::new("mmd")
-        .arg("-i")
-        .arg(&image)
-        .args(["::openstack", "::openstack/latest"]));
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&image)
-        .arg(&data)
-        .arg("::openstack/latest/user_data"));
-    image
+    qemu_tests::config_drive_named(dir, "config-2-large.img", &text, size as u64 + (16 << 20))
 }
 
 #[test]
