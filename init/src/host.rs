@@ -78,7 +78,8 @@ pub trait Host: Send + Sync {
     fn reboot(&self, how: Shutdown) -> HostResult<()>;
     /// Sends `signal` to every process but PID 1 (`kill(-1)`).
     fn signal_all(&self, signal: Signal) -> HostResult<()>;
-    /// Whether any process but PID 1 is left (`kill(-1, 0)`).
+    /// Whether any process but PID 1 is left: kernel threads and
+    /// zombies do not count.
     fn processes_left(&self) -> bool;
     /// Reaps every child that has exited, without waiting.
     fn reap_exited(&self);
@@ -177,8 +178,22 @@ impl Host for RealHost {
     }
 
     fn processes_left(&self) -> bool {
-        // Signal 0 probes: ESRCH means no process is left.
-        nix::sys::signal::kill(Pid::from_raw(-1), None) != Err(nix::errno::Errno::ESRCH)
+        // kill(-1, 0) would answer yes while kernel threads exist, that
+        // is always, and so every shutdown would wait out the grace.
+        match std::fs::read_dir("/proc") {
+            Ok(entries) => entries.flatten().any(|entry| {
+                let pid = entry.file_name();
+                let pid = pid.to_string_lossy();
+                pid != "1"
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+                    && std::fs::read_to_string(entry.path().join("stat"))
+                        .is_ok_and(|stat| is_user_process(&stat))
+            }),
+            // Without /proc, signal 0 probes: ESRCH means none is left.
+            Err(_) => {
+                nix::sys::signal::kill(Pid::from_raw(-1), None) != Err(nix::errno::Errno::ESRCH)
+            }
+        }
     }
 
     fn reap_exited(&self) {
@@ -475,9 +490,46 @@ impl Host for FakeHost {
     }
 }
 
+/// Whether a `/proc/PID/stat` line is of a live user-space process: not
+/// a kernel thread (`PF_KTHREAD` in its flags), not a zombie.
+fn is_user_process(stat: &str) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    // The name, in parentheses, may hold spaces and `)`: fields are
+    // counted after its last `)`. Then: state, ppid, pgrp, session,
+    // tty_nr, tpgid, flags.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = fields.split_whitespace();
+    let state = fields.next();
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok());
+    match (state, flags) {
+        (Some(state), Some(flags)) => state != "Z" && state != "X" && flags & PF_KTHREAD == 0,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_threads_and_zombies_are_not_processes_left_to_stop() {
+        let sh = "42 (sh) S 1 42 42 34816 42 4194560 154 0 0 0 0 0 0 0 20 0 1 0 300 2240512";
+        let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0";
+        let worker = "7 (kworker/0:0H-events_highpri) I 2 0 0 0 -1 69238880 0 0 0 0";
+        let zombie = "43 (sleep) Z 42 42 42 34816 42 4227084 0 0 0 0 0 0 0 0 20 0 1 0";
+        let odd_name = "44 (a) b S c) R 1 44 44 0 -1 4194304 0 0 0 0";
+        assert!(is_user_process(sh));
+        assert!(!is_user_process(kthread));
+        assert!(!is_user_process(worker));
+        assert!(!is_user_process(zombie));
+        assert!(is_user_process(odd_name));
+        assert!(!is_user_process("garbage"));
+        // This test's own process is one.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(is_user_process(&own));
+    }
 
     #[test]
     fn fake_records_calls_in_order() {

@@ -363,6 +363,27 @@ fn validate_names_a_capability_the_kernel_does_not_have_by_its_key() {
 }
 
 #[test]
+fn validate_names_a_stop_signal_that_is_no_signal_by_its_key() {
+    let machine = Machine::new();
+    let output = machine.ros_with_stdin(
+        &["validate"],
+        "rancher:\n  services:\n    ntp:\n      image: ros/ntp\n      stop_signal: SIGTREM\n",
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "line 5: `rancher.services.ntp.stop_signal`: `SIGTREM` is not a signal \
+         (a name like SIGTERM or TERM, or a number 1..=64; see signal(7))\n"
+    );
+    let output = machine.ros_with_stdin(
+        &["validate"],
+        "rancher:\n  services:\n    ntp:\n      image: ros/ntp\n      stop_signal: 9\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(stderr(&output), "", "an applied key draws no warning");
+}
+
+#[test]
 fn keys_lists_every_valid_key() {
     let keys = ok(Machine::new().ros(&["keys"]));
     for key in [

@@ -111,7 +111,6 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "rancher.services.nginx.log_driver@26",
             "rancher.services.nginx.log_opt@27",
             "rancher.services.nginx.security_opt@29",
-            "rancher.services.nginx.stop_signal@30",
             "rancher.services.nginx.shm_size@31",
             "rancher.services.nginx.memswap_limit@32",
             "rancher.services.nginx.cpu_quota@35",

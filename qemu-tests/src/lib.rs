@@ -613,7 +613,7 @@ impl Vm {
             // Quoted apart, so the echo of the typed line does not match.
             self.send_line("echo '@@SHELL''-UP@@'");
             if self
-                .wait_for_after(from, "@@SHELL-UP@@", Duration::from_secs(3))
+                .wait_for_after(from, "@@SHELL-UP@@", Duration::from_secs(1))
                 .is_ok()
             {
                 return;

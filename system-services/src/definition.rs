@@ -17,7 +17,8 @@ use os_config::schema::{self, NetworkMode, Rancher, Scope, StringOrList};
 
 use crate::root::Root;
 use crate::service::{
-    BindMount, Device, HostNamespaces, Limits, Service, ServiceName, User, default_capabilities,
+    BindMount, Device, HostNamespaces, Limits, Service, ServiceName, Signal, User,
+    default_capabilities,
 };
 
 /// Where service root directories are: `image: ros/<name>` is `<dir>/<name>`.
@@ -354,6 +355,7 @@ pub fn resolve(
             cpu_shares: definition.cpu_shares,
         },
         restart,
+        stop_signal: definition.stop_signal.unwrap_or(Signal::TERM),
         after,
         after_network,
         before,
@@ -1159,6 +1161,7 @@ ntp:
   working_dir: /var/lib/ntp
   mem_limit: 32m
   cpu_shares: 512
+  stop_signal: SIGQUIT
 keys:
   image: ros/console
   command: [/bin/true]
@@ -1214,6 +1217,11 @@ keys:
                 cpu_shares: Some(512)
             }
         );
+        assert_eq!(s.stop_signal.number(), 3);
+        // Unless a definition names one, SIGTERM.
+        let keys = all.keys().find(|n| n.as_str() == "keys").unwrap();
+        let keys = resolve(keys, &all[keys], &all, &fixture.context).unwrap();
+        assert_eq!(keys.stop_signal, Signal::TERM);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The running set of services. At boot each service starts as soon as
 //! the services it waits for have settled (running, or for a one-shot job
 //! finished); afterwards a person starts, stops, restarts and removes them
-//! one by one. Everything stops in the reverse of the order it started.
+//! one by one. At shutdown each service stops once the services that wait
+//! for it have stopped; those that nothing left waits for stop together.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -285,13 +286,44 @@ impl<R: ContainerRuntime> Engine<R> {
         }
     }
 
-    /// Stops every service, the last started first.
+    /// Stops every service, in waves: those that no service still running
+    /// waits for stop together (a stop can take its whole grace period,
+    /// so one after another would add them up), then the next.
     pub async fn stop_all(&self) {
-        let order: Vec<ServiceName> = self.started().iter().rev().cloned().collect();
-        for name in order {
-            let _ = self.stop(&name).await;
+        let mut left: Vec<ServiceName> = self.started().iter().rev().cloned().collect();
+        while !left.is_empty() {
+            let (mut now, mut later): (Vec<_>, Vec<_>) = {
+                let slots = self.slots();
+                let waited_for = |name: &ServiceName| {
+                    left.iter()
+                        .any(|other| other != name && waits_for(&slots, other, name))
+                };
+                left.iter().cloned().partition(|name| !waited_for(name))
+            };
+            if now.is_empty() {
+                // A cycle the plan would have refused: last started first.
+                now.push(later.remove(0));
+            }
+            futures::future::join_all(now.iter().map(|name| self.stop(name))).await;
+            left = later;
         }
     }
+}
+
+/// Whether `waiter` comes after `service`: its `after` names it, or the
+/// service's `before` names the waiter.
+fn waits_for(
+    slots: &BTreeMap<ServiceName, Slot>,
+    waiter: &ServiceName,
+    service: &ServiceName,
+) -> bool {
+    let after = slots
+        .get(waiter)
+        .is_some_and(|slot| slot.service.after.contains(service));
+    let before = slots
+        .get(service)
+        .is_some_and(|slot| slot.service.before.contains(waiter));
+    after || before
 }
 
 #[cfg(test)]
@@ -362,6 +394,42 @@ mod tests {
         assert_eq!(created(&runtime), ["udev", "syslog", "console"]);
         engine.stop_all().await;
         assert_eq!(removed(&runtime), ["console", "syslog", "udev"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_nothing_waits_for_stop_together_and_before_what_they_wait_for() {
+        // Each ignores SIGTERM, so each stop takes the whole grace period.
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.ignore_sigterm();
+        let engine = engine(&runtime);
+        let mut early = service("early", &[]);
+        early.before = vec![name("acpid")];
+        let services = [
+            service("ntp", &["syslog"]),
+            service("syslog", &[]),
+            service("console", &[]),
+            service("acpid", &[]),
+            early,
+        ];
+        let plan = plan(&services, |_| false);
+        engine.start_plan(&services, &plan).await;
+        let begun = tokio::time::Instant::now();
+        engine.stop_all().await;
+        // Two waves: ntp, console and acpid; then syslog and early.
+        let took = begun.elapsed();
+        assert!(
+            took >= Duration::from_secs(20) && took < Duration::from_secs(21),
+            "{took:?}"
+        );
+        let removed = removed(&runtime);
+        let at = |n: &str| removed.iter().position(|r| r == n).unwrap();
+        assert_eq!(removed.len(), 5);
+        assert!(at("ntp") < at("syslog"), "{removed:?}");
+        assert!(at("acpid") < at("early"), "{removed:?}");
+        assert!(
+            at("console") < at("syslog") && at("console") < at("early"),
+            "{removed:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ use crate::root::{ImageDefaults, Root};
 
 // The name and the restart policy are the cloud-config's own types, one
 // definition for `ros config validate` and for the boot.
-pub use os_config::schema::{InvalidServiceName, RestartPolicy, ServiceName};
+pub use os_config::schema::{InvalidServiceName, RestartPolicy, ServiceName, Signal};
 
 /// Which namespaces the service shares with the host instead of owning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +99,8 @@ pub struct Service {
     pub devices: Vec<Device>,
     pub limits: Limits,
     pub restart: RestartPolicy,
+    /// What a stop sends first (`stop_signal`); SIGKILL after the grace.
+    pub stop_signal: Signal,
     /// Services this one starts after (`io.rancher.os.after`).
     pub after: Vec<ServiceName>,
     /// Starts once the network is online (`io.rancher.os.after: network`,
@@ -161,6 +163,7 @@ impl Service {
             devices: Vec::new(),
             limits: Limits::default(),
             restart: RestartPolicy::No,
+            stop_signal: Signal::TERM,
             after: Vec::new(),
             before: Vec::new(),
             detach: true,

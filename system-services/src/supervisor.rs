@@ -18,9 +18,8 @@ use crate::spec::SpecError;
 
 /// How often to look again while containerd itself is away.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
-/// How long a stopping task gets between SIGTERM and SIGKILL.
+/// How long a stopping task gets between its stop signal and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-const SIGTERM: u32 = 15;
 const SIGKILL: u32 = 9;
 
 /// What a supervised service is doing.
@@ -125,8 +124,8 @@ impl Supervised {
         finished(self.status()).await
     }
 
-    /// Stops the task (SIGTERM, then SIGKILL after a grace period) and
-    /// removes the container; returns when done.
+    /// Stops the task (its stop signal, SIGTERM unless set, then SIGKILL
+    /// after a grace period) and removes the container; returns when done.
     pub async fn stop(self) {
         let _ = self.keep_running.send(false);
         if let Err(err) = self.task.await {
@@ -406,8 +405,8 @@ impl<R: ContainerRuntime> Job<R> {
             .or_else(ignore_not_found)
     }
 
-    /// Stops the task, if any: SIGTERM, a grace period, SIGKILL; then
-    /// removes task and container.
+    /// Stops the task, if any: its stop signal, a grace period, SIGKILL;
+    /// then removes task and container.
     async fn remove(&self) {
         let id = &self.id;
         if let Ok(Some(task)) = self.runtime.task(id).await
@@ -416,10 +415,11 @@ impl<R: ContainerRuntime> Job<R> {
             // With its own PID namespace, its first process ends the rest
             // and may have moved out of the top cgroup (a nested engine);
             // in the host's, every process of the cgroup is told.
+            let signal = self.service.stop_signal.number();
             let _ = if self.service.host.pid {
-                self.runtime.kill_task(id, SIGTERM).await
+                self.runtime.kill_task(id, signal).await
             } else {
-                self.runtime.kill_init(id, SIGTERM).await
+                self.runtime.kill_init(id, signal).await
             };
             let exited = tokio::time::timeout(STOP_GRACE, self.runtime.wait_task(id)).await;
             if exited.is_err() {
@@ -489,6 +489,8 @@ fn ignore_not_found(err: RuntimeError) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SIGTERM: u32 = 15;
     use crate::fake::{FakeCall, FakeRuntime};
     use crate::root::{ImageDefaults, Root};
     use crate::service::{RestartPolicy, ServiceName};
@@ -726,6 +728,33 @@ mod tests {
         let calls = runtime.calls();
         assert!(calls.contains(&FakeCall::Kill("svc".into(), SIGTERM)));
         assert!(!calls.contains(&FakeCall::KillInit("svc".into(), SIGTERM)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_signal_is_sent_instead_of_sigterm_and_ends_it_without_the_grace() {
+        // As acpid: the first process of its PID namespace, it catches no
+        // signal, so SIGTERM would only start the grace period.
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.ignore_sigterm();
+        let mut service = service(RestartPolicy::Always);
+        service.stop_signal = "SIGKILL".parse().unwrap();
+        let supervised = start_service(&runtime, service);
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+        let at = Instant::now();
+        supervised.stop().await;
+        assert!(at.elapsed() < STOP_GRACE);
+        let calls = runtime.calls();
+        assert!(calls.contains(&FakeCall::KillInit("svc".into(), SIGKILL)));
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, FakeCall::KillInit(_, SIGTERM)))
+        );
+        assert!(!runtime.has_container("svc"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -154,7 +154,9 @@ fn exited(state: State) -> bool {
 async fn detached_containers_with_net_none_and_host_write_their_output_to_the_log() {
     require_root!();
     let f = Fixture::new().await;
-    let script = "echo to-stdout; echo to-stderr >&2; echo host=$(hostname); ls /sys/class/net";
+    // The links on one line of stdout: the shim copies stdout and stderr
+    // separately, so lines of the two interleave in any order.
+    let script = "echo to-stdout; echo to-stderr >&2; echo host=$(hostname); echo links=$(ls /sys/class/net)";
     let none = f.options("quiet", NetMode::None, &["sh", "-c", script]);
     let started = f.run(&none).await.unwrap();
     assert_eq!(started.name, "quiet");
@@ -166,26 +168,51 @@ async fn detached_containers_with_net_none_and_host_write_their_output_to_the_lo
         "{log}"
     );
     assert!(log.contains("host=quiet\n"), "{log}");
-    let interfaces: Vec<&str> = log
-        .lines()
-        .skip_while(|l| !l.starts_with("host="))
-        .skip(1)
-        .collect();
-    assert_eq!(interfaces, ["lo"], "only loopback in its own netns: {log}");
+    assert_eq!(
+        links_in(&log),
+        ["lo"],
+        "only loopback in its own netns: {log}"
+    );
 
+    // Other tests add and remove links on the host meanwhile: the
+    // container sees every link there before and after its run, and no
+    // link that was in neither.
+    let before = host_links();
     let host = f.options("shared", NetMode::Host, &["sh", "-c", script]);
     f.run(&host).await.unwrap();
     f.until("shared", "exited", exited).await;
+    let after = host_links();
     let log = f.log("shared");
     let ours = workloads::files::host_name();
     assert!(log.contains(&format!("host={ours}\n")), "{log}");
-    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
-    let seen = log
+    let seen = links_in(&log);
+    for link in before.intersection(&after) {
+        assert!(seen.contains(link), "the host's {link} is missing: {log}");
+    }
+    for link in &seen {
+        assert!(
+            before.contains(link) || after.contains(link),
+            "{link} is not a host link: {log}"
+        );
+    }
+}
+
+fn host_links() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The interface names of the script's `links=` line, sorted.
+fn links_in(log: &str) -> Vec<String> {
+    let line = log
         .lines()
-        .skip_while(|l| !l.starts_with("host="))
-        .skip(1)
-        .count();
-    assert_eq!(seen, host_links, "the host's interfaces: {log}");
+        .find_map(|line| line.strip_prefix("links="))
+        .unwrap_or_else(|| panic!("no links= line in the log: {log}"));
+    let mut links: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    links.sort();
+    links
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

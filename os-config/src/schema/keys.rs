@@ -142,7 +142,7 @@ pub static KEYS: &[KeySpec] = &[
     unimplemented("rancher.services.<name>.security_opt"),
     free("rancher.services.<name>.ulimits"),
     free("rancher.services.<name>.env_file"),
-    unimplemented("rancher.services.<name>.stop_signal"),
+    key("rancher.services.<name>.stop_signal"),
     unimplemented("rancher.services.<name>.cgroup_parent"),
     free("rancher.services_include"),
     key("rancher.console"),

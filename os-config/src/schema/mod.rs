@@ -32,7 +32,7 @@ pub use network::{
 };
 pub use newtypes::{
     AbsolutePath, ByteSize, Capability, DomainName, FileMode, Hostname, InvalidServiceName,
-    ServiceName,
+    ServiceName, Signal,
 };
 pub use owner::Owner;
 pub use scalar::{KeyValues, StringOrList};

@@ -36,6 +36,11 @@ pub enum InvalidValue {
         "`{0}` is not a Linux capability (like NET_ADMIN, CAP_SYS_ADMIN or ALL; see capabilities(7))"
     )]
     Capability(String),
+    /// Not a signal.
+    #[error(
+        "`{0}` is not a signal (a name like SIGTERM or TERM, or a number 1..=64; see signal(7))"
+    )]
+    Signal(String),
 }
 
 /// A host name as RFC 1123 allows.
@@ -343,9 +348,100 @@ impl TryFrom<String> for Capability {
     }
 }
 
+/// A signal, as compose's `stop_signal` names it: `SIGTERM`, `TERM` or
+/// `15`; kept as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal(u8);
+
+/// Linux's standard signals on x86-64 and arm64, by number - 1.
+const SIGNAL_NAMES: [&str; 31] = [
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+];
+
+impl Signal {
+    /// SIGTERM, what a service is stopped with unless it says otherwise.
+    pub const TERM: Self = Self(15);
+
+    /// The signal's number.
+    pub fn number(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match SIGNAL_NAMES.get(usize::from(self.0).wrapping_sub(1)) {
+            Some(name) => write!(f, "SIG{name}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl FromStr for Signal {
+    type Err = InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidValue::Signal(text.to_owned());
+        if let Ok(number) = text.parse::<u8>() {
+            // 1..=31 standard, 32..=64 real-time (SIGRTMIN+n).
+            return (1..=64)
+                .contains(&number)
+                .then_some(Self(number))
+                .ok_or_else(invalid);
+        }
+        let upper = text.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        SIGNAL_NAMES
+            .iter()
+            .position(|name| *name == bare)
+            .and_then(|index| u8::try_from(index + 1).ok())
+            .map(Self)
+            .ok_or_else(invalid)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let super::scalar::ScalarText(text) = Deserialize::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_names_with_or_without_sig_or_numbers() {
+        for (text, number) in [
+            ("SIGTERM", 15),
+            ("TERM", 15),
+            ("sigkill", 9),
+            ("Hup", 1),
+            ("SIGSYS", 31),
+            ("9", 9),
+            ("64", 64),
+        ] {
+            assert_eq!(
+                text.parse::<Signal>().map(Signal::number),
+                Ok(number),
+                "{text}"
+            );
+        }
+        for bad in ["", "SIG", "SIGTREM", "0", "65", "-9", "TERM ", "SIGRTMIN"] {
+            assert_eq!(
+                bad.parse::<Signal>(),
+                Err(InvalidValue::Signal(bad.to_owned()))
+            );
+        }
+        assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+        assert_eq!(
+            "40".parse::<Signal>().map(|s| s.to_string()),
+            Ok("40".into())
+        );
+    }
 
     #[test]
     fn hostnames() {

@@ -232,8 +232,8 @@ pub static SERVICE_KEYS: &[(&str, Status, &str)] = &[
     ),
     (
         "stop_signal",
-        Status::NotImplemented,
-        "services stop with SIGTERM",
+        Status::Implemented,
+        "then SIGKILL after 10 s, as Docker's default",
     ),
     (
         "tty",

@@ -105,6 +105,9 @@ pub struct Service {
     /// Keep stdin open.
     #[serde(deserialize_with = "bool_word")]
     pub stdin_open: bool,
+    /// The signal a stop sends first (SIGTERM unless set); SIGKILL
+    /// follows after the grace period.
+    pub stop_signal: Option<super::newtypes::Signal>,
     // Compose keys RancherOS accepted that this system does not apply:
     // kept so a RancherOS config still loads; each draws a warning.
     /// Port publishing.
@@ -134,8 +137,6 @@ pub struct Service {
     /// Environment files on the host (`KEY=value` lines); `environment`
     /// wins over them.
     pub env_file: Option<StringOrList>,
-    /// Signal to stop with.
-    pub stop_signal: Option<serde_norway::Value>,
     /// cgroup parent.
     pub cgroup_parent: Option<serde_norway::Value>,
 }
