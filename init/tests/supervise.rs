@@ -116,6 +116,11 @@ fn containerd_is_restarted_when_it_dies_and_stopped_on_shutdown() {
     assert!(written.contains("disabled_plugins"), "{written}");
 }
 
+/// `/bin/sh -c script`, as a runcmd entry.
+fn sh(script: impl Into<String>) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
 #[test]
 fn commands_run_in_order_with_their_output_logged_and_failures_named() {
     let _turn = take_turn();
@@ -125,16 +130,11 @@ fn commands_run_in_order_with_their_output_logged_and_failures_named() {
     block_on(async {
         let reaper = Reaper::start().unwrap();
         let commands = vec![
-            vec![
-                "/bin/sh".to_string(),
-                "-c".into(),
-                format!("echo first; touch {}", marker.display()),
-            ],
-            vec![
-                "/bin/sh".to_string(),
-                "-c".into(),
-                format!("test -e {} && echo second; exit 3", marker.display()),
-            ],
+            sh(format!("echo first; touch {}", marker.display())),
+            sh(format!(
+                "test -e {} && echo second; exit 3",
+                marker.display()
+            )),
             vec!["/no/such/program".to_string()],
         ];
         let errors = ros::apply::run_commands(
@@ -172,12 +172,11 @@ fn a_command_past_its_timeout_is_killed_with_its_children_and_the_next_runs() {
     block_on(async {
         let reaper = Reaper::start().unwrap();
         let commands = vec![
-            vec![
-                "/bin/sh".to_string(),
-                "-c".into(),
-                format!("sleep 100000 & echo $! > {}; wait", child.display()),
-            ],
-            vec!["/bin/sh".to_string(), "-c".into(), "echo next".into()],
+            sh(format!(
+                "sleep 100000 & echo $! > {}; wait",
+                child.display()
+            )),
+            sh("echo next"),
         ];
         let errors = ros::apply::run_commands(
             &reaper,

@@ -518,6 +518,15 @@ mod tests {
         )
     }
 
+    /// Waits until the supervised service is running.
+    async fn until_running(supervised: &Supervised) {
+        let mut status = supervised.status();
+        until(&mut status, |s| {
+            matches!(s.state, ServiceState::Running { .. })
+        })
+        .await;
+    }
+
     async fn until(
         status: &mut watch::Receiver<ServiceStatus>,
         f: impl Fn(&ServiceStatus) -> bool,
@@ -719,11 +728,7 @@ mod tests {
         let mut service = service(RestartPolicy::Always);
         service.host.pid = true;
         let supervised = start_service(&runtime, service);
-        let mut status = supervised.status();
-        until(&mut status, |s| {
-            matches!(s.state, ServiceState::Running { .. })
-        })
-        .await;
+        until_running(&supervised).await;
         supervised.stop().await;
         let calls = runtime.calls();
         assert!(calls.contains(&FakeCall::Kill("svc".into(), SIGTERM)));
@@ -739,11 +744,7 @@ mod tests {
         let mut service = service(RestartPolicy::Always);
         service.stop_signal = "SIGKILL".parse().unwrap();
         let supervised = start_service(&runtime, service);
-        let mut status = supervised.status();
-        until(&mut status, |s| {
-            matches!(s.state, ServiceState::Running { .. })
-        })
-        .await;
+        until_running(&supervised).await;
         let at = Instant::now();
         supervised.stop().await;
         assert!(at.elapsed() < STOP_GRACE);
@@ -762,11 +763,7 @@ mod tests {
         let runtime = Arc::new(FakeRuntime::default());
         runtime.ignore_sigterm();
         let supervised = start(&runtime, RestartPolicy::Always);
-        let mut status = supervised.status();
-        until(&mut status, |s| {
-            matches!(s.state, ServiceState::Running { .. })
-        })
-        .await;
+        until_running(&supervised).await;
         let at = Instant::now();
         supervised.stop().await;
         assert!(at.elapsed() >= STOP_GRACE);

@@ -372,7 +372,10 @@ impl Signal {
 
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match SIGNAL_NAMES.get(usize::from(self.0).wrapping_sub(1)) {
+        match usize::from(self.0)
+            .checked_sub(1)
+            .and_then(|i| SIGNAL_NAMES.get(i))
+        {
             Some(name) => write!(f, "SIG{name}"),
             None => write!(f, "{}", self.0),
         }
