@@ -33,7 +33,9 @@ const PROBE_SCRIPT: &str = "until [ -x /probe/clone3-user ]; do sleep 0.2; done;
 
 /// The user-data: the probes as files, and two probe services, one with
 /// its own PID namespace (as every unprivileged built-in service) and one
-/// sharing the host's (to try the other services' roots).
+/// sharing the host's (to try the other services' roots). Both start
+/// after syslog, so rsyslogd runs when they look (it starts alongside
+/// them otherwise, and was missed once in CI).
 fn user_data() -> String {
     let mut files = String::new();
     for (name, program) in probes() {
@@ -45,7 +47,7 @@ fn user_data() -> String {
     let script = PROBE_SCRIPT.replace('\\', "\\\\").replace('"', "\\\"");
     let service = |name: &str, pid_host: bool| {
         format!(
-            "    {name}:\n      image: ros/acpid\n      command: [/bin/sh, -c, \"{script}\"]\n      labels:\n        io.rancher.os.scope: system\n      volumes:\n        - /var/lib/rancher/probe:/probe:ro\n{}      restart: \"no\"\n",
+            "    {name}:\n      image: ros/acpid\n      command: [/bin/sh, -c, \"{script}\"]\n      labels:\n        io.rancher.os.scope: system\n        io.rancher.os.after: syslog\n      volumes:\n        - /var/lib/rancher/probe:/probe:ro\n{}      restart: \"no\"\n",
             if pid_host { "      pid: host\n" } else { "" }
         )
     };
@@ -170,8 +172,8 @@ fn an_unprivileged_service_makes_no_namespace_and_reaches_no_other_root() {
     let host_pid = probe_results(&mut vm, "probe-host-pid");
     assert_eq!(host_pid[..5], own_pid[..], "probe-host-pid");
     let roots: Vec<&String> = host_pid[5..].iter().collect();
-    // rsyslogd runs by then; ntpd only once the network is online, so
-    // it is checked when it was there.
+    // rsyslogd runs by then (the probes start after syslog); ntpd only
+    // once the network is online, so it is checked when it was there.
     assert!(
         roots.iter().any(|r| r.starts_with("root-of-rsyslogd=")),
         "{host_pid:?}"
