@@ -184,10 +184,11 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
         false,
     ));
 
-    // The user containerd runs by default, with Docker's socket.
-    vm.check("test -S /run/containerd/containerd.sock");
+    // Typed as soon as the console is up: the command waits for the user
+    // containerd, which runs by default, with Docker's socket.
     let pulled = vm.check(&format!("ros pull {web}"));
     assert!(pulled.contains("pulled"), "{pulled}");
+    vm.check("test -S /run/containerd/containerd.sock");
     let started = Instant::now();
     let name = vm.check(&format!("ros run -d --name web -p 8080:80 {web}"));
     assert_eq!(name.trim(), "web");

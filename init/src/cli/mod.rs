@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod engine_start;
 pub mod images;
 pub mod install;
 pub mod log_pipe;

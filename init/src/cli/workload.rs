@@ -303,6 +303,16 @@ impl From<anyhow::Error> for Failure {
 async fn connect() -> Result<Engine, Failure> {
     let settings = settings();
     let socket = settings.socket.clone();
+    let control = std::env::var_os(super::service::SOCKET_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(system_services::control::SOCKET));
+    super::engine_start::wait_for_socket(
+        &socket,
+        super::engine_start::WAIT,
+        || super::service::services(&control).ok(),
+        |line| eprintln!("{line}"),
+    )
+    .await?;
     Engine::connect(settings)
         .await
         .with_context(|| format!("the user containerd at {}", socket.display()))
