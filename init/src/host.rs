@@ -87,6 +87,9 @@ pub trait Host: Send + Sync {
     fn mount_table(&self) -> HostResult<String>;
     /// One line on the console, for people and tests.
     fn console(&self, line: &str);
+    /// The kernel prints to the console only messages more urgent than
+    /// `level` (`/proc/sys/kernel/printk`'s first field).
+    fn set_console_log_level(&self, level: u8) -> HostResult<()>;
 }
 
 /// The real host: one nix call per method.
@@ -212,7 +215,14 @@ impl Host for RealHost {
     fn console(&self, line: &str) {
         crate::console::line(line);
     }
+
+    fn set_console_log_level(&self, level: u8) -> HostResult<()> {
+        // The other three fields are kept when only the first is written.
+        std::fs::write(PRINTK, format!("{level}\n")).map_err(|e| HostError::new("write", PRINTK, e))
+    }
 }
+
+const PRINTK: &str = "/proc/sys/kernel/printk";
 
 /// One recorded call on the fake host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +250,7 @@ pub enum HostCall {
     SignalAll(Signal),
     MountTable,
     Console(String),
+    ConsoleLogLevel(u8),
 }
 
 /// A host that records every call and can be told to fail.
@@ -487,6 +498,10 @@ impl Host for FakeHost {
     fn console(&self, line: &str) {
         // The console cannot fail; any injected failure is ignored.
         let _ = self.record(HostCall::Console(line.to_owned()));
+    }
+
+    fn set_console_log_level(&self, level: u8) -> HostResult<()> {
+        self.record(HostCall::ConsoleLogLevel(level))
     }
 }
 

@@ -111,7 +111,10 @@ fn log_settled(name: &str, status: &ServiceStatus) {
         ServiceState::Failed { error, .. } => {
             report(&format!("service {name} failed to start: {error}"));
         }
-        state => tracing::info!(service = name, ?state, "service settled"),
+        ServiceState::Running { pid } => {
+            tracing::info!(service = name, pid, "service settled: running");
+        }
+        state => tracing::info!(service = name, state = state.word(), "service settled"),
     }
 }
 

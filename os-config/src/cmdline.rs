@@ -75,6 +75,17 @@ impl Cmdline {
             value.is_none_or(|word| crate::schema::scalar::parse_bool_word(word) == Some(true))
         })
     }
+
+    /// Whether the kernel's console log level is the user's to keep: set
+    /// by `loglevel=`, `quiet`, `debug` or `ignore_loglevel`, or raised
+    /// for `rancher.debug`. Otherwise PID 1 quiets the console once the
+    /// machine is ready.
+    pub fn sets_console_log_level(&self) -> bool {
+        ["loglevel", "quiet", "debug", "ignore_loglevel"]
+            .iter()
+            .any(|key| self.get(key).is_some())
+            || self.debug()
+    }
 }
 
 impl std::fmt::Display for Cmdline {
@@ -107,6 +118,20 @@ mod tests {
     fn the_last_of_a_repeated_parameter_wins() {
         let cmdline = Cmdline::parse("a=1 a=2");
         assert_eq!(cmdline.get("a"), Some(Some("2")));
+    }
+
+    #[test]
+    fn the_console_log_level_is_the_users_when_the_command_line_sets_it() {
+        let sets = |text: &str| Cmdline::parse(text).sets_console_log_level();
+        assert!(!sets(
+            "console=tty1 console=ttyS0,115200n8 rancher.autologin=[tty1,ttyS0]"
+        ));
+        assert!(sets("console=ttyS0 loglevel=3"));
+        assert!(sets("quiet"));
+        assert!(sets("debug"));
+        assert!(sets("ignore_loglevel"));
+        assert!(sets("rancher.debug"));
+        assert!(!sets("rancher.debug=false"));
     }
 
     #[test]

@@ -626,6 +626,37 @@ impl Vm {
         }
     }
 
+    /// Waits until every enabled service has settled (none is starting,
+    /// created or not yet started), as `ros service list` shows: the
+    /// console, and so `ros: ready`, may come before the other services
+    /// under load. Returns the last list.
+    pub fn wait_for_services_settled(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let list = self.check("ros service list");
+            let unsettled: Vec<&str> = list
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let cells: Vec<&str> = line.split_whitespace().collect();
+                    cells.get(1) == Some(&"enabled")
+                        && matches!(
+                            cells.get(2),
+                            Some(&"starting" | &"created" | &"not-started")
+                        )
+                })
+                .collect();
+            if unsettled.is_empty() {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "services not settled in {timeout:?}:\n{list}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Runs `command` in the console shell; returns its output and status.
     pub fn run(&mut self, command: &str) -> CommandOutput {
         self.commands += 1;

@@ -99,6 +99,10 @@ fn boots_from_the_iso() {
     );
     let medium = vm.check("grep ' /run/ros/medium ' /proc/1/mounts");
     assert!(medium.contains(" iso9660 ro"), "{medium}");
+    // After ready the console shows warnings and worse only: the
+    // services' info lines stay out of what the user types.
+    let printk = vm.check("cat /proc/sys/kernel/printk");
+    assert_eq!(printk.split_whitespace().next(), Some("5"), "{printk}");
     vm.send_line("ros poweroff");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).success());
     let output = vm.output();
@@ -164,6 +168,8 @@ fn a_killed_containerd_is_restarted_and_the_console_lives_on() {
     let mut vm = VmBuilder::kernel(Image::built(), "").start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
+    // Every service's shim is there before they are counted.
+    vm.wait_for_services_settled(SHELL_TIMEOUT);
     let before = vm.check(SYSTEM_CONTAINERD).trim().to_string();
     let shell = vm.check("echo $$").trim().to_string();
     let shims = |vm: &mut qemu_tests::Vm| {

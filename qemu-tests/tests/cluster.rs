@@ -202,16 +202,15 @@ fn a_wrong_token_shows_in_the_agents_log_and_its_restarts_back_off() {
     );
     let mut vm = boot(with_network(VmBuilder::kernel(Image::built(), &append)));
     // Each attempt costs 2–7 s under TCG (a container start and two TLS
-    // handshakes, more while the boot goes on); the backoff (0.1 s
-    // doubling, 12.8 s before the ninth) shows past that: the last gap is
-    // more than twice the shortest.
+    // handshakes, more while the boot goes on), so the gaps' ratios say
+    // little; the backoff (0.1 s doubling) puts 12.8 s before the ninth
+    // attempt on top of its own cost.
     let refused = server.wait_for_refusals(9, JOIN_TIMEOUT);
     let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1] - w[0]).collect();
     eprintln!("gaps between refused attempts: {gaps:?}");
-    let shortest = gaps.iter().min().copied().unwrap_or_default();
     let last = gaps[gaps.len() - 1];
     assert!(
-        last > shortest * 2 && last > Duration::from_secs(10),
+        last >= Duration::from_secs(12),
         "the restarts do not back off: {gaps:?}"
     );
     assert!(server.registrations().is_empty());

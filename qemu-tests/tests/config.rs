@@ -68,7 +68,11 @@ rancher:
         vm.check("cat /var/log/ros/bootcmd.out").trim(),
         "bootcmd ran"
     );
-    vm.check("for i in $(seq 30); do [ -s /var/log/ros/runcmd.out ] && break; sleep 1; done");
+    // runcmd runs once the services have settled.
+    vm.check(
+        "for i in $(seq 60); do [ -s /var/log/ros/runcmd.out ] && break; sleep 1; done; \
+         [ -s /var/log/ros/runcmd.out ]",
+    );
     assert_eq!(vm.check("cat /var/log/ros/runcmd.out").trim(), "7");
     // Saved as a layer of its own, below cloud-config.yml.
     vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");

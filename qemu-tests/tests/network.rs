@@ -252,7 +252,7 @@ runcmd:
     let runcmd = eventually(
         &mut vm,
         "cat /proc/1/root/run/url-test-runcmd",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     );
     assert_eq!(runcmd.trim(), "runcmd");
     // Fetched once per boot.

@@ -78,6 +78,14 @@ fn configuration_and_user_data_files_are_private_and_secrets_stay_out_of_logs_an
     assert_eq!(vm.check("ros config get hostname").trim(), "secrets");
     vm.check("[ -s /var/lib/rancher/conf/cloud-config.d/user-data.yml ]");
 
+    // The console makes the SSH host keys (and narrows their directory)
+    // beside the login, then starts dropbear: wait for it.
+    let deadline = std::time::Instant::now() + SHELL_TIMEOUT;
+    while vm.run("pidof dropbear").status != 0 {
+        assert!(std::time::Instant::now() < deadline, "dropbear never ran");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // Modes of every saved configuration and user-data file.
     let modes = vm.check(
         "cd /var/lib/rancher && stat -c '%a %n' conf conf/cloud-config.yml conf/cloud-config.d \

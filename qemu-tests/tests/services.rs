@@ -140,10 +140,11 @@ fn built_in_services_run_and_one_killed_comes_back() {
     }
     // syslog (rsyslog) takes messages on /dev/log into /var/log/syslog
     // (tests/syslog.rs checks the rest).
-    vm.check("logger -t qemu-test hello-syslog");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Logged again at each look: one sent before rsyslogd's socket
+    // existed is lost.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !vm
-        .check("cat /var/log/syslog")
+        .check("logger -t qemu-test hello-syslog; cat /var/log/syslog")
         .contains("qemu-test: hello-syslog")
     {
         assert!(
@@ -205,9 +206,21 @@ fn the_power_button_powers_off_through_acpid() {
         .start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
-    list_until(&mut vm, "acpid running", RESTART_TIMEOUT, |list| {
+    let list = list_until(&mut vm, "acpid running", RESTART_TIMEOUT, |list| {
         running(list, "acpid").is_some()
     });
+    // A press before acpid has opened the input device is lost, as on a
+    // real machine: press once it listens.
+    let acpid = running(&list, "acpid").unwrap();
+    let deadline = Instant::now() + RESTART_TIMEOUT;
+    while vm
+        .run(&format!("ls -l /proc/{acpid}/fd | grep -q /dev/input/"))
+        .status
+        != 0
+    {
+        assert!(Instant::now() < deadline, "acpid opened no input device");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let mut qmp_stream = connect(&socket);
     let mut greeting = String::new();
     qmp_stream.read_line(&mut greeting).unwrap();

@@ -107,6 +107,8 @@ rancher:
         .start();
     vm.wait_ready();
     vm.wait_for_shell(SHELL_TIMEOUT);
+    // The console may run before syslog under load.
+    vm.wait_for_services_settled(SHELL_TIMEOUT);
 
     // /dev/log is a link to the service's socket; the service itself has
     // no host /dev (its /dev is the runtime's tmpfs).
@@ -118,29 +120,40 @@ rancher:
     ));
     assert_eq!(dev.trim(), "tmpfs", "rsyslogd's /dev");
 
+    // rsyslogd's socket exists once its imuxsock runs: what is logged
+    // before is lost.
+    let deadline = Instant::now() + ARRIVAL_TIMEOUT;
+    while vm.run("test -S /run/ros/syslog/log").status != 0 {
+        assert!(Instant::now() < deadline, "no syslog socket");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     vm.check("logger -t qemu-test hello-from-console");
     vm.check("echo '<6>kmsg-marker' > /dev/kmsg");
     vm.check("logger -p local3.info -t qemu-test local3-line");
+    // In /var/log/syslog; and Debian's split files: the kernel's own lines
+    // in kern.log, the user facility's in user.log; the dropped-in rule
+    // wrote its own file.
+    let expected = [
+        ("syslog", "qemu-test: hello-from-console"),
+        ("syslog", "kmsg-marker"),
+        ("kern.log", "kernel:"),
+        ("user.log", "hello-from-console"),
+        ("local3.log", "local3-line"),
+    ];
     let deadline = Instant::now() + ARRIVAL_TIMEOUT;
-    loop {
-        let syslog = vm.check("cat /var/log/syslog");
-        if syslog.contains("qemu-test: hello-from-console") && syslog.contains("kmsg-marker") {
-            break;
+    for (file, line) in expected {
+        loop {
+            let text = vm.run(&format!("cat /var/log/{file}")).output;
+            if text.contains(line) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/var/log/{file} lacks `{line}`:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
-        assert!(
-            Instant::now() < deadline,
-            "/var/log/syslog lacks the console or kmsg line:\n{syslog}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
     }
-    // Debian's split files: the kernel's own lines in kern.log, the user
-    // facility's in user.log; the dropped-in rule wrote its own file.
-    assert!(vm.check("cat /var/log/kern.log").contains("kernel:"));
-    assert!(
-        vm.check("cat /var/log/user.log")
-            .contains("hello-from-console")
-    );
-    assert!(vm.check("cat /var/log/local3.log").contains("local3-line"));
 
     for (what, received) in [("UDP", &udp), ("TCP", &tcp)] {
         wait_until_received(received, what, "hello-from-console");

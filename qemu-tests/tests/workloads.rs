@@ -202,7 +202,7 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
     let logs = eventually(
         &mut vm,
         "ros logs web | grep -q url:/ && ros logs web",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
     );
     assert!(logs.contains("response:200"), "{logs}");
     let ps = vm.check("ros ps");

@@ -657,6 +657,7 @@ impl Steps for System {
         let all_settled = watch_for_ready(
             &engine,
             &self.config,
+            !self.cmdline.sets_console_log_level(),
             Arc::clone(&self.host),
             self.state_mounted.then(|| self.machine.paths.clone()),
         )?;
@@ -834,6 +835,7 @@ fn new_in<T: PartialEq + Clone>(now: &[T], before: &[T]) -> Vec<T> {
 fn watch_for_ready(
     engine: &Arc<Engine<Containerd>>,
     config: &CloudConfig,
+    quiet_console: bool,
     host: Arc<dyn Host>,
     last_good: Option<ConfigPaths>,
 ) -> Result<watch::Sender<bool>, BootError> {
@@ -864,7 +866,7 @@ fn watch_for_ready(
         if let Some(paths) = last_good {
             counter::reached_ready(&BootCounter::new(&paths), &paths, |line| host.console(line));
         }
-        announce_ready(&*host);
+        announce_ready(&*host, quiet_console);
     });
     Ok(all_settled)
 }
@@ -960,12 +962,22 @@ fn record_lease(network: Option<&NetworkHandle<RtNetlink>>) {
 }
 
 /// One line on the console for people and tests: the machine is usable.
-fn announce_ready(host: &dyn Host) {
+fn announce_ready(host: &dyn Host, quiet_console: bool) {
     timeline::mark(timeline::READY);
     let seconds = timeline::since_boot().as_secs_f64();
     tracing::info!("ready in {seconds:.2} s");
     host.console(&format!("ros: ready in {seconds:.2} s"));
+    // The boot's log stays on the console up to here; after it the
+    // services' info lines would cut into what the user types. Warnings
+    // and errors still show; `dmesg` and /var/log have the rest.
+    if quiet_console && let Err(err) = host.set_console_log_level(QUIET_CONSOLE_LEVEL) {
+        tracing::warn!("the console stays verbose: {err}");
+    }
 }
+
+/// After ready, the console shows the kernel's and PID 1's warnings
+/// (KERN_WARNING, 4) and more urgent messages only.
+const QUIET_CONSOLE_LEVEL: u8 = 5;
 
 #[cfg(test)]
 mod on_fake_machine;

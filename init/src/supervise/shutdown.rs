@@ -341,6 +341,9 @@ mod tests {
         fn console(&self, line: &str) {
             self.0.console(line);
         }
+        fn set_console_log_level(&self, level: u8) -> HostResult<()> {
+            self.0.set_console_log_level(level)
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -231,7 +231,7 @@ impl Steps for OnFakeMachine {
         let control = services::control(&engine, paths, self.system.cmdline.clone());
         services::start_all(&engine, &control, &self.system.config, async {}).await;
         self.engine = Some(engine);
-        announce_ready(&*self.host);
+        announce_ready(&*self.host, !self.system.cmdline.sets_console_log_level());
         Ok(())
     }
 
@@ -336,6 +336,12 @@ fn the_real_steps_boot_a_fake_machine_and_shut_it_down_in_order() {
     expected.push(HostCall::Console(format!("ros: state on {STATE_DISK}")));
     assert_eq!(run_of(rest, &expected[0], expected.len()), expected);
 
+    // `rancher.debug` keeps the console as verbose as it was.
+    assert!(
+        !calls
+            .iter()
+            .any(|call| matches!(call, HostCall::ConsoleLogLevel(_)))
+    );
     // On the console: the state, ready, the shutdown; nothing else went
     // wrong on the way.
     let lines = machine.host.console_lines();

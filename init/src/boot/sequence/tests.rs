@@ -325,3 +325,22 @@ fn a_stop_that_hangs_is_given_up_after_the_shutdown_deadline() {
         )
     );
 }
+
+#[test]
+fn at_ready_the_console_is_quieted_unless_the_command_line_set_its_level() {
+    let host = FakeHost::new();
+    announce_ready(&host, true);
+    let calls = host.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(matches!(&calls[0], HostCall::Console(line) if line.starts_with("ros: ready in ")));
+    assert_eq!(calls[1], HostCall::ConsoleLogLevel(5));
+
+    let host = FakeHost::new();
+    announce_ready(&host, false);
+    assert!(
+        !host
+            .calls()
+            .iter()
+            .any(|call| matches!(call, HostCall::ConsoleLogLevel(_)))
+    );
+}
