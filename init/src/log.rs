@@ -1,6 +1,7 @@
 //! Logging for PID 1 goes to the kernel log: /dev/kmsg stamps and orders it
 //! with the kernel's own messages, `dmesg` shows it, and the console shows
-//! it unless booted `quiet`.
+//! it (unless booted `quiet`) up to `ros: ready`, then its warnings and
+//! errors only (see `boot::sequence::announce_ready`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -77,9 +77,9 @@ impl Cmdline {
     }
 
     /// Whether the kernel's console log level is the user's to keep: set
-    /// by `loglevel=`, `quiet`, `debug` or `ignore_loglevel`, or raised
-    /// for `rancher.debug`. Otherwise PID 1 quiets the console once the
-    /// machine is ready.
+    /// by `loglevel=`, `quiet`, `debug` or `ignore_loglevel`, or asked
+    /// for debug lines with `rancher.debug`. Otherwise PID 1 quiets the
+    /// console once the machine is ready.
     pub fn sets_console_log_level(&self) -> bool {
         ["loglevel", "quiet", "debug", "ignore_loglevel"]
             .iter()

@@ -626,8 +626,8 @@ impl Vm {
         }
     }
 
-    /// Waits until every enabled service has settled (none is starting,
-    /// created or not yet started), as `ros service list` shows: the
+    /// Waits until every enabled service has settled (none is starting or
+    /// not yet started), as `ros service list` shows: the
     /// console, and so `ros: ready`, may come before the other services
     /// under load. Returns the last list.
     pub fn wait_for_services_settled(&mut self, timeout: Duration) -> String {
@@ -640,10 +640,7 @@ impl Vm {
                 .filter(|line| {
                     let cells: Vec<&str> = line.split_whitespace().collect();
                     cells.get(1) == Some(&"enabled")
-                        && matches!(
-                            cells.get(2),
-                            Some(&"starting" | &"created" | &"not-started")
-                        )
+                        && matches!(cells.get(2), Some(&"starting" | &"not-started"))
                 })
                 .collect();
             if unsettled.is_empty() {
@@ -659,6 +656,11 @@ impl Vm {
 
     /// Runs `command` in the console shell; returns its output and status.
     pub fn run(&mut self, command: &str) -> CommandOutput {
+        self.run_within(command, COMMAND_TIMEOUT)
+    }
+
+    /// [`Vm::run`] for a command that may take longer than a minute.
+    pub fn run_within(&mut self, command: &str, timeout: Duration) -> CommandOutput {
         self.commands += 1;
         let id = self.commands;
         let from = self.output().len();
@@ -673,7 +675,7 @@ impl Vm {
             .wait_for_after(from, &begin, COMMAND_TIMEOUT)
             .unwrap_or_else(|e| panic!("{command}: {e}"));
         let stop = self
-            .wait_for_after(start, &end, COMMAND_TIMEOUT)
+            .wait_for_after(start, &end, timeout)
             .unwrap_or_else(|e| panic!("{command}: {e}"));
         let after = self
             .wait_for_after(stop, "\n", Duration::from_secs(5))
@@ -688,7 +690,12 @@ impl Vm {
     /// Runs `command` and returns its output, failing the test unless it
     /// exits with 0.
     pub fn check(&mut self, command: &str) -> String {
-        let result = self.run(command);
+        self.check_within(command, COMMAND_TIMEOUT)
+    }
+
+    /// [`Vm::check`] for a command that may take longer than a minute.
+    pub fn check_within(&mut self, command: &str, timeout: Duration) -> String {
+        let result = self.run_within(command, timeout);
         assert_eq!(result.status, 0, "`{command}` failed: {}", result.output);
         result.output
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qemu_tests::{Image, VmBuilder, config_drive};
 
@@ -69,10 +69,11 @@ rancher:
         "bootcmd ran"
     );
     // runcmd runs once the services have settled.
-    vm.check(
-        "for i in $(seq 60); do [ -s /var/log/ros/runcmd.out ] && break; sleep 1; done; \
-         [ -s /var/log/ros/runcmd.out ]",
-    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while vm.run("[ -s /var/log/ros/runcmd.out ]").status != 0 {
+        assert!(Instant::now() < deadline, "runcmd wrote nothing");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(vm.check("cat /var/log/ros/runcmd.out").trim(), "7");
     // Saved as a layer of its own, below cloud-config.yml.
     vm.check("grep -q from-config-drive /var/lib/rancher/conf/cloud-config.d/user-data.yml");

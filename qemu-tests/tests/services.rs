@@ -144,7 +144,8 @@ fn built_in_services_run_and_one_killed_comes_back() {
     // existed is lost.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !vm
-        .check("logger -t qemu-test hello-syslog; cat /var/log/syslog")
+        .run("logger -t qemu-test hello-syslog; cat /var/log/syslog")
+        .output
         .contains("qemu-test: hello-syslog")
     {
         assert!(
@@ -306,8 +307,8 @@ fn the_user_containerd_is_disabled_and_enabled_again_from_the_console() {
         |list| running(list, "user-containerd").is_some(),
     );
     // Its own socket, root and state, next to the system containerd's:
-    // `ros ps` waits for it to start.
-    vm.check("ros ps");
+    // `ros ps` waits for it to answer (up to 60 s).
+    vm.check_within("ros ps", Duration::from_secs(90));
     vm.check("test -S /run/system-containerd/containerd.sock");
     assert_eq!(vm.check("pidof containerd").split_whitespace().count(), 2);
     vm.send_line("ros poweroff");

@@ -186,7 +186,7 @@ fn a_pulled_web_server_serves_a_published_port_and_stays_apart_from_the_system()
 
     // Typed as soon as the console is up: the command waits for the user
     // containerd, which runs by default, with Docker's socket.
-    let pulled = vm.check(&format!("ros pull {web}"));
+    let pulled = vm.check_within(&format!("ros pull {web}"), Duration::from_secs(150));
     assert!(pulled.contains("pulled"), "{pulled}");
     vm.check("test -S /run/containerd/containerd.sock");
     let started = Instant::now();

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
@@ -15,7 +17,8 @@ use crate::restart::Backoff;
 use crate::runtime::ContainerRuntime;
 use crate::service::{Service, ServiceName};
 use crate::supervisor::{
-    Milestone, Observer, ServiceStatus, Supervised, finished, settled, supervise_observed,
+    Milestone, Observer, ServiceState, ServiceStatus, Supervised, finished, settled,
+    supervise_observed,
 };
 
 /// A request about a service the engine does not know.
@@ -51,6 +54,10 @@ pub struct Engine<R> {
     observer: Watcher,
     /// Bumped whenever a service gets a slot, for [`Engine::status_when_known`].
     known: watch::Sender<u64>,
+    /// Set by [`Engine::stop_all`]: nothing starts after it (a service
+    /// that comes after the network, or one a person starts, could
+    /// otherwise outlive the shutdown's stops).
+    closing: AtomicBool,
 }
 
 /// The [`Observer`], if any: told each service's milestones.
@@ -85,6 +92,7 @@ impl<R: ContainerRuntime> Engine<R> {
             started: Mutex::new(Vec::new()),
             observer: Watcher::default(),
             known: watch::Sender::new(0),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -166,6 +174,9 @@ impl<R: ContainerRuntime> Engine<R> {
     /// already running with the same definition is left alone; one with
     /// another definition is replaced (stopped, then started anew).
     pub async fn start(&self, service: Service) -> ServiceStatus {
+        if self.closing.load(Ordering::SeqCst) {
+            return shutting_down();
+        }
         let previous = {
             let mut slots = self.slots();
             match slots.get_mut(&service.name) {
@@ -192,6 +203,15 @@ impl<R: ContainerRuntime> Engine<R> {
         let status = supervised.status();
         {
             let mut slots = self.slots();
+            let mut started = self.started();
+            // Checked under the lock `stop_all` takes its list with: a
+            // start either is in that list or sees the flag.
+            if self.closing.load(Ordering::SeqCst) {
+                drop(started);
+                drop(slots);
+                supervised.stop().await;
+                return shutting_down();
+            }
             slots.insert(
                 name.clone(),
                 Slot {
@@ -200,7 +220,6 @@ impl<R: ContainerRuntime> Engine<R> {
                     supervised: Some(supervised),
                 },
             );
-            let mut started = self.started();
             started.retain(|n| *n != name);
             started.push(name.clone());
         }
@@ -290,6 +309,7 @@ impl<R: ContainerRuntime> Engine<R> {
     /// waits for stop together (a stop can take its whole grace period,
     /// so one after another would add them up), then the next.
     pub async fn stop_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         let mut left: Vec<ServiceName> = self.started().iter().rev().cloned().collect();
         while !left.is_empty() {
             let (mut now, mut later): (Vec<_>, Vec<_>) = {
@@ -307,6 +327,19 @@ impl<R: ContainerRuntime> Engine<R> {
             futures::future::join_all(now.iter().map(|name| self.stop(name))).await;
             left = later;
         }
+    }
+}
+
+/// What a start asked for during the shutdown gets.
+fn shutting_down() -> ServiceStatus {
+    ServiceStatus {
+        state: ServiceState::Failed {
+            error: "the machine is shutting down".into(),
+            permanent: true,
+        },
+        restarts: 0,
+        reattached: false,
+        since: SystemTime::now(),
     }
 }
 
@@ -334,7 +367,6 @@ mod tests {
     use crate::fake::{FakeCall, FakeRuntime};
     use crate::order::plan;
     use crate::service::RestartPolicy;
-    use crate::supervisor::ServiceState;
 
     fn name(text: &str) -> ServiceName {
         ServiceName::new(text).unwrap()
@@ -371,6 +403,25 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_starts_once_the_shutdown_has_begun() {
+        let runtime = Arc::new(FakeRuntime::default());
+        let engine = engine(&runtime);
+        engine.start(service("console", &[])).await;
+        engine.stop_all().await;
+        // A service that comes after the network, its lease late.
+        let status = engine.start(service("ntp", &[])).await;
+        assert_eq!(
+            status.state,
+            ServiceState::Failed {
+                error: "the machine is shutting down".into(),
+                permanent: true
+            }
+        );
+        assert_eq!(created(&runtime), ["console"]);
+        assert!(engine.status_of(&name("ntp")).is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -657,7 +657,7 @@ impl Steps for System {
         let all_settled = watch_for_ready(
             &engine,
             &self.config,
-            !self.cmdline.sets_console_log_level(),
+            quiet_console_at_ready(&self.cmdline, &self.config),
             Arc::clone(&self.host),
             self.state_mounted.then(|| self.machine.paths.clone()),
         )?;
@@ -973,6 +973,12 @@ fn announce_ready(host: &dyn Host, quiet_console: bool) {
     if quiet_console && let Err(err) = host.set_console_log_level(QUIET_CONSOLE_LEVEL) {
         tracing::warn!("the console stays verbose: {err}");
     }
+}
+
+/// Whether PID 1 quiets the console at ready: not when the user set its
+/// level, on the command line or as `rancher.sysctl`'s `kernel.printk`.
+fn quiet_console_at_ready(cmdline: &Cmdline, config: &CloudConfig) -> bool {
+    !cmdline.sets_console_log_level() && !config.rancher.sysctl.contains_key("kernel.printk")
 }
 
 /// After ready, the console shows the kernel's and PID 1's warnings

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 use os_config::cluster::{self, SERVICE};
 use os_config::{CloudConfig, ConfigPaths};
-use system_services::control::{self, ServiceInfo};
+use system_services::control::ServiceInfo;
 
 /// `ros cluster …`.
 #[derive(Debug, Args)]
@@ -42,9 +42,7 @@ fn status() -> anyhow::Result<ExitCode> {
         print!("{}", status_text(&config, None, SystemTime::now()));
         return Ok(ExitCode::SUCCESS);
     }
-    let socket = std::env::var_os(super::service::SOCKET_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(control::SOCKET));
+    let socket = super::service::control_socket(None);
     let services = super::service::services(&socket)?;
     let agent = services.iter().find(|s| s.name == SERVICE);
     print!("{}", status_text(&config, agent, SystemTime::now()));

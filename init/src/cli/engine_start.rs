@@ -1,8 +1,8 @@
 //! A workload command typed as the console comes up: the console is
-//! ready before the user containerd has made its socket (seconds later
-//! under TCG), so the command waits for the socket while PID 1 says the
-//! service is on its way, and says why when it is not (disabled, failed,
-//! stopped) instead of a bare "no such file".
+//! ready before the user containerd answers on its socket (seconds later
+//! under TCG), so the command waits for it while PID 1 says the service
+//! is on its way, and says why when it is not (disabled, stopped, failed)
+//! instead of a bare "no such file" or "connection refused".
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,8 +16,11 @@ pub const SERVICE: &str = "user-containerd";
 /// How long a command waits for a starting user containerd.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// How often the socket and the service's state are looked at.
+/// How often the socket is tried.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How often PID 1 is asked (each answer re-reads the configuration).
+const ASK_EVERY: Duration = Duration::from_secs(1);
 
 /// What to do, given the service as PID 1 reports it.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,14 +33,20 @@ enum Verdict {
 
 fn verdict(info: &ServiceInfo) -> Verdict {
     let state = info.state.as_str();
+    let enable = if info.enabled {
+        String::new()
+    } else {
+        format!("`ros service enable {SERVICE}` and ")
+    };
     let hint = match state {
-        "starting" | "created" | "running" => return Verdict::Wait,
-        // Enabled but not yet reached by the boot's start.
-        "not-started" if info.enabled => return Verdict::Wait,
-        "disabled" | "not-started" => {
-            format!("turn it on with `ros service enable {SERVICE}` and `ros service up {SERVICE}`")
-        }
-        "stopped" => format!("start it with `ros service start {SERVICE}`"),
+        // A running service whose containerd does not answer yet (or is
+        // being restarted inside it).
+        "starting" | "running" => return Verdict::Wait,
+        "stopped" => format!("start it with {enable}`ros service start {SERVICE}`"),
+        // Never started since boot (the boot starts every enabled
+        // service before the console runs): disabled, removed, or enabled
+        // after the boot.
+        "disabled" | "not-started" => format!("start it with {enable}`ros service up {SERVICE}`"),
         _ => format!(
             "`ros service logs {SERVICE}` says why, `ros service start {SERVICE}` starts it"
         ),
@@ -50,54 +59,64 @@ fn verdict(info: &ServiceInfo) -> Verdict {
     Verdict::Fail(format!("the {SERVICE} service is {state}{detail}; {hint}"))
 }
 
-/// Returns once `socket` exists; waits up to `timeout` while `ask` (PID
-/// 1's list of services) says the service is starting. Without an answer
-/// from PID 1 (no control socket: not on this OS, or a test) there is
-/// nothing to wait for, and the connection says what is wrong. `note` is
-/// told once that the command waits.
+/// Returns once `answers` (the socket takes a connection); waits up to
+/// `timeout` while `ask` (PID 1's list of services) says the service is
+/// starting or running. Without an answer from PID 1 (no control socket:
+/// not on this OS, or a test) there is nothing to wait for, and the
+/// connection says what is wrong. `note` is told once that the command
+/// waits.
 pub async fn wait_for_socket(
     socket: &Path,
     timeout: Duration,
+    answers: impl Fn() -> bool,
     ask: impl Fn() -> Option<Vec<ServiceInfo>>,
     mut note: impl FnMut(&str),
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut noted = false;
+    let started = Instant::now();
+    let mut asked: Option<Instant> = None;
     loop {
-        if socket.exists() {
+        if answers() {
             return Ok(());
         }
-        let Some(services) = ask() else {
-            return Ok(());
-        };
-        let Some(info) = services.iter().find(|info| info.name == SERVICE) else {
-            return Ok(());
-        };
-        if let Verdict::Fail(why) = verdict(info) {
-            bail!("{} is missing: {why}", socket.display());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} is missing: the {SERVICE} service is {} and did not make it in {:?}; \
-                 `ros service logs {SERVICE}` says why",
-                socket.display(),
-                info.state,
-                timeout
-            );
-        }
-        if !noted {
-            note(&format!(
-                "ros: waiting for the {SERVICE} service to start ({})",
-                info.state
-            ));
-            noted = true;
+        if asked.is_none_or(|at| at.elapsed() >= ASK_EVERY) {
+            let Some(services) = ask() else {
+                return Ok(());
+            };
+            let Some(info) = services.iter().find(|info| info.name == SERVICE) else {
+                return Ok(());
+            };
+            if let Verdict::Fail(why) = verdict(info) {
+                bail!("nothing answers on {}: {why}", socket.display());
+            }
+            if started.elapsed() >= timeout {
+                bail!(
+                    "nothing answers on {}: the {SERVICE} service is {} and its containerd did \
+                     not answer in {timeout:?}; `ros service logs {SERVICE}` says why",
+                    socket.display(),
+                    info.state,
+                );
+            }
+            if asked.is_none() {
+                note(&format!(
+                    "ros: waiting for the {SERVICE} service's containerd (service {})",
+                    info.state
+                ));
+            }
+            asked = Some(Instant::now());
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
+/// Whether something takes a connection on `socket`: a socket file can
+/// outlive its containerd (killed, or still restarting).
+pub fn answers(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixListener;
     use std::sync::Mutex;
 
     use super::*;
@@ -117,19 +136,35 @@ mod tests {
         }
     }
 
+    fn failure(state: &str, enabled: bool) -> String {
+        match verdict(&info(state, enabled)) {
+            Verdict::Fail(why) => why,
+            Verdict::Wait => panic!("{state} is waited for"),
+        }
+    }
+
     #[test]
-    fn a_starting_or_enabled_service_is_waited_for_and_others_are_named() {
+    fn a_starting_or_running_service_is_waited_for_and_others_are_named_with_a_way_out() {
         assert_eq!(verdict(&info("starting", true)), Verdict::Wait);
         assert_eq!(verdict(&info("running", true)), Verdict::Wait);
-        assert_eq!(verdict(&info("not-started", true)), Verdict::Wait);
-        let Verdict::Fail(disabled) = verdict(&info("disabled", false)) else {
-            panic!("a disabled service is not waited for");
-        };
-        assert!(disabled.contains("is disabled"), "{disabled}");
-        assert!(
-            disabled.contains("ros service enable user-containerd"),
-            "{disabled}"
+        assert_eq!(
+            failure("disabled", false),
+            "the user-containerd service is disabled; start it with \
+             `ros service enable user-containerd` and `ros service up user-containerd`"
         );
+        assert_eq!(
+            failure("not-started", true),
+            "the user-containerd service is not-started; start it with \
+             `ros service up user-containerd`"
+        );
+        assert_eq!(
+            failure("stopped", true),
+            "the user-containerd service is stopped; start it with \
+             `ros service start user-containerd`"
+        );
+        assert!(failure("stopped", false).contains("`ros service enable user-containerd` and"));
+        // A createonly definition never starts by itself.
+        assert!(failure("created", true).contains("ros service logs user-containerd"));
         let mut failed = info("failed", true);
         failed.detail = Some("exec: no such file".into());
         let Verdict::Fail(failed) = verdict(&failed) else {
@@ -143,95 +178,107 @@ mod tests {
             failed.contains("ros service logs user-containerd"),
             "{failed}"
         );
-        let Verdict::Fail(stopped) = verdict(&info("stopped", true)) else {
-            panic!("a stopped service is not waited for");
-        };
-        assert!(
-            stopped.ends_with("is stopped; start it with `ros service start user-containerd`"),
-            "{stopped}"
-        );
     }
 
     #[tokio::test]
-    async fn the_command_waits_until_the_starting_service_makes_its_socket() {
+    async fn the_command_waits_until_the_starting_service_answers_on_its_socket() {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("containerd.sock");
+        // A socket file nobody listens on, as a killed containerd leaves.
+        drop(UnixListener::bind(&socket).expect("stale socket"));
+        let listener = Mutex::new(None);
         let asked = Mutex::new(0);
         let mut notes = Vec::new();
         let started = Instant::now();
         wait_for_socket(
             &socket,
             Duration::from_secs(10),
+            || answers(&socket),
             || {
                 let mut asked = asked.lock().expect("lock");
                 *asked += 1;
-                // The socket appears at the third look.
-                if *asked == 3 {
-                    std::fs::write(&socket, "").expect("socket stand-in");
+                // The containerd listens after the second answer.
+                if *asked == 2 {
+                    std::fs::remove_file(&socket).expect("stale socket removed");
+                    *listener.lock().expect("lock") =
+                        Some(UnixListener::bind(&socket).expect("listening"));
                 }
                 Some(vec![info("starting", true)])
             },
             |line| notes.push(line.to_string()),
         )
         .await
-        .expect("the socket appeared");
-        assert_eq!(*asked.lock().expect("lock"), 3);
+        .expect("the socket answered");
+        assert_eq!(*asked.lock().expect("lock"), 2);
         assert_eq!(
             notes,
-            ["ros: waiting for the user-containerd service to start (starting)"]
+            ["ros: waiting for the user-containerd service's containerd (service starting)"]
         );
+        // PID 1 was asked once a second, not at each look.
+        assert!(started.elapsed() >= ASK_EVERY);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
-    async fn a_disabled_service_fails_at_once_naming_the_socket_and_the_way_to_turn_it_on() {
+    async fn a_stopped_service_fails_at_once_naming_the_socket_and_the_way_to_start_it() {
         let socket = Path::new("/nonexistent/containerd.sock");
         let started = Instant::now();
         let error = wait_for_socket(
             socket,
             Duration::from_secs(10),
-            || Some(vec![info("disabled", false)]),
+            || false,
+            || Some(vec![info("stopped", false)]),
             |_| panic!("nothing to wait for"),
         )
         .await
-        .expect_err("disabled");
-        let text = error.to_string();
-        assert!(
-            text.starts_with(
-                "/nonexistent/containerd.sock is missing: the user-containerd service is disabled"
-            ),
-            "{text}"
+        .expect_err("stopped");
+        assert_eq!(
+            error.to_string(),
+            "nothing answers on /nonexistent/containerd.sock: the user-containerd service is \
+             stopped; start it with `ros service enable user-containerd` and \
+             `ros service start user-containerd`"
         );
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
-    async fn a_service_that_never_makes_its_socket_fails_after_the_wait() {
+    async fn a_service_whose_containerd_never_answers_fails_after_the_wait() {
         let socket = Path::new("/nonexistent/containerd.sock");
+        let started = Instant::now();
         let error = wait_for_socket(
             socket,
-            Duration::from_millis(600),
+            Duration::from_millis(1500),
+            || false,
             || Some(vec![info("running", true)]),
             |_| {},
         )
         .await
-        .expect_err("no socket");
+        .expect_err("no answer");
         assert!(
             error
                 .to_string()
-                .contains("is running and did not make it in 600ms"),
+                .contains("is running and its containerd did not answer in 1.5s"),
             "{error}"
         );
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[tokio::test]
-    async fn without_pid_1_to_ask_the_connection_says_what_is_wrong() {
+    async fn without_pid_1_or_the_service_to_ask_about_there_is_nothing_to_wait_for() {
         let socket = Path::new("/nonexistent/containerd.sock");
-        wait_for_socket(socket, Duration::from_secs(10), || None, |_| {})
+        for listed in [None, Some(vec![])] {
+            let started = Instant::now();
+            wait_for_socket(
+                socket,
+                Duration::from_secs(10),
+                || false,
+                || listed.clone(),
+                |_| panic!("nothing to wait for"),
+            )
             .await
-            .expect("nothing to wait for");
-        wait_for_socket(socket, Duration::from_secs(10), || Some(vec![]), |_| {})
-            .await
-            .expect("no such service");
+            .expect("the connection says what is wrong");
+            assert!(started.elapsed() < Duration::from_secs(1));
+        }
     }
 }

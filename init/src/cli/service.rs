@@ -87,10 +87,7 @@ enum ServiceCommand {
 
 /// Runs one `ros service` command.
 pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
-    let socket = args
-        .socket
-        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(control::SOCKET));
+    let socket = control_socket(args.socket);
     let root = args
         .root
         .or_else(|| std::env::var_os(super::config::ROOT_ENV).map(PathBuf::from))
@@ -109,6 +106,14 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
         ServiceCommand::Logs { follow, tail, name } => logs(&socket, &name, tail, follow),
         ServiceCommand::Pull(args) => super::pull::run(args, &paths),
     }
+}
+
+/// PID 1's control socket: `given`, else `ROS_CONTROL_SOCKET`, else
+/// the real one.
+pub fn control_socket(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(control::SOCKET))
 }
 
 pub fn services(socket: &Path) -> anyhow::Result<Vec<ServiceInfo>> {

@@ -7,7 +7,8 @@
 //! `ROS_CONTAINERD_NAMESPACE`, `ROS_OCI_RUNTIME`, `ROS_WORKLOADS_DIR`
 //! (data and runtime directories under it), `ROS_WORKLOADS_PROGRAM` (the
 //! log pipe program), `ROS_NET_HOOK` (the network hook program),
-//! `ROS_CONFIG_ROOT` (where the configuration is read).
+//! `ROS_CONFIG_ROOT` (where the configuration is read), `ROS_CONTROL_SOCKET`
+//! (PID 1, asked why the user containerd does not answer).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -303,13 +304,19 @@ impl From<anyhow::Error> for Failure {
 async fn connect() -> Result<Engine, Failure> {
     let settings = settings();
     let socket = settings.socket.clone();
-    let control = std::env::var_os(super::service::SOCKET_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(system_services::control::SOCKET));
+    // PID 1 is asked about its user containerd only when that is the one
+    // this command talks to.
+    let control = super::service::control_socket(None);
+    let ours = socket == Settings::system().socket
+        || std::env::var_os(super::service::SOCKET_ENV).is_some();
     super::engine_start::wait_for_socket(
         &socket,
         super::engine_start::WAIT,
-        || super::service::services(&control).ok(),
+        || super::engine_start::answers(&socket),
+        || {
+            ours.then(|| super::service::services(&control).ok())
+                .flatten()
+        },
         |line| eprintln!("{line}"),
     )
     .await?;

@@ -231,7 +231,10 @@ impl Steps for OnFakeMachine {
         let control = services::control(&engine, paths, self.system.cmdline.clone());
         services::start_all(&engine, &control, &self.system.config, async {}).await;
         self.engine = Some(engine);
-        announce_ready(&*self.host, !self.system.cmdline.sets_console_log_level());
+        announce_ready(
+            &*self.host,
+            quiet_console_at_ready(&self.system.cmdline, &self.system.config),
+        );
         Ok(())
     }
 

@@ -344,3 +344,25 @@ fn at_ready_the_console_is_quieted_unless_the_command_line_set_its_level() {
             .any(|call| matches!(call, HostCall::ConsoleLogLevel(_)))
     );
 }
+
+#[test]
+fn the_console_is_left_as_the_user_set_it_on_the_command_line_or_by_sysctl() {
+    let config = CloudConfig::default();
+    assert!(quiet_console_at_ready(
+        &Cmdline::parse("console=ttyS0"),
+        &config
+    ));
+    assert!(!quiet_console_at_ready(
+        &Cmdline::parse("console=ttyS0 loglevel=7"),
+        &config
+    ));
+    let mut by_sysctl = CloudConfig::default();
+    by_sysctl
+        .rancher
+        .sysctl
+        .insert("kernel.printk".into(), "7 4 1 7".into());
+    assert!(!quiet_console_at_ready(
+        &Cmdline::parse("console=ttyS0"),
+        &by_sysctl
+    ));
+}
