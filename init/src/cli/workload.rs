@@ -307,15 +307,18 @@ async fn connect() -> Result<Engine, Failure> {
     // PID 1 is asked about its user containerd only when that is the one
     // this command talks to.
     let control = super::service::control_socket(None);
-    let ours = socket == Settings::system().socket
+    let ask_pid_1 = socket == Path::new(workloads::SOCKET)
         || std::env::var_os(super::service::SOCKET_ENV).is_some();
     super::engine_start::wait_for_socket(
         &socket,
         super::engine_start::WAIT,
         || super::engine_start::answers(&socket),
         || {
-            ours.then(|| super::service::services(&control).ok())
-                .flatten()
+            if ask_pid_1 {
+                super::service::services(&control).ok()
+            } else {
+                None
+            }
         },
         |line| eprintln!("{line}"),
     )
